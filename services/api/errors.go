@@ -1,0 +1,40 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/carteiro/carteiro/services/internal/message"
+)
+
+// apiError is an answer other than success: a status, an English sentence
+// for API clients, and per-field problems for validation failures.
+type apiError struct {
+	Status   int
+	Message  string
+	Problems message.Problems
+	// RetryAfter, in seconds, is sent for 503s.
+	RetryAfter string
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+var (
+	errForbiddenCrossSite = &apiError{Status: http.StatusForbidden,
+		Message: "cross-site request rejected: post the form from this site"}
+	errUnsupportedType = &apiError{Status: http.StatusUnsupportedMediaType,
+		Message: "Content-Type must be application/json or application/x-www-form-urlencoded"}
+	errTooLarge = &apiError{Status: http.StatusRequestEntityTooLarge,
+		Message: "request body is larger than 64 KiB"}
+	errUnavailable = &apiError{Status: http.StatusServiceUnavailable, RetryAfter: "5",
+		Message: "the message store is unavailable; nothing was stored, try again shortly"}
+	errNotFound = &apiError{Status: http.StatusNotFound, Message: "message not found"}
+	errInternal = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}
+)
+
+func errBadRequest(msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Message: msg}
+}
+
+func errInvalid(p message.Problems) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Message: "invalid message", Problems: p}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/carteiro/carteiro/services/internal/message"
+	"github.com/carteiro/carteiro/services/internal/store"
+)
+
+// acceptedResponse is the JSON answer to an accepted message.
+type acceptedResponse struct {
+	ID        string         `json:"id"`
+	Status    message.Status `json:"status"`
+	StatusURL string         `json:"status_url"`
+}
+
+// statusResponse is the JSON view of a message's delivery.
+type statusResponse struct {
+	ID            string         `json:"id"`
+	Status        message.Status `json:"status"`
+	Attempts      int            `json:"attempts"`
+	LastError     *string        `json:"last_error"`
+	CreatedAt     time.Time      `json:"created_at"`
+	NextAttemptAt *time.Time     `json:"next_attempt_at"`
+	SentAt        *time.Time     `json:"sent_at"`
+}
+
+func statusURL(id string) string { return "/api/messages/" + id }
+
+// handleCreateMessage validates a submission and commits it. A 202 means
+// the message is in Postgres: the outbox takes it from there.
+func handleCreateMessage(log *slog.Logger, messages messageStore, relay notifier) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in, problems, aerr := decodeInput(w, r)
+		if aerr != nil {
+			respondError(w, r, log, aerr)
+			return
+		}
+		in = in.Normalize()
+		all := in.Validate()
+		for field, code := range problems {
+			all[field] = code // a decoding problem says more than validation
+		}
+		if len(all) > 0 {
+			respondError(w, r, log, errInvalid(all))
+			return
+		}
+		e, err := messages.Insert(r.Context(), in, r.Header.Get("traceparent"), r.Header.Get("tracestate"))
+		if err != nil {
+			respondError(w, r, log, storeError(r, log, err))
+			return
+		}
+		relay.Notify()
+		log.InfoContext(r.Context(), "message accepted", "message_id", e.ID)
+		w.Header().Set("Location", statusURL(e.ID))
+		if wantsJSON(r) {
+			respondJSON(w, http.StatusAccepted, acceptedResponse{ID: e.ID, Status: e.Status, StatusURL: statusURL(e.ID)})
+			return
+		}
+		respondHTML(w, log, http.StatusAccepted, "accepted.html", pageData{Email: &e, StatusURL: statusURL(e.ID)})
+	})
+}
+
+// handleGetMessage reports where a message is on its way.
+func handleGetMessage(log *slog.Logger, messages messageStore) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e, err := messages.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			respondError(w, r, log, storeError(r, log, err))
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if prefersHTML(r) {
+			respondHTML(w, log, http.StatusOK, "status.html", pageData{Email: &e, StatusURL: statusURL(e.ID)})
+			return
+		}
+		res := statusResponse{ID: e.ID, Status: e.Status, Attempts: e.Attempts,
+			CreatedAt: e.CreatedAt, NextAttemptAt: e.NextAttemptAt, SentAt: e.SentAt}
+		if e.LastError != "" {
+			res.LastError = &e.LastError
+		}
+		respondJSON(w, http.StatusOK, res)
+	})
+}
+
+func handleNotFound(log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		respondError(w, r, log, errNotFound)
+	})
+}
+
+// storeError turns a store failure into the answer a client should get.
+func storeError(r *http.Request, log *slog.Logger, err error) *apiError {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNotFound
+	case store.Unavailable(err):
+		log.WarnContext(r.Context(), "database unavailable", "err", err)
+		return errUnavailable
+	default:
+		log.ErrorContext(r.Context(), "database error", "err", err)
+		return errInternal
+	}
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/carteiro/carteiro/services/internal/config"
+	"github.com/carteiro/carteiro/services/internal/health"
+	"github.com/carteiro/carteiro/services/internal/logging"
+	"github.com/carteiro/carteiro/services/internal/outbox"
+	"github.com/carteiro/carteiro/services/internal/queue"
+	"github.com/carteiro/carteiro/services/internal/store"
+)
+
+// run is the whole program; main only wires it to the process. It returns
+// when ctx is cancelled (SIGINT/SIGTERM) and everything has stopped.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := config.LoadAPI(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if len(args) > 1 {
+		switch args[1] {
+		case "healthcheck":
+			return health.Check(ctx, cfg.InternalAddr)
+		default:
+			return fmt.Errorf("unknown command %q (want: healthcheck)", args[1])
+		}
+	}
+	log := logging.New(stdout, cfg.LogLevel).With("service", "carteiro-api")
+
+	db, err := store.Open(ctx, cfg.Postgres, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return fmt.Errorf("%w (database %s)", err, cfg.Postgres)
+	}
+
+	rdb := redis.NewClient(&redis.Options{
+		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+	})
+	defer rdb.Close()
+	relay := outbox.New(db, queue.New(rdb, cfg.Redis.Stream, cfg.Redis.Group), log, cfg.Outbox)
+
+	public := &http.Server{
+		Handler:           NewServer(log, db, relay),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	internalMux := http.NewServeMux()
+	health.Register(internalMux, health.Probe{Name: "postgres", Check: db.Ping})
+	internal := &http.Server{
+		Handler:           internalMux,
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, s := range []struct {
+		name string
+		addr string
+		srv  *http.Server
+	}{{"public", cfg.HTTPAddr, public}, {"internal", cfg.InternalAddr, internal}} {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("listen %s (%s): %w", s.addr, s.name, err)
+		}
+		log.Info("listening", "listener", s.name, "addr", ln.Addr().String())
+		wg.Go(func() {
+			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("%s server: %w", s.name, err)
+			}
+		})
+	}
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { relay.Run(relayCtx) })
+
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-errs:
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = public.Shutdown(shutdownCtx)
+	_ = internal.Shutdown(shutdownCtx)
+	stopRelay()
+	wg.Wait()
+	return err
+}

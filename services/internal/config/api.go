@@ -1,0 +1,45 @@
+package config
+
+import "time"
+
+// API is the configuration of the api process.
+type API struct {
+	LogLevel string
+	// HTTPAddr is the public listener that nginx proxies to.
+	HTTPAddr string
+	// InternalAddr serves health and metrics; it is never proxied.
+	InternalAddr string
+	Postgres     Postgres
+	Redis        Redis
+	Outbox       Outbox
+}
+
+// Outbox tunes the relay that copies committed messages to the stream.
+type Outbox struct {
+	// SweepInterval is how often the relay looks for rows to publish
+	// besides being woken after each commit.
+	SweepInterval time.Duration
+	// BatchSize is the most rows published in one transaction.
+	BatchSize int
+	// RepublishAfter is how long a published but untouched message waits
+	// before it is published again, in case the stream lost it.
+	RepublishAfter time.Duration
+}
+
+// LoadAPI reads the api's configuration through getenv.
+func LoadAPI(getenv func(string) string) (API, error) {
+	r := &reader{getenv: getenv}
+	c := API{
+		LogLevel:     r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		HTTPAddr:     r.string("HTTP_ADDR", "127.0.0.1:8081"),
+		InternalAddr: r.string("INTERNAL_ADDR", "127.0.0.1:9101"),
+		Postgres:     readPostgres(r),
+		Redis:        readRedis(r),
+		Outbox: Outbox{
+			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
+			BatchSize:      r.int("OUTBOX_BATCH_SIZE", 200, 1, 10000),
+			RepublishAfter: r.duration("OUTBOX_REPUBLISH_AFTER", 5*time.Minute, time.Second),
+		},
+	}
+	return c, r.err()
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Postgres says how to reach the database that holds every message.
+type Postgres struct {
+	Host     string
+	Port     int
+	Name     string
+	User     string
+	Password string
+	SSLMode  string
+	// ConnectTimeout bounds one connection attempt.
+	ConnectTimeout time.Duration
+	// QueryTimeout bounds each statement a request makes, so an unreachable
+	// database turns into a 503 instead of a hanging request.
+	QueryTimeout time.Duration
+}
+
+// URL returns the connection string in URL form.
+func (p Postgres) URL() string {
+	u := url.URL{
+		Scheme: "postgres",
+		Host:   net.JoinHostPort(p.Host, strconv.Itoa(p.Port)),
+		Path:   "/" + p.Name,
+	}
+	if p.Password != "" {
+		u.User = url.UserPassword(p.User, p.Password)
+	} else {
+		u.User = url.User(p.User)
+	}
+	q := url.Values{}
+	q.Set("sslmode", p.SSLMode)
+	q.Set("connect_timeout", strconv.Itoa(max(1, int(p.ConnectTimeout/time.Second))))
+	q.Set("application_name", "carteiro")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// String describes the database without its password, for logs.
+func (p Postgres) String() string {
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", p.User, p.Host, p.Port, p.Name)
+}
+
+func readPostgres(r *reader) Postgres {
+	return Postgres{
+		Host:           r.string("DB_HOST", "127.0.0.1"),
+		Port:           r.int("DB_PORT", 5432, 1, 65535),
+		Name:           r.string("DB_NAME", "carteiro"),
+		User:           r.string("DB_USER", "carteiro"),
+		Password:       r.secret("DB_PASSWORD"),
+		SSLMode:        r.oneOf("DB_SSLMODE", "prefer", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+		ConnectTimeout: r.duration("DB_CONNECT_TIMEOUT", 2*time.Second, time.Second),
+		QueryTimeout:   r.duration("DB_QUERY_TIMEOUT", 1500*time.Millisecond, 10*time.Millisecond),
+	}
+}
+
+// Redis says how to reach the stream that carries messages to the workers.
+type Redis struct {
+	Addr     string
+	Password string
+	DB       int
+	// Stream is the key of the Redis stream.
+	Stream string
+	// Group is the consumer group the workers share.
+	Group string
+}
+
+func readRedis(r *reader) Redis {
+	return Redis{
+		Addr:     r.string("REDIS_ADDR", "127.0.0.1:6379"),
+		Password: r.secret("REDIS_PASSWORD"),
+		DB:       r.int("REDIS_DB", 0, 0, 15),
+		Stream:   r.string("REDIS_STREAM", "carteiro:emails"),
+		Group:    r.string("REDIS_GROUP", "carteiro-workers"),
+	}
+}

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"fmt"
+	"net/mail"
+	"os"
+	"time"
+)
+
+// Worker is the configuration of the worker process.
+type Worker struct {
+	LogLevel string
+	// InternalAddr serves health and metrics.
+	InternalAddr string
+	Postgres     Postgres
+	Redis        Redis
+	SMTP         SMTP
+	// From and To are fixed by configuration: the form is a contact form,
+	// never an open relay.
+	From string
+	To   string
+	// Name is this process's consumer name in the group.
+	Name string
+	// Concurrency is the number of messages sent at once.
+	Concurrency int
+	// Lease is how long a message may stay in flight before another worker
+	// may take it over (XAUTOCLAIM and the sending-row sweep).
+	Lease time.Duration
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
+	ShutdownTimeout time.Duration
+	// MaxAttempts is the number of sends tried before a message is dead.
+	MaxAttempts int
+	// RetryBaseDelay and RetryMaxDelay shape the exponential backoff.
+	RetryBaseDelay time.Duration
+	RetryMaxDelay  time.Duration
+}
+
+// SMTP says how to reach the mail relay.
+type SMTP struct {
+	Host     string
+	Port     int
+	Username string
+	Password string
+	// TLS is none, starttls (required) or tls (implicit).
+	TLS     string
+	Timeout time.Duration
+}
+
+// LoadWorker reads the worker's configuration through getenv.
+func LoadWorker(getenv func(string) string) (Worker, error) {
+	r := &reader{getenv: getenv}
+	host, _ := os.Hostname()
+	c := Worker{
+		LogLevel:     r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		InternalAddr: r.string("INTERNAL_ADDR", "127.0.0.1:9102"),
+		Postgres:     readPostgres(r),
+		Redis:        readRedis(r),
+		SMTP: SMTP{
+			Host:     r.string("SMTP_HOST", "127.0.0.1"),
+			Port:     r.int("SMTP_PORT", 1025, 1, 65535),
+			Username: r.string("SMTP_USERNAME", ""),
+			Password: r.secret("SMTP_PASSWORD"),
+			TLS:      r.oneOf("SMTP_TLS", "none", "none", "starttls", "tls"),
+			Timeout:  r.duration("SMTP_TIMEOUT", 30*time.Second, 100*time.Millisecond),
+		},
+		From:            address(r, "MAIL_FROM", "carteiro@carteiro.localhost"),
+		To:              address(r, "MAIL_TO", "contato@carteiro.localhost"),
+		Name:            r.string("WORKER_NAME", fmt.Sprintf("%s-%d", host, os.Getpid())),
+		Concurrency:     r.int("WORKER_CONCURRENCY", 4, 1, 256),
+		Lease:           r.duration("WORKER_LEASE", 60*time.Second, time.Second),
+		ShutdownTimeout: r.duration("WORKER_SHUTDOWN_TIMEOUT", 20*time.Second, 0),
+		MaxAttempts:     r.int("MAX_ATTEMPTS", 5, 1, 100),
+		RetryBaseDelay:  r.duration("RETRY_BASE_DELAY", 2*time.Second, time.Millisecond),
+		RetryMaxDelay:   r.duration("RETRY_MAX_DELAY", 5*time.Minute, time.Millisecond),
+	}
+	if c.RetryMaxDelay < c.RetryBaseDelay {
+		r.fail("RETRY_MAX_DELAY", "%s is shorter than RETRY_BASE_DELAY %s", c.RetryMaxDelay, c.RetryBaseDelay)
+	}
+	if c.SMTP.Timeout >= c.Lease {
+		r.fail("SMTP_TIMEOUT", "%s must be shorter than WORKER_LEASE %s, or a slow send is taken over while in flight", c.SMTP.Timeout, c.Lease)
+	}
+	return c, r.err()
+}
+
+func address(r *reader, name, def string) string {
+	v := r.string(name, def)
+	_, err := mail.ParseAddress(v)
+	if err != nil {
+		r.fail(name, "%q is not an e-mail address", v)
+		return def
+	}
+	return v
+}

@@ -1,0 +1,154 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/carteiro/carteiro/services/internal/config"
+)
+
+// Message is what a worker hands to the sender.
+type Message struct {
+	// ID is the message's row id; the Message-ID is derived from it so a
+	// repeated send carries the same Message-ID.
+	ID       string
+	Assunto  string
+	Mensagem string
+	Date     time.Time
+}
+
+// Sender sends to one fixed recipient from one fixed sender address.
+type Sender struct {
+	client *gomail.Client
+	from   string
+	to     string
+	domain string
+	// idle holds open connections between sends.
+	idle chan *smtp.Client
+	addr string
+}
+
+// NewSender prepares a sender; it connects lazily. poolSize is how many
+// idle connections are kept (one per concurrent send is right).
+func NewSender(cfg config.SMTP, from, to string, poolSize int) (*Sender, error) {
+	opts := []gomail.Option{
+		gomail.WithPort(cfg.Port),
+		gomail.WithTimeout(cfg.Timeout),
+		gomail.WithHELO("carteiro"),
+	}
+	switch cfg.TLS {
+	case "tls":
+		opts = append(opts, gomail.WithSSL())
+	case "starttls":
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
+	default:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
+	}
+	if cfg.Username != "" {
+		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
+			gomail.WithUsername(cfg.Username), gomail.WithPassword(cfg.Password))
+	}
+	c, err := gomail.NewClient(cfg.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("smtp client: %w", err)
+	}
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return nil, fmt.Errorf("sender address: %w", err)
+	}
+	return &Sender{
+		client: c, from: from, to: to,
+		domain: a.Address[strings.LastIndexByte(a.Address, '@')+1:],
+		idle:   make(chan *smtp.Client, max(1, poolSize)),
+		addr:   fmt.Sprintf("%s:%d", cfg.Host, cfg.Port),
+	}, nil
+}
+
+// Addr is the relay's host:port.
+func (s *Sender) Addr() string { return s.addr }
+
+// MessageID returns the Message-ID (without angle brackets) for a row id.
+func (s *Sender) MessageID(id string) string { return id + "@" + s.domain }
+
+// Send delivers m and returns the server's reply on success. A failure is
+// a *gomail.SendError or a connection error; see Permanent.
+func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) {
+	msg := gomail.NewMsg(gomail.WithCharset(gomail.CharsetUTF8), gomail.WithEncoding(gomail.EncodingQP))
+	if err := msg.From(s.from); err != nil {
+		return "", permanent(fmt.Errorf("from: %w", err))
+	}
+	if err := msg.To(s.to); err != nil {
+		return "", permanent(fmt.Errorf("to: %w", err))
+	}
+	msg.Subject(m.Assunto)
+	msg.SetMessageIDWithValue(s.MessageID(m.ID))
+	msg.SetDateWithValue(m.Date)
+	msg.SetUserAgent("carteiro")
+	msg.SetBodyString(gomail.TypeTextPlain, m.Mensagem)
+
+	conn, err := s.conn(ctx)
+	if err != nil {
+		return "", err
+	}
+	err = s.client.SendWithSMTPClient(conn, msg)
+	var se *gomail.SendError
+	if errors.As(err, &se) && se.Reason == gomail.ErrConnCheck {
+		// The idle connection went stale; try once on a fresh one.
+		_ = conn.Close()
+		if conn, err = s.dial(ctx); err != nil {
+			return "", err
+		}
+		err = s.client.SendWithSMTPClient(conn, msg)
+	}
+	if err != nil {
+		// After a failure the connection's state is unknown: drop it.
+		_ = conn.Close()
+		return "", err
+	}
+	s.release(conn)
+	return msg.ServerResponse(), nil
+}
+
+func (s *Sender) conn(ctx context.Context) (*smtp.Client, error) {
+	select {
+	case c := <-s.idle:
+		return c, nil
+	default:
+		return s.dial(ctx)
+	}
+}
+
+func (s *Sender) dial(ctx context.Context) (*smtp.Client, error) {
+	c, err := s.client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", s.addr, err)
+	}
+	return c, nil
+}
+
+func (s *Sender) release(c *smtp.Client) {
+	select {
+	case s.idle <- c:
+	default:
+		_ = c.Quit()
+	}
+}
+
+// Close says goodbye on every idle connection.
+func (s *Sender) Close() {
+	for {
+		select {
+		case c := <-s.idle:
+			_ = c.Quit()
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Entry is one message handed to the workers.
+type Entry struct {
+	// StreamID is Redis's id of the entry; empty until the entry is read.
+	StreamID string
+	// MessageID is the id of the row in Postgres.
+	MessageID string
+	// Carrier holds propagation headers (traceparent, tracestate).
+	Carrier map[string]string
+}
+
+// fieldID is the stream field that holds the message id; every other field
+// is a propagation header.
+const fieldID = "id"
+
+// Queue is a Redis stream plus the consumer group that shares it.
+type Queue struct {
+	rdb    redis.UniversalClient
+	stream string
+	group  string
+}
+
+// New returns the queue on stream, read by group.
+func New(rdb redis.UniversalClient, stream, group string) *Queue {
+	return &Queue{rdb: rdb, stream: stream, group: group}
+}
+
+// Stream returns the stream's key.
+func (q *Queue) Stream() string { return q.stream }
+
+// Publish appends entries to the stream in one round trip.
+func (q *Queue) Publish(ctx context.Context, entries []Entry) error {
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range entries {
+			values := make([]any, 0, 2+2*len(e.Carrier))
+			values = append(values, fieldID, e.MessageID)
+			for k, v := range e.Carrier {
+				if k != fieldID && v != "" {
+					values = append(values, k, v)
+				}
+			}
+			p.XAdd(ctx, &redis.XAddArgs{Stream: q.stream, Values: values})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("publish to %s: %w", q.stream, err)
+	}
+	return nil
+}
+
+// EnsureGroup creates the consumer group (and the stream) if missing. The
+// group starts at the beginning of the stream, so entries added before it
+// existed, for instance right after Redis lost its data, are still read.
+func (q *Queue) EnsureGroup(ctx context.Context) error {
+	err := q.rdb.XGroupCreateMkStream(ctx, q.stream, q.group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create group %s on %s: %w", q.group, q.stream, err)
+	}
+	return nil
+}
+
+// Read waits up to block for at most count new entries for consumer.
+// It returns no entries and no error when nothing arrived.
+func (q *Queue) Read(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
+	args := &redis.XReadGroupArgs{
+		Group: q.group, Consumer: consumer,
+		Streams: []string{q.stream, ">"},
+		Count:   int64(count), Block: block,
+	}
+	res, err := q.rdb.XReadGroup(ctx, args).Result()
+	if isNoGroup(err) {
+		// Redis lost the group (restart without persistence, FLUSHALL).
+		if err := q.EnsureGroup(ctx); err != nil {
+			return nil, err
+		}
+		res, err = q.rdb.XReadGroup(ctx, args).Result()
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", q.stream, err)
+	}
+	var out []Entry
+	for _, s := range res {
+		for _, m := range s.Messages {
+			out = append(out, entryOf(m))
+		}
+	}
+	return out, nil
+}
+
+// Reclaim takes over up to count entries that another consumer read more
+// than minIdle ago and never acknowledged (it crashed), scanning from
+// cursor. It returns the entries and the cursor for the next call ("0-0"
+// once the scan went round).
+func (q *Queue) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, cursor string, count int) ([]Entry, string, error) {
+	msgs, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: q.stream, Group: q.group, Consumer: consumer,
+		MinIdle: minIdle, Start: cursor, Count: int64(count),
+	}).Result()
+	if isNoGroup(err) {
+		return nil, "0-0", q.EnsureGroup(ctx)
+	}
+	if err != nil {
+		return nil, cursor, fmt.Errorf("reclaim on %s: %w", q.stream, err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, entryOf(m))
+	}
+	return out, next, nil
+}
+
+// Ack acknowledges entries and deletes them from the stream, so the
+// stream's length is the work not yet done.
+func (q *Queue) Ack(ctx context.Context, streamIDs ...string) error {
+	if len(streamIDs) == 0 {
+		return nil
+	}
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAck(ctx, q.stream, q.group, streamIDs...)
+		p.XDel(ctx, q.stream, streamIDs...)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ack on %s: %w", q.stream, err)
+	}
+	return nil
+}
+
+// Epoch returns a token that changes whenever Redis loses its data: a
+// random value stored beside the stream, created if missing. created is
+// true when this call had to create it, which means whatever was on the
+// stream before is gone (or there never was anything).
+func (q *Queue) Epoch(ctx context.Context) (epoch string, created bool, err error) {
+	key := q.stream + ":epoch"
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	mine := hex.EncodeToString(b)
+	ok, err := q.rdb.SetNX(ctx, key, mine, 0).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("epoch: %w", err)
+	}
+	if ok {
+		return mine, true, nil
+	}
+	epoch, err = q.rdb.Get(ctx, key).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("epoch: %w", err)
+	}
+	return epoch, false, nil
+}
+
+func entryOf(m redis.XMessage) Entry {
+	e := Entry{StreamID: m.ID, Carrier: map[string]string{}}
+	for k, v := range m.Values {
+		s, _ := v.(string)
+		if k == fieldID {
+			e.MessageID = s
+		} else {
+			e.Carrier[k] = s
+		}
+	}
+	return e
+}
+
+func isNoGroup(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOGROUP")
+}

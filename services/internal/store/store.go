@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/carteiro/carteiro/services/internal/config"
+	"github.com/carteiro/carteiro/services/internal/message"
+)
+
+// ErrNotFound is returned when no message has the given id.
+var ErrNotFound = errors.New("message not found")
+
+// Email is one row of the emails table.
+type Email struct {
+	ID            string
+	Assunto       string
+	Mensagem      string
+	Status        message.Status
+	Attempts      int
+	LastError     string
+	CreatedAt     time.Time
+	NextAttemptAt *time.Time
+	SentAt        *time.Time
+	MessageID     string
+	// Traceparent and Tracestate carry the W3C trace context of the request
+	// that created the message, so its delivery joins the same trace.
+	Traceparent string
+	Tracestate  string
+}
+
+// Store is the Postgres-backed message store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	// queryTimeout bounds each call made on behalf of a request.
+	queryTimeout time.Duration
+}
+
+// Open connects a pool to the database described by cfg. It does not wait
+// for the database to be reachable; Ping does.
+func Open(ctx context.Context, cfg config.Postgres, log *slog.Logger, opts ...Option) (*Store, error) {
+	pc, err := pgxpool.ParseConfig(cfg.URL())
+	if err != nil {
+		return nil, fmt.Errorf("postgres config: %w", err)
+	}
+	pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	// A statement that outlives the request's budget is cancelled by the
+	// server too, not only abandoned by the client.
+	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.QueryTimeout.Milliseconds() * 4)
+	pc.MaxConnLifetime = 30 * time.Minute
+	pc.HealthCheckPeriod = 15 * time.Second
+	for _, o := range opts {
+		o(pc)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres pool: %w", err)
+	}
+	return &Store{pool: pool, log: log, queryTimeout: cfg.QueryTimeout}, nil
+}
+
+// Option adjusts the pool configuration before the pool is made (the
+// telemetry package uses it to add tracing).
+type Option func(*pgxpool.Config)
+
+// Close closes every connection.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool exposes the pool for statistics.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks that the database answers within the query timeout.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
+	defer cancel()
+	return s.pool.Ping(ctx)
+}
+
+// NewID returns a new message id: a UUIDv7, so ids sort by creation time and
+// index inserts stay local.
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// Insert stores a new message as queued, in one transaction, and returns it.
+// When Insert returns nil the message is committed: it will be delivered.
+func (s *Store) Insert(ctx context.Context, in message.Input, traceparent, tracestate string) (Email, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
+	defer cancel()
+	e := Email{ID: NewID(), Assunto: in.Assunto, Mensagem: in.Mensagem, Status: message.StatusQueued,
+		Traceparent: traceparent, Tracestate: tracestate}
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO emails (id, assunto, mensagem, traceparent, tracestate)
+		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''))
+		RETURNING created_at`,
+		e.ID, e.Assunto, e.Mensagem, traceparent, tracestate).Scan(&e.CreatedAt)
+	if err != nil {
+		return Email{}, fmt.Errorf("insert message: %w", err)
+	}
+	return e, nil
+}
+
+const emailColumns = `id::text, assunto, mensagem, status, attempts, coalesce(last_error, ''),
+	created_at, next_attempt_at, sent_at, coalesce(message_id, ''),
+	coalesce(traceparent, ''), coalesce(tracestate, '')`
+
+func scanEmail(row pgx.Row) (Email, error) {
+	var e Email
+	err := row.Scan(&e.ID, &e.Assunto, &e.Mensagem, &e.Status, &e.Attempts, &e.LastError,
+		&e.CreatedAt, &e.NextAttemptAt, &e.SentAt, &e.MessageID, &e.Traceparent, &e.Tracestate)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Email{}, ErrNotFound
+	}
+	return e, err
+}
+
+// Get returns the message with the given id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (Email, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return Email{}, ErrNotFound
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
+	defer cancel()
+	return scanEmail(s.pool.QueryRow(ctx, `SELECT `+emailColumns+` FROM emails WHERE id = $1`, id))
+}
+
+// Unavailable reports whether err means the database could not be reached
+// or did not answer in time, as opposed to a fault in the request itself.
+// Callers answer such errors with 503 and a Retry-After.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08 connection exceptions, 57P0x shutdown/cannot connect,
+		// 53xxx insufficient resources, 57014 statement timeout.
+		c := pe.Code
+		return c[:2] == "08" || c[:2] == "53" || c == "57014" || c[:4] == "57P0"
+	}
+	return errors.Is(err, pgx.ErrTxClosed) || pgconn.SafeToRetry(err)
+}
