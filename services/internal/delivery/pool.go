@@ -201,4 +201,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/carteiro/carteiro/services/internal/testenv"
+)
+
+func TestCreateMessageRejectsBadInput(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	form := func(v url.Values) string { return v.Encode() }
+	const jsonType, formType = "application/json", "application/x-www-form-urlencoded"
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		wantStatus  int
+		wantCodes   map[string]string // for 400s with field problems
+	}{
+		{"json missing both", jsonType, `{}`, 400, map[string]string{"assunto": "required", "mensagem": "required"}},
+		{"json null field", jsonType, `{"assunto":null,"mensagem":"x"}`, 400, map[string]string{"assunto": "required"}},
+		{"json blank subject", jsonType, jsonBody("   ", "corpo"), 400, map[string]string{"assunto": "blank"}},
+		{"json subject too long", jsonType, jsonBody(strings.Repeat("a", 101), "corpo"), 400, map[string]string{"assunto": "too_long"}},
+		{"json body too long", jsonType, jsonBody("ok", strings.Repeat("é", 251)), 400, map[string]string{"mensagem": "too_long"}},
+		{"json CRLF in subject", jsonType, jsonBody("a\r\nBcc: x@example.com", "corpo"), 400, map[string]string{"assunto": "control_chars"}},
+		{"json NUL in body", jsonType, jsonBody("ok", "a\x00b"), 400, map[string]string{"mensagem": "control_chars"}},
+		{"json invalid UTF-8", jsonType, "{\"assunto\":\"\xff\xfe\",\"mensagem\":\"ok\"}", 400, map[string]string{"assunto": "invalid_utf8"}},
+		{"json not a string", jsonType, `{"assunto":1,"mensagem":"ok"}`, 400, nil},
+		{"json unknown field", jsonType, `{"assunto":"a","mensagem":"b","to":"x@example.com"}`, 400, nil},
+		{"json malformed", jsonType, `{"assunto":`, 400, nil},
+		{"json two values", jsonType, `{"assunto":"a","mensagem":"b"}{}`, 400, nil},
+		{"json array", jsonType, `[]`, 400, nil},
+		{"form missing body", formType, form(url.Values{"assunto": {"oi"}}), 400, map[string]string{"mensagem": "required"}},
+		{"form LF in subject", formType, form(url.Values{"assunto": {"a\nb"}, "mensagem": {"c"}}), 400, map[string]string{"assunto": "control_chars"}},
+		{"form invalid UTF-8", formType, "assunto=%FF&mensagem=ok", 400, map[string]string{"assunto": "invalid_utf8"}},
+		{"form malformed escape", formType, "assunto=%zz&mensagem=ok", 400, nil},
+		{"unknown content type", "text/plain", "assunto=a&mensagem=b", 415, nil},
+		{"multipart", "multipart/form-data; boundary=x", "--x--", 415, nil},
+		{"no content type", "", `{"assunto":"a","mensagem":"b"}`, 415, nil},
+		{"body over 64 KiB", jsonType, jsonBody("a", strings.Repeat("b", 70<<10)), 413, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, body := api.post(t, "/api/messages", tt.contentType, tt.body, "Accept", "application/json")
+			if res.StatusCode != tt.wantStatus {
+				t.Fatalf("status: got %d, want %d (body %s)", res.StatusCode, tt.wantStatus, body)
+			}
+			e := decodeBody[errorResponse](t, body)
+			if e.Error == "" {
+				t.Errorf("error message: got empty, want a sentence")
+			}
+			for field, code := range tt.wantCodes {
+				if got := string(e.Codes[field]); got != code {
+					t.Errorf("code for %s: got %q, want %q", field, got, code)
+				}
+				if !strings.Contains(e.Fields[field], field) {
+					t.Errorf("message for %s: got %q, want it to name the field", field, e.Fields[field])
+				}
+			}
+			if len(e.Codes) != len(tt.wantCodes) {
+				t.Errorf("codes: got %v, want %v", e.Codes, tt.wantCodes)
+			}
+		})
+	}
+	if n := api.countRows(t); n != 0 {
+		t.Errorf("rows stored after bad input: got %d, want 0", n)
+	}
+}
+
+func TestCreateMessageFormErrorIsHTML(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	res, body := api.post(t, "/api", "application/x-www-form-urlencoded", "assunto=&mensagem=<script>alert(1)</script>")
+	if res.StatusCode != 400 {
+		t.Fatalf("status: got %d, want 400", res.StatusCode)
+	}
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("content type: got %q, want text/html", ct)
+	}
+	if !strings.Contains(body, "Assunto: campo obrigatório.") {
+		t.Errorf("page does not name the field in pt-BR:\n%s", body)
+	}
+	if strings.Contains(body, "<script>") {
+		t.Errorf("page echoes input unescaped:\n%s", body)
+	}
+}
+
+func TestCreateMessageAcceptsJSON(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := startAPI(t, testenv.NewDatabase(t), r.Addr)
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	assunto, mensagem := `Olá <b>"mundo"</b>' OR 1=1; --`, "linha 1\r\nlinha 2 — ção 🙂"
+	res, body := api.post(t, "/api/messages", "application/json", jsonBody(assunto, mensagem), "traceparent", traceparent)
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("status: got %d, want 202 (body %s)", res.StatusCode, body)
+	}
+	got := decodeBody[acceptedResponse](t, body)
+	if got.Status != "queued" || got.ID == "" || got.StatusURL != "/api/messages/"+got.ID {
+		t.Errorf("response: got %+v, want queued with its status URL", got)
+	}
+	if loc := res.Header.Get("Location"); loc != got.StatusURL {
+		t.Errorf("Location: got %q, want %q", loc, got.StatusURL)
+	}
+	sa, sm, status, tp := api.row(t, got.ID)
+	if sa != assunto {
+		t.Errorf("stored assunto: got %q, want %q", sa, assunto)
+	}
+	if want := "linha 1\nlinha 2 — ção 🙂"; sm != want {
+		t.Errorf("stored mensagem: got %q, want %q", sm, want)
+	}
+	if status != "queued" && status != "sending" && status != "sent" {
+		t.Errorf("stored status: got %q, want queued", status)
+	}
+	if tp != traceparent {
+		t.Errorf("stored traceparent: got %q, want %q", tp, traceparent)
+	}
+	// The relay puts it on the stream.
+	rdb := r.Client()
+	waitFor(t, "the message on the stream", func() bool {
+		msgs, _ := rdb.XRange(context.Background(), api.stream, "-", "+").Result()
+		for _, m := range msgs {
+			if m.Values["id"] == got.ID && m.Values["traceparent"] == traceparent {
+				return true
+			}
+		}
+		return false
+	})
+
+	res, body = api.get(t, api.URL+got.StatusURL)
+	if res.StatusCode != 200 {
+		t.Fatalf("status page: got %d, want 200 (%s)", res.StatusCode, body)
+	}
+	st := decodeBody[statusResponse](t, body)
+	if st.ID != got.ID || st.Status != "queued" || st.Attempts != 0 || st.CreatedAt.IsZero() {
+		t.Errorf("status: got %+v, want the queued message", st)
+	}
+}
+
+func TestCreateMessageAcceptsFormWithHTMLPage(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	v := url.Values{"assunto": {`<img src=x onerror=alert(1)>`}, "mensagem": {"oi & tchau"}}
+	res, body := api.post(t, "/api", "application/x-www-form-urlencoded", v.Encode())
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("status: got %d, want 202 (body %s)", res.StatusCode, body)
+	}
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("content type: got %q, want text/html", ct)
+	}
+	if strings.Contains(body, "<img") || !strings.Contains(body, "&lt;img src=x onerror=alert(1)&gt;") {
+		t.Errorf("page must show the subject escaped:\n%s", body)
+	}
+	loc := res.Header.Get("Location")
+	if !strings.Contains(body, `href="`+loc+`"`) {
+		t.Errorf("page must link to the status %q:\n%s", loc, body)
+	}
+	// A browser following the link gets a page too.
+	res, body = api.get(t, api.URL+loc, "Accept", "text/html")
+	if res.StatusCode != 200 || !strings.Contains(body, "na fila") {
+		t.Errorf("status page: got %d\n%s", res.StatusCode, body)
+	}
+	if n := api.countRows(t); n != 1 {
+		t.Errorf("rows: got %d, want 1", n)
+	}
+}
+
+func TestGetMessageUnknown(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	for _, id := range []string{"0193a1b2-0000-7000-8000-000000000000", "not-a-uuid", "1%27%20OR%201=1"} {
+		res, body := api.get(t, api.URL+"/api/messages/"+id)
+		if res.StatusCode != 404 {
+			t.Errorf("GET %s: got %d, want 404 (%s)", id, res.StatusCode, body)
+		}
+	}
+}
+
+func TestCrossSitePostIsRejected(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	body := "assunto=oi&mensagem=ola"
+	for _, h := range [][]string{
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Origin", "http://evil.example"},
+	} {
+		res, _ := api.post(t, "/api", "application/x-www-form-urlencoded", body, h...)
+		if res.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: got %d, want 403", h, res.StatusCode)
+		}
+	}
+	// Same-origin posts pass.
+	res, _ := api.post(t, "/api", "application/x-www-form-urlencoded", body,
+		"Sec-Fetch-Site", "same-origin", "Accept", "application/json")
+	if res.StatusCode != http.StatusAccepted {
+		t.Errorf("same-origin: got %d, want 202", res.StatusCode)
+	}
+	if n := api.countRows(t); n != 1 {
+		t.Errorf("rows: got %d, want 1 (only the same-origin post)", n)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	for _, u := range []string{api.URL + "/healthz", api.URL + "/readyz", api.Internal + "/healthz", api.Internal + "/readyz"} {
+		if res, body := api.get(t, u); res.StatusCode != 200 {
+			t.Errorf("GET %s: got %d, want 200 (%s)", u, res.StatusCode, body)
+		}
+	}
+	if err := run(context.Background(), []string{"api", "healthcheck"},
+		testenv.Env(map[string]string{"INTERNAL_ADDR": strings.TrimPrefix(api.Internal, "http://")}), nil); err != nil {
+		t.Errorf("healthcheck: got %v, want nil", err)
+	}
+}
+
+// An unreachable database gets a 503 that says so, nothing hangs, and the
+// api recovers on its own when the database is back.
+func TestPostgresDownAnswers503(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	api := startAPI(t, pg.Config, testenv.StartRedis(t).Addr)
+	pg.Stop()
+	start := time.Now()
+	res, body := api.post(t, "/api/messages", "application/json", jsonBody("a", "b"))
+	t.Logf("503 after %s", time.Since(start))
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status: got %d, want 503 (%s)", res.StatusCode, body)
+	}
+	if res.Header.Get("Retry-After") == "" {
+		t.Errorf("Retry-After: got none, want a value")
+	}
+	if e := decodeBody[errorResponse](t, body); !strings.Contains(e.Error, "unavailable") {
+		t.Errorf("error: got %q, want it to say the store is unavailable", e.Error)
+	}
+	if res, _ := api.get(t, api.Internal+"/readyz"); res.StatusCode != 503 {
+		t.Errorf("readyz while down: got %d, want 503", res.StatusCode)
+	}
+
+	pg.Start()
+	waitFor(t, "the api to accept again", func() bool {
+		res, _ := api.post(t, "/api/messages", "application/json", jsonBody("a", "b"))
+		return res.StatusCode == http.StatusAccepted
+	})
+	if n := api.countRows(t); n != 1 {
+		t.Errorf("rows: got %d, want 1", n)
+	}
+}
+
+// With Redis down, messages are still accepted (committed in Postgres) and
+// reach the stream once Redis is back.
+func TestRedisDownStillAccepts(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := startAPI(t, testenv.NewDatabase(t), r.Addr)
+	r.Stop()
+	var ids []string
+	for range 3 {
+		res, body := api.post(t, "/api/messages", "application/json", jsonBody("a", "b"))
+		if res.StatusCode != http.StatusAccepted {
+			t.Fatalf("status with Redis down: got %d, want 202 (%s)", res.StatusCode, body)
+		}
+		ids = append(ids, decodeBody[acceptedResponse](t, body).ID)
+	}
+	r.Start()
+	rdb := r.Client()
+	waitFor(t, "every message on the stream", func() bool {
+		msgs, _ := rdb.XRange(context.Background(), api.stream, "-", "+").Result()
+		seen := map[any]bool{}
+		for _, m := range msgs {
+			seen[m.Values["id"]] = true
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				return false
+			}
+		}
+		return true
+	})
+
+}

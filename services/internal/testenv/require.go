@@ -1,0 +1,52 @@
+package testenv
+
+import (
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+)
+
+// CI reports whether the tests run in CI, where nothing may be skipped.
+func CI() bool {
+	v, _ := strconv.ParseBool(os.Getenv("CI"))
+	return v
+}
+
+// Missing stops t because a dependency is not there: a failure in CI, a
+// skip elsewhere.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if CI() {
+		t.Fatalf("missing test dependency (CI must provide it): "+format, args...)
+	}
+	t.Skipf("missing test dependency: "+format, args...)
+}
+
+// FreePort returns a loopback TCP port nobody listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Logger returns a logger that writes into the test's output.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Env returns a getenv function that answers from vars, and from the
+// process environment for anything vars does not name.
+func Env(vars map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := vars[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	}
+}
