@@ -92,8 +92,10 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 // Shutdown stops reading and waits for the sends in flight, until ctx is
-// done; then it cancels what is left (those messages stay pending and are
-// recovered after the lease) and returns ctx's error.
+// done. A read already waiting on Redis (at most a second) may still
+// return entries; they are delivered too rather than left pending. When ctx is
+// done, what is left is cancelled (those messages stay pending and are
+// recovered after the lease) and Shutdown returns ctx's error.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() { close(p.stop) })
 	select {
@@ -139,7 +141,7 @@ func (p *Pool) readLoop(ctx context.Context) {
 		if n == 0 {
 			return
 		}
-		entries, err := p.d.Queue.Read(ctx, p.d.Config.Name, n, 2*time.Second)
+		entries, err := p.d.Queue.Read(ctx, p.d.Config.Name, n, time.Second)
 		if err != nil {
 			p.release(n)
 			if ctx.Err() == nil {
