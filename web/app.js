@@ -1,0 +1,422 @@
+// carteiro: progressive enhancement of the message form.
+// Without JavaScript the form is a plain POST to /api. With it, the form is
+// sent as JSON to /api/messages and the delivery status is followed.
+// Server text is only ever rendered with textContent.
+(function () {
+  "use strict";
+
+  var ENDPOINT = "/api/messages";
+  var POLL_INTERVAL_MS = 1000;
+  var POLL_LIMIT_MS = 2 * 60 * 1000;
+  var REQUEST_TIMEOUT_MS = 20000;
+
+  var FIELDS = {
+    assunto: {
+      max: 100,
+      // any control character (C0, DEL, C1), line breaks included
+      control: /[\u0000-\u001F\u007F-\u009F]/,
+      messages: {
+        required: "Informe o assunto.",
+        blank: "O assunto não pode ter apenas espaços.",
+        too_long: "O assunto deve ter no máximo 100 caracteres.",
+        invalid_utf8: "O assunto contém caracteres inválidos.",
+        control_chars: "O assunto não pode ter quebras de linha nem caracteres de controle."
+      }
+    },
+    mensagem: {
+      max: 250,
+      // control characters except tab, line feed and carriage return
+      control: /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/,
+      messages: {
+        required: "Escreva a mensagem.",
+        blank: "A mensagem não pode ter apenas espaços.",
+        too_long: "A mensagem deve ter no máximo 250 caracteres.",
+        invalid_utf8: "A mensagem contém caracteres inválidos.",
+        control_chars: "A mensagem contém caracteres de controle não permitidos."
+      }
+    }
+  };
+
+  var STATUS_LABELS = {
+    queued: "na fila",
+    sending: "enviando",
+    sent: "enviada",
+    failed: "falhou, nova tentativa em breve",
+    dead: "não enviada"
+  };
+  var FINAL_STATUSES = { sent: true, dead: true };
+
+  var GENERAL_ERRORS = {
+    400: "Não foi possível enviar: os dados não foram aceitos. Revise os campos e tente novamente.",
+    403: "O envio foi bloqueado por segurança. Recarregue a página e tente novamente.",
+    413: "A mensagem é grande demais para ser enviada.",
+    415: "Formato de envio não aceito. Recarregue a página e tente novamente.",
+    429: "Muitos envios em pouco tempo.",
+    503: "O serviço está temporariamente indisponível.",
+    other: "Não foi possível enviar a mensagem. Tente novamente em instantes.",
+    network: "Sem resposta do servidor. Verifique sua conexão e tente novamente."
+  };
+
+  var form = document.getElementById("formulario");
+  var button = document.getElementById("enviar");
+  var statusText = document.getElementById("status-texto");
+  var result = document.getElementById("resultado");
+  var messageId = document.getElementById("message-id");
+  var messageStatus = document.getElementById("message-status");
+  var messageLastError = document.getElementById("message-last-error");
+  var traceRow = document.getElementById("trace");
+  var traceId = document.getElementById("trace-id");
+  if (!form || !button || !statusText) {
+    return;
+  }
+
+  var busy = false;
+  var pollGeneration = 0;
+
+  // Unicode characters, a CRLF line break counted as one.
+  function charCount(value) {
+    return [...value.replace(/\r\n/g, "\n")].length;
+  }
+
+  function field(name) {
+    return document.getElementById(name);
+  }
+
+  function setFieldError(name, text) {
+    var input = field(name);
+    var error = document.getElementById(name + "-erro");
+    if (error) {
+      error.textContent = text || "";
+    }
+    if (input) {
+      if (text) {
+        input.setAttribute("aria-invalid", "true");
+      } else {
+        input.removeAttribute("aria-invalid");
+      }
+    }
+  }
+
+  function clearFieldErrors() {
+    Object.keys(FIELDS).forEach(function (name) {
+      setFieldError(name, "");
+    });
+  }
+
+  function focusFirstInvalid() {
+    var names = Object.keys(FIELDS);
+    for (var i = 0; i < names.length; i++) {
+      var input = field(names[i]);
+      if (input && input.getAttribute("aria-invalid") === "true") {
+        input.focus();
+        return;
+      }
+    }
+  }
+
+  function setStatus(text, kind) {
+    statusText.textContent = text || "";
+    statusText.setAttribute("data-kind", kind || "");
+  }
+
+  function updateCounter(name) {
+    var input = field(name);
+    var counter = document.getElementById(name + "-contador");
+    if (input && counter) {
+      counter.textContent = "(" + charCount(input.value) + "/" + FIELDS[name].max + ")";
+    }
+  }
+
+  // Client-side checks, same rules as the API. Returns {name: code}.
+  function validate(values) {
+    var codes = {};
+    Object.keys(FIELDS).forEach(function (name) {
+      var value = values[name];
+      var rules = FIELDS[name];
+      if (value === "") {
+        codes[name] = "required";
+      } else if (value.trim() === "") {
+        codes[name] = "blank";
+      } else if (charCount(value) > rules.max) {
+        codes[name] = "too_long";
+      } else if (rules.control.test(value)) {
+        codes[name] = "control_chars";
+      }
+    });
+    return codes;
+  }
+
+  function showFieldErrors(codes, texts) {
+    var shown = false;
+    Object.keys(FIELDS).forEach(function (name) {
+      var code = codes && codes[name];
+      var text = code && FIELDS[name].messages[code];
+      if (!text && texts && typeof texts[name] === "string") {
+        text = texts[name];
+      }
+      if (!text && code) {
+        text = "Valor inválido.";
+      }
+      setFieldError(name, text || "");
+      if (text) {
+        shown = true;
+      }
+    });
+    return shown;
+  }
+
+  function retryAfterText(response) {
+    var value = response.headers.get("Retry-After");
+    if (value && /^\d+$/.test(value.trim())) {
+      var seconds = parseInt(value, 10);
+      if (seconds > 0 && seconds <= 3600) {
+        return " Tente novamente em " + seconds + (seconds === 1 ? " segundo." : " segundos.");
+      }
+    }
+    return " Tente novamente em instantes.";
+  }
+
+  function readJSON(response) {
+    var type = response.headers.get("Content-Type") || "";
+    if (type.indexOf("json") === -1) {
+      return Promise.resolve(null);
+    }
+    return response.json().catch(function () {
+      return null;
+    });
+  }
+
+  function fetchWithTimeout(url, options) {
+    var controller = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = null;
+    if (controller) {
+      options.signal = controller.signal;
+      timer = setTimeout(function () {
+        controller.abort();
+      }, REQUEST_TIMEOUT_MS);
+    }
+    return fetch(url, options).finally(function () {
+      if (timer) {
+        clearTimeout(timer);
+      }
+    });
+  }
+
+  // Only follow status URLs on this origin.
+  function sameOriginURL(candidate, id) {
+    var fallback = ENDPOINT + "/" + encodeURIComponent(id);
+    if (typeof candidate !== "string" || candidate === "") {
+      return fallback;
+    }
+    try {
+      var url = new URL(candidate, window.location.href);
+      return url.origin === window.location.origin ? url.pathname + url.search : fallback;
+    } catch (e) {
+      return fallback;
+    }
+  }
+
+  function showMessageStatus(data) {
+    var status = data && typeof data.status === "string" ? data.status : "";
+    messageStatus.setAttribute("data-status", status);
+    var label = Object.prototype.hasOwnProperty.call(STATUS_LABELS, status) ? STATUS_LABELS[status] : status;
+    if (messageStatus.textContent !== label) {
+      messageStatus.textContent = label;
+    }
+    var lastError = "";
+    if ((status === "failed" || status === "dead") && data && typeof data.last_error === "string" && data.last_error) {
+      lastError = "(" + data.last_error + ")";
+    }
+    if (messageLastError && messageLastError.textContent !== lastError) {
+      messageLastError.textContent = lastError;
+    }
+  }
+
+  function showTrace(id) {
+    if (!traceRow || !traceId) {
+      return;
+    }
+    traceId.textContent = "";
+    if (typeof id !== "string" || id === "") {
+      traceRow.hidden = true;
+      return;
+    }
+    var base = "";
+    var meta = document.querySelector('meta[name="carteiro-jaeger-url"]');
+    if (meta) {
+      base = (meta.getAttribute("content") || "").trim();
+    }
+    var href = "";
+    if (base) {
+      try {
+        var url = new URL(base.replace(/\/+$/, "") + "/trace/" + encodeURIComponent(id), window.location.href);
+        if (url.protocol === "http:" || url.protocol === "https:") {
+          href = url.href;
+        }
+      } catch (e) {
+        href = "";
+      }
+    }
+    if (href) {
+      var link = document.createElement("a");
+      link.href = href;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      link.textContent = id;
+      traceId.appendChild(link);
+    } else {
+      traceId.textContent = id;
+    }
+    traceRow.hidden = false;
+  }
+
+  function poll(url, generation, deadline) {
+    if (generation !== pollGeneration) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      setStatus("A atualização automática foi encerrada. Recarregue a página para enviar outra mensagem.", "info");
+      return;
+    }
+    fetchWithTimeout(url, {
+      method: "GET",
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+      credentials: "same-origin"
+    })
+      .then(function (response) {
+        if (generation !== pollGeneration) {
+          return null;
+        }
+        if (response.status === 404) {
+          setStatus("Mensagem não encontrada ao consultar a situação.", "error");
+          return "stop";
+        }
+        if (!response.ok) {
+          return null; // transient: try again
+        }
+        return readJSON(response).then(function (data) {
+          if (generation !== pollGeneration || !data) {
+            return null;
+          }
+          showMessageStatus(data);
+          return FINAL_STATUSES[data.status] ? "stop" : null;
+        });
+      })
+      .catch(function () {
+        return null; // network hiccup: try again until the deadline
+      })
+      .then(function (outcome) {
+        if (outcome !== "stop" && generation === pollGeneration) {
+          setTimeout(function () {
+            poll(url, generation, deadline);
+          }, POLL_INTERVAL_MS);
+        }
+      });
+  }
+
+  function accepted(data) {
+    var id = data && typeof data.id === "string" ? data.id : "";
+    setStatus("Mensagem recebida! Acompanhe abaixo a situação do envio.", "success");
+    messageId.textContent = id;
+    showMessageStatus({ status: data && typeof data.status === "string" ? data.status : "queued" });
+    showTrace(data ? data.trace_id : "");
+    result.hidden = false;
+    form.reset();
+    Object.keys(FIELDS).forEach(updateCounter);
+
+    if (id) {
+      pollGeneration += 1;
+      var generation = pollGeneration;
+      var url = sameOriginURL(data.status_url, id);
+      setTimeout(function () {
+        poll(url, generation, Date.now() + POLL_LIMIT_MS);
+      }, POLL_INTERVAL_MS);
+    }
+  }
+
+  function rejected(response, data) {
+    if (response.status === 400 && data && (data.codes || data.fields)) {
+      if (showFieldErrors(data.codes, data.fields)) {
+        setStatus("Corrija os campos indicados.", "error");
+        focusFirstInvalid();
+        return;
+      }
+    }
+    var text = GENERAL_ERRORS[response.status] || GENERAL_ERRORS.other;
+    if (response.status === 429 || response.status === 503) {
+      text += retryAfterText(response);
+    }
+    setStatus(text, "error");
+  }
+
+  function finish() {
+    busy = false;
+    button.disabled = false;
+    form.removeAttribute("aria-busy");
+  }
+
+  function onSubmit(event) {
+    event.preventDefault();
+    if (busy) {
+      return;
+    }
+
+    var values = {
+      assunto: field("assunto").value,
+      mensagem: field("mensagem").value
+    };
+
+    clearFieldErrors();
+    var codes = validate(values);
+    if (Object.keys(codes).length > 0) {
+      showFieldErrors(codes, null);
+      setStatus("Corrija os campos indicados.", "error");
+      focusFirstInvalid();
+      return;
+    }
+
+    busy = true;
+    button.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    setStatus("Enviando…", "info");
+
+    fetchWithTimeout(ENDPOINT, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/json"
+      },
+      body: JSON.stringify(values),
+      credentials: "same-origin"
+    })
+      .then(function (response) {
+        return readJSON(response).then(function (data) {
+          if (response.status === 202 || (response.ok && data && data.id)) {
+            accepted(data);
+          } else {
+            rejected(response, data);
+          }
+        });
+      })
+      .catch(function () {
+        setStatus(GENERAL_ERRORS.network, "error");
+      })
+      .then(finish, finish);
+  }
+
+  form.noValidate = true; // the checks below speak pt-BR; without JS the browser's apply
+  form.addEventListener("submit", onSubmit);
+  Object.keys(FIELDS).forEach(function (name) {
+    var input = field(name);
+    if (input) {
+      input.addEventListener("input", function () {
+        updateCounter(name);
+        if (input.getAttribute("aria-invalid") === "true") {
+          setFieldError(name, "");
+        }
+      });
+      updateCounter(name);
+    }
+  });
+})();
