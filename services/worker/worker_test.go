@@ -386,3 +386,27 @@ func TestHealthcheck(t *testing.T) {
 	}
 	t.Errorf("healthcheck with the worker running: got %v, want nil", err)
 }
+
+// A row left in sending whose stream entry is gone too (the worker died,
+// then Redis lost its data) is released after the lease and sent.
+func TestRecoversSendingRowWithoutEntry(t *testing.T) {
+	r := newRig(t)
+	r.startRelay()
+	id := r.insert("orphan", "without entry")
+	ctx := context.Background()
+	rdb := r.redis.Client()
+	for n, _ := rdb.XLen(ctx, r.stream).Result(); n == 0; n, _ = rdb.XLen(ctx, r.stream).Result() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, ok, err := r.store.Claim(ctx, id, id+"@example.test", 2*time.Second); err != nil || !ok {
+		t.Fatalf("claim as the crashed worker: ok %v err %v", ok, err)
+	}
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.startWorker("survivor")
+	e := r.waitStatus(id, message.StatusSent)
+	if e.Attempts != 2 {
+		t.Errorf("attempts: got %d, want 2", e.Attempts)
+	}
+}

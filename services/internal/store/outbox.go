@@ -32,8 +32,11 @@ func (s *Store) PublishPending(ctx context.Context, limit int, publish func(cont
 		SELECT id::text, coalesce(traceparent, ''), coalesce(tracestate, '')
 		FROM emails
 		WHERE published_at IS NULL
-		  AND status IN ('queued', 'failed')
-		  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+		  AND (
+		    (status IN ('queued', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= now()))
+		    -- released by ReleaseExpired: its worker vanished mid-send
+		    OR status = 'sending'
+		  )
 		ORDER BY created_at
 		LIMIT $1
 		FOR UPDATE SKIP LOCKED`, limit)

@@ -20,6 +20,7 @@ type SMTPServer struct {
 	received []*mail.Message
 	raw      []string
 	datas    int
+	sessions int
 	// reply decides the answer to the n-th DATA (counting from 1); nil
 	// accepts everything.
 	reply func(n int) error
@@ -82,9 +83,21 @@ func (s *SMTPServer) Attempts() int {
 	return s.datas
 }
 
+// Sessions returns how many SMTP connections were opened.
+func (s *SMTPServer) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
 type backend struct{ s *SMTPServer }
 
-func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
+func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	b.s.mu.Lock()
+	b.s.sessions++
+	b.s.mu.Unlock()
+	return &session{s: b.s}, nil
+}
 
 type session struct{ s *SMTPServer }
 
