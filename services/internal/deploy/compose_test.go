@@ -81,7 +81,7 @@ func loadProject(t *testing.T, files ...string) *types.Project {
 }
 
 var (
-	projectsOnce sync.Mutex
+	projectsMu   sync.Mutex
 	projectsMemo map[string]*types.Project
 )
 
@@ -90,8 +90,8 @@ var (
 // hold for both.
 func projects(t *testing.T) map[string]*types.Project {
 	t.Helper()
-	projectsOnce.Lock()
-	defer projectsOnce.Unlock()
+	projectsMu.Lock()
+	defer projectsMu.Unlock()
 	if projectsMemo == nil {
 		projectsMemo = map[string]*types.Project{
 			"base":               loadProject(t, baseFile),
@@ -536,6 +536,10 @@ func TestHardening(t *testing.T) {
 					if strings.HasSuffix(v.Source, "docker.sock") {
 						t.Errorf("volume: got %v, want no Docker socket", v.Source)
 					}
+					// Code and config from the repository are mounted read-only.
+					if v.Type == types.VolumeTypeBind && !v.ReadOnly {
+						t.Errorf("bind mount %s: got read_only=%v, want read_only=%v", v.Source, v.ReadOnly, true)
+					}
 				}
 			})
 		}
@@ -700,6 +704,13 @@ func TestServiceEnvironment(t *testing.T) {
 			"MAIL_FROM":          "carteiro@carteiro.localhost",
 			"MAIL_TO":            "contato@carteiro.localhost",
 		},
+		"frontend": {
+			"API_UPSTREAM":              "app:8080",
+			"NGINX_LISTEN":              "8080",
+			"NGINX_ENVSUBST_OUTPUT_DIR": "/tmp",
+			"NGINX_RUN_DIR":             "/tmp",
+			"WEB_ROOT":                  "/usr/share/nginx/html",
+		},
 		"db": {
 			"POSTGRES_USER":          "carteiro",
 			"POSTGRES_DB":            "carteiro",
@@ -728,6 +739,37 @@ func TestServiceEnvironment(t *testing.T) {
 	}
 	if want := []string{"volume:dados:/var/lib/postgresql/data"}; !slices.Equal(dbVolumes, want) {
 		t.Errorf("db volumes: got %v, want %v", dbVolumes, want)
+	}
+}
+
+// TestFrontendWiring checks the frontend against nginx/README.md: templates
+// and page mounted from the repository, rendered into the /tmp tmpfs and run
+// from there.
+func TestFrontendWiring(t *testing.T) {
+	root := repoRoot(t)
+	fe := loadProject(t, baseFile).Services["frontend"]
+
+	var mounts []string
+	for _, v := range fe.Volumes {
+		mounts = append(mounts, v.Source+":"+v.Target)
+	}
+	want := []string{
+		filepath.Join(root, "web") + ":/usr/share/nginx/html",
+		filepath.Join(root, "nginx") + ":/etc/nginx/templates",
+	}
+	if !slices.Equal(mounts, want) {
+		t.Errorf("frontend mounts: got %v, want %v", mounts, want)
+	}
+	for _, f := range []string{"web/index.html", "nginx/nginx.conf.template"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("mounted file %s: got %v, want it present", f, err)
+		}
+	}
+	if want := []string{"nginx", "-c", "/tmp/nginx.conf", "-g", "daemon off;"}; !slices.Equal([]string(fe.Command), want) {
+		t.Errorf("frontend command: got %v, want %v", fe.Command, want)
+	}
+	if !slices.ContainsFunc(fe.Tmpfs, func(m string) bool { return m == "/tmp" || strings.HasPrefix(m, "/tmp:") }) {
+		t.Errorf("frontend tmpfs: got %v, want /tmp", fe.Tmpfs)
 	}
 }
 
