@@ -1,0 +1,99 @@
+# carteiro — the one entry point. `make` (or `make help`) lists the targets.
+#
+# Native development: `make dev` builds bin/api, bin/worker, bin/mailpit and
+# starts Mailpit, api, worker and nginx in the background (scripts/dev.sh);
+# Postgres and Redis must already run on 127.0.0.1. `make dev-down` stops them.
+# Containers: `make up` / `make down` (needs a Docker engine).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+BIN_DIR := bin
+TOOLS_DIR := scripts/tools
+COMPOSE ?= docker compose
+COMPOSE_FILES := -f docker-compose.yml -f docker-compose.observability.yml
+# `make test GO_TEST_FLAGS='-run TestX -v'` to narrow a run.
+GO_TEST_FLAGS ?= -count=1 -timeout 20m
+
+# The tools module is independent of the root go.mod.
+TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
+
+.PHONY: help build tools jaeger dev dev-down dev-status test up down logs fmt vet secrets clean
+
+help: ## List the targets
+	@echo 'usage: make TARGET [VAR=value]'
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN { FS = ":.*## " } { printf "  %-11s %s\n", $$1, $$2 }'
+	@echo
+	@echo 'variables: RATE_LIMIT=0 (dev without the nginx /api rate limit),'
+	@echo '           GO_TEST_FLAGS (default: $(GO_TEST_FLAGS))'
+
+build: ## Build bin/api and bin/worker
+	$(GO) build -o $(BIN_DIR)/api ./services/api
+	$(GO) build -o $(BIN_DIR)/worker ./services/worker
+
+tools: $(BIN_DIR)/mailpit ## Build bin/mailpit (only when missing or scripts/tools/go.sum changed)
+
+# go build leaves an up-to-date binary untouched, so touch it: otherwise an
+# older mtime than go.sum would rebuild it on every run.
+$(BIN_DIR)/mailpit: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/axllent/mailpit
+	touch $@
+
+jaeger: $(BIN_DIR)/jaeger ## Build bin/jaeger (Jaeger v2, slow: minutes; not part of tools)
+
+$(BIN_DIR)/jaeger: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
+	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/jaegertracing/jaeger/cmd/jaeger
+	touch $@
+
+dev: build tools ## Build, then start Mailpit, api, worker and nginx natively (RATE_LIMIT=0 to disable the rate limit)
+	$(if $(RATE_LIMIT),RATE_LIMIT=$(RATE_LIMIT)) scripts/dev.sh up
+
+dev-down: ## Stop the native stack started by `make dev`
+	scripts/dev.sh down
+
+dev-status: ## One line per native component
+	scripts/dev.sh status
+
+test: build tools ## go vet, then every test (e2e tests use bin/)
+	$(GO) vet ./...
+	BIN_DIR=$(CURDIR)/$(BIN_DIR) $(GO) test $(GO_TEST_FLAGS) ./...
+
+up: secrets ## Build images and start the compose stack (with the observability overlay)
+	$(COMPOSE) $(COMPOSE_FILES) up -d --build
+
+down: ## Stop the compose stack
+	$(COMPOSE) $(COMPOSE_FILES) down
+
+logs: ## Follow the compose stack's logs
+	$(COMPOSE) $(COMPOSE_FILES) logs -f --tail=100
+
+fmt: ## gofmt the Go code
+	$(GO) fmt ./...
+
+vet: ## go vet the Go code
+	$(GO) vet ./...
+
+# Compose (non-swarm) bind-mounts secret files with their host owner and mode,
+# so the files are world-readable for the containers' non-root users while the
+# 0700 directory keeps other host users out.
+secrets: ## Create .secrets/db_password and .secrets/redis_password if missing
+	@mkdir -p .secrets
+	@chmod 700 .secrets
+	@for f in db_password redis_password; do \
+		if [ ! -s .secrets/$$f ]; then \
+			v=$$(openssl rand -hex 24 2>/dev/null || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
+			[ $${#v} -eq 48 ] || { echo "secrets: could not generate a random value" >&2; exit 1; }; \
+			printf '%s' "$$v" > .secrets/$$f; \
+			chmod 644 .secrets/$$f; \
+			echo "secrets: wrote .secrets/$$f"; \
+		fi; \
+	done
+
+clean: ## Stop the native stack, remove bin/, .dev/ and coverage files
+	scripts/dev.sh down
+	rm -rf $(BIN_DIR) .dev
+	rm -f coverage.out coverage.html cover.out *.coverprofile

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# scripts/ci-deps.sh — make this machine ready for `make test` (run as root).
+#
+# Idempotent and quick on a rerun: installs only the Debian packages that are
+# missing, starts Postgres and Redis only when they do not answer, and prints
+# the versions the tests will use. Called by .ci/run; usable on a fresh dev box.
+set -euo pipefail
+
+PACKAGES=(nginx chromium prometheus curl ca-certificates)
+
+log() { printf 'ci-deps: %s\n' "$*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+install_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        installed "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        log "packages present: ${PACKAGES[*]}"
+        return 0
+    fi
+    [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}) and not root"
+    log "installing: ${missing[*]}"
+
+    # Keep the packages' own services (nginx on :80, prometheus on :9090)
+    # from starting: the tests run their own instances.
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        created_policy=1
+    fi
+    local rc=0
+    {
+        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    } || rc=$?
+    if ((created_policy)); then
+        rm -f "$policy"
+    fi
+    ((rc == 0)) || die "apt-get failed (exit $rc)"
+}
+
+wait_for() {
+    local what=$1 i
+    shift
+    for ((i = 0; i < 60; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    die "$what did not come up"
+}
+
+start_postgres() {
+    if pg_isready -q -h 127.0.0.1; then
+        log "postgres: running"
+        return 0
+    fi
+    command -v pg_ctlcluster >/dev/null 2>&1 || die "postgres is not running and pg_ctlcluster is missing"
+    local version
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
+    [[ -n $version ]] || die "no cluster under /etc/postgresql"
+    log "postgres: starting cluster $version/main"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    wait_for postgres pg_isready -q -h 127.0.0.1
+}
+
+start_redis() {
+    if redis-cli -h 127.0.0.1 ping 2>/dev/null | grep -q PONG; then
+        log "redis: running"
+        return 0
+    fi
+    command -v redis-server >/dev/null 2>&1 || die "redis is not running and redis-server is missing"
+    log "redis: starting"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for redis sh -c 'redis-cli -h 127.0.0.1 ping | grep -q PONG'
+}
+
+versions() {
+    local v
+    echo '--- versions'
+    go version
+    /usr/sbin/nginx -v 2>&1
+    chromium --version 2>/dev/null || echo 'chromium: not found'
+    v=$(prometheus --version 2>&1 | head -n 1) || true
+    echo "${v:-prometheus: not found}"
+    psql --version
+    redis-server --version
+    v=$(curl --version | head -n 1) || true
+    echo "$v"
+    v=$(make --version | head -n 1) || true
+    echo "$v"
+    echo '---'
+}
+
+install_packages
+start_postgres
+start_redis
+versions
