@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/health"
 	"github.com/carteiro/carteiro/services/internal/logging"
@@ -46,10 +44,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("%w (database %s)", err, cfg.Postgres)
 	}
 
-	rdb := redis.NewClient(&redis.Options{
-		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB,
-		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-	})
+	rdb := queue.NewClient(cfg.Redis, 0)
 	defer rdb.Close()
 	relay := outbox.New(db, queue.New(rdb, cfg.Redis.Stream, cfg.Redis.Group), log, cfg.Outbox)
 

@@ -184,31 +184,26 @@ func (s *stack) waitStatus(id, want string) status {
 	return st
 }
 
-func (s *stack) countRows() int {
+// queryRow runs one query on the stack's database and scans its row.
+func (s *stack) queryRow(sql string, args []any, dest ...any) {
 	s.t.Helper()
 	conn, err := pgx.Connect(context.Background(), s.db.URL())
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	var n int
-	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM emails").Scan(&n); err != nil {
-		s.t.Fatal(err)
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
+		s.t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+func (s *stack) countRows() (n int) {
+	s.queryRow("SELECT count(*) FROM emails", nil, &n)
 	return n
 }
 
-func (s *stack) messageID(id string) string {
-	s.t.Helper()
-	conn, err := pgx.Connect(context.Background(), s.db.URL())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var mid string
-	if err := conn.QueryRow(context.Background(), "SELECT message_id FROM emails WHERE id = $1", id).Scan(&mid); err != nil {
-		s.t.Fatal(err)
-	}
+func (s *stack) messageID(id string) (mid string) {
+	s.queryRow("SELECT message_id FROM emails WHERE id = $1", []any{id}, &mid)
 	return mid
 }
 

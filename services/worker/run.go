@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/delivery"
 	"github.com/carteiro/carteiro/services/internal/health"
@@ -45,11 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer db.Close()
-	rdb := redis.NewClient(&redis.Options{
-		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB,
-		DialTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second,
-		PoolSize: cfg.Concurrency + 4,
-	})
+	rdb := queue.NewClient(cfg.Redis, cfg.Concurrency+4)
 	defer rdb.Close()
 	sender, err := mail.NewSender(cfg.SMTP, cfg.From, cfg.To, cfg.Concurrency)
 	if err != nil {
