@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/carteiro/carteiro/services/internal/config"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
@@ -60,7 +61,7 @@ func (l *listenWatcher) Write(p []byte) (int, error) {
 
 // startAPI runs the api on port 0 against db and the Redis at redisAddr,
 // and stops it when the test ends.
-func startAPI(t *testing.T, db config.Postgres, redisAddr string) *apiProcess {
+func startAPI(t *testing.T, db config.Postgres, redisAddr string, opts ...telemetry.Option) *apiProcess {
 	t.Helper()
 	stream := "carteiro:test:" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	env := map[string]string{
@@ -73,7 +74,7 @@ func startAPI(t *testing.T, db config.Postgres, redisAddr string) *apiProcess {
 	w := &listenWatcher{t: t, addrs: map[string]string{}, ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"api"}, testenv.Env(env), w) }()
+	go func() { done <- run(ctx, []string{"api"}, testenv.Env(env), w, opts...) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -4,10 +4,16 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/store"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
 )
 
 // acceptedResponse is the JSON answer to an accepted message.
@@ -15,6 +21,10 @@ type acceptedResponse struct {
 	ID        string         `json:"id"`
 	Status    message.Status `json:"status"`
 	StatusURL string         `json:"status_url"`
+	// TraceID is the trace that follows the message to the inbox;
+	// TraceURL is where to see it, when a Jaeger UI is configured.
+	TraceID  string `json:"trace_id,omitempty"`
+	TraceURL string `json:"trace_url,omitempty"`
 }
 
 // statusResponse is the JSON view of a message's delivery.
@@ -32,7 +42,10 @@ func statusURL(id string) string { return "/api/messages/" + id }
 
 // handleCreateMessage validates a submission and commits it. A 202 means
 // the message is in Postgres: the outbox takes it from there.
-func handleCreateMessage(log *slog.Logger, messages messageStore, relay notifier) http.Handler {
+// The request's trace context is stored with the row, so the delivery
+// joins the request's trace.
+func handleCreateMessage(log *slog.Logger, messages messageStore, relay notifier,
+	tel *telemetry.Telemetry, accepted prometheus.Counter, jaegerURL string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, problems, aerr := decodeInput(w, r)
 		if aerr != nil {
@@ -48,19 +61,30 @@ func handleCreateMessage(log *slog.Logger, messages messageStore, relay notifier
 			respondError(w, r, log, errInvalid(all))
 			return
 		}
-		e, err := messages.Insert(r.Context(), in, r.Header.Get("traceparent"), r.Header.Get("tracestate"))
+		carrier := propagation.MapCarrier{}
+		tel.Propagator.Inject(r.Context(), carrier)
+		e, err := messages.Insert(r.Context(), in, carrier.Get("traceparent"), carrier.Get("tracestate"))
 		if err != nil {
 			respondError(w, r, log, storeError(r, log, err))
 			return
 		}
 		relay.Notify()
+		accepted.Inc()
 		log.InfoContext(r.Context(), "message accepted", "message_id", e.ID)
-		w.Header().Set("Location", statusURL(e.ID))
+		res := acceptedResponse{ID: e.ID, Status: e.Status, StatusURL: statusURL(e.ID)}
+		if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+			res.TraceID = sc.TraceID().String()
+			if jaegerURL != "" {
+				res.TraceURL = strings.TrimRight(jaegerURL, "/") + "/trace/" + res.TraceID
+			}
+		}
+		w.Header().Set("Location", res.StatusURL)
 		if wantsJSON(r) {
-			respondJSON(w, http.StatusAccepted, acceptedResponse{ID: e.ID, Status: e.Status, StatusURL: statusURL(e.ID)})
+			respondJSON(w, http.StatusAccepted, res)
 			return
 		}
-		respondHTML(w, log, http.StatusAccepted, "accepted.html", pageData{Email: &e, StatusURL: statusURL(e.ID)})
+		respondHTML(w, log, http.StatusAccepted, "accepted.html", pageData{Email: &e, StatusURL: res.StatusURL,
+			TraceID: res.TraceID, TraceURL: res.TraceURL})
 	})
 }
 

@@ -115,15 +115,20 @@ func TestCreateMessageAcceptsJSON(t *testing.T) {
 	if status != "queued" && status != "sending" && status != "sent" {
 		t.Errorf("stored status: got %q, want queued", status)
 	}
-	if tp != traceparent {
-		t.Errorf("stored traceparent: got %q, want %q", tp, traceparent)
+	// The row keeps the api's server span, a child in the caller's trace.
+	if traceID(tp) != traceID(traceparent) || tp == traceparent {
+		t.Errorf("stored traceparent: got %q, want the caller's trace %s with the api's span", tp, traceID(traceparent))
+	}
+	if got.TraceID != traceID(traceparent) || res.Header.Get("X-Trace-Id") != got.TraceID {
+		t.Errorf("trace id: got body %q header %q, want %s", got.TraceID, res.Header.Get("X-Trace-Id"), traceID(traceparent))
 	}
 	// The relay puts it on the stream.
 	rdb := r.Client()
 	waitFor(t, "the message on the stream", func() bool {
 		msgs, _ := rdb.XRange(context.Background(), api.stream, "-", "+").Result()
 		for _, m := range msgs {
-			if m.Values["id"] == got.ID && m.Values["traceparent"] == traceparent {
+			tp, _ := m.Values["traceparent"].(string)
+			if m.Values["id"] == got.ID && traceID(tp) == traceID(traceparent) {
 				return true
 			}
 		}
@@ -275,4 +280,13 @@ func TestRedisDownStillAccepts(t *testing.T) {
 		return true
 	})
 
+}
+
+// traceID is the trace-id field of a W3C traceparent.
+func traceID(traceparent string) string {
+	parts := strings.Split(traceparent, "-")
+	if len(parts) != 4 {
+		return ""
+	}
+	return parts[1]
 }

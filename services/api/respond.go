@@ -30,6 +30,8 @@ type pageData struct {
 	Email     *store.Email
 	StatusURL string
 	Error     *apiError
+	TraceID   string
+	TraceURL  string
 }
 
 // wantsJSON reports whether the client asked for JSON, by sending it or by

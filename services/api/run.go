@@ -10,17 +10,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/health"
 	"github.com/carteiro/carteiro/services/internal/logging"
 	"github.com/carteiro/carteiro/services/internal/outbox"
 	"github.com/carteiro/carteiro/services/internal/queue"
 	"github.com/carteiro/carteiro/services/internal/store"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
 )
 
 // run is the whole program; main only wires it to the process. It returns
 // when ctx is cancelled (SIGINT/SIGTERM) and everything has stopped.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, telemetryOpts ...telemetry.Option) error {
 	cfg, err := config.LoadAPI(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -34,8 +37,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 	log := logging.New(stdout, cfg.LogLevel).With("service", "carteiro-api")
+	tel, err := telemetry.Setup(ctx, "carteiro-api", getenv, telemetryOpts...)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(flushCtx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
 
-	db, err := store.Open(ctx, cfg.Postgres, log)
+	db, err := store.Open(ctx, cfg.Postgres, log, tel.PgxOption())
 	if err != nil {
 		return err
 	}
@@ -43,13 +57,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := db.Migrate(ctx); err != nil {
 		return fmt.Errorf("%w (database %s)", err, cfg.Postgres)
 	}
+	if err := tel.RecordPoolStats(db.Pool()); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 
 	rdb := queue.NewClient(cfg.Redis, 0)
 	defer rdb.Close()
-	relay := outbox.New(db, queue.New(rdb, cfg.Redis.Stream, cfg.Redis.Group), log, cfg.Outbox)
+	// The relay's housekeeping and the depth gauges poll Redis; tracing
+	// them would make a root span every second.
+	if err := tel.InstrumentRedis(rdb, func(cmd string) bool {
+		switch cmd {
+		case "get", "setnx", "set", "xlen", "xinfo", "ping":
+			return true
+		}
+		return false
+	}); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	q := queue.New(rdb, cfg.Redis.Stream, cfg.Redis.Group)
+	published := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "carteiro_outbox_published_total",
+		Help: "Messages put on the stream by the outbox relay.",
+	})
+	tel.Registry.MustRegister(published, outbox.NewDepthCollector(db, q, log))
+	relay := outbox.New(outbox.Deps{
+		Store: db, Queue: q, Log: log, Config: cfg.Outbox,
+		Tracer: tel.Tracer("carteiro/outbox"), Propagator: tel.Propagator, Published: published,
+	})
 
 	public := &http.Server{
-		Handler:           NewServer(log, db, relay),
+		Handler:           NewServer(log, db, relay, tel, cfg.JaegerURL),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,
@@ -58,6 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	internalMux := http.NewServeMux()
 	health.Register(internalMux, health.Probe{Name: "postgres", Check: db.Ping})
+	internalMux.Handle("GET /metrics", tel.MetricsHandler())
 	internal := &http.Server{
 		Handler:           internalMux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -5,8 +5,12 @@ import (
 	"log/slog"
 	"net/http"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric/noop"
+
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/store"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
 )
 
 // messageStore is what the handlers need from the store.
@@ -19,14 +23,28 @@ type messageStore interface {
 // notifier is woken after each commit (the outbox relay).
 type notifier interface{ Notify() }
 
-// NewServer returns the api's public handler: the routes, behind the
-// cross-origin protection that rejects cross-site POSTs.
-func NewServer(log *slog.Logger, messages messageStore, relay notifier) http.Handler {
+// NewServer returns the api's public handler: the routes behind the
+// cross-origin protection that rejects cross-site POSTs, measured (RED
+// metrics) and traced (one server span per request, named by route).
+// jaegerURL, when set, is where the pages link trace ids.
+func NewServer(log *slog.Logger, messages messageStore, relay notifier, tel *telemetry.Telemetry, jaegerURL string) http.Handler {
+	metrics := newHTTPMetrics(tel.Registry)
 	mux := http.NewServeMux()
-	addRoutes(mux, log, messages, relay)
+	addRoutes(mux, log, messages, relay, tel, metrics, jaegerURL)
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		respondError(w, r, log, errForbiddenCrossSite)
 	}))
-	return cop.Handler(mux)
+	return otelhttp.NewHandler(metrics.instrument(cop.Handler(mux)), "carteiro-api",
+		otelhttp.WithTracerProvider(tel.Traces),
+		otelhttp.WithPropagators(tel.Propagator),
+		// RED metrics are ours (Prometheus names); otelhttp only traces.
+		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Pattern
+			}
+			return r.Method
+		}),
+	)
 }

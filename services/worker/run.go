@@ -16,12 +16,13 @@ import (
 	"github.com/carteiro/carteiro/services/internal/mail"
 	"github.com/carteiro/carteiro/services/internal/queue"
 	"github.com/carteiro/carteiro/services/internal/store"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
 )
 
 // run is the whole program; main only wires it to the process. On
 // SIGTERM it stops reading, finishes the sends in flight (bounded by
 // WORKER_SHUTDOWN_TIMEOUT) and returns nil.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, telemetryOpts ...telemetry.Option) error {
 	cfg, err := config.LoadWorker(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -38,20 +39,47 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
-	db, err := store.Open(ctx, cfg.Postgres, log)
+	tel, err := telemetry.Setup(ctx, "carteiro-worker", getenv, telemetryOpts...)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(flushCtx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+
+	db, err := store.Open(ctx, cfg.Postgres, log, tel.PgxOption())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if err := tel.RecordPoolStats(db.Pool()); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	rdb := queue.NewClient(cfg.Redis, cfg.Concurrency+4)
 	defer rdb.Close()
-	sender, err := mail.NewSender(cfg.SMTP, cfg.From, cfg.To, cfg.Concurrency)
+	// The blocking read and the reclaim scan poll all the time; a span per
+	// poll would be a root span per second of nothing.
+	if err := tel.InstrumentRedis(rdb, func(cmd string) bool {
+		switch cmd {
+		case "xreadgroup", "xautoclaim", "xgroup", "ping":
+			return true
+		}
+		return false
+	}); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	sender, err := mail.NewSender(cfg.SMTP, cfg.From, cfg.To, cfg.Concurrency, tel.Tracer("carteiro/mail"))
 	if err != nil {
 		return err
 	}
 	defer sender.Close()
 
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", tel.MetricsHandler())
 	health.Register(mux,
 		health.Probe{Name: "postgres", Check: db.Ping},
 		health.Probe{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
@@ -72,6 +100,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	pool := delivery.NewPool(delivery.Deps{
 		Store: db, Queue: queue.New(rdb, cfg.Redis.Stream, cfg.Redis.Group),
 		Sender: sender, Log: log, Config: cfg,
+		Tracer: tel.Tracer("carteiro/delivery"), Propagator: tel.Propagator,
+		Metrics: delivery.NewMetrics(tel.Registry),
 	})
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(context.WithoutCancel(ctx)) }()

@@ -16,6 +16,7 @@ import (
 	"github.com/carteiro/carteiro/services/internal/outbox"
 	"github.com/carteiro/carteiro/services/internal/queue"
 	"github.com/carteiro/carteiro/services/internal/store"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
@@ -60,8 +61,10 @@ func newRig(t *testing.T) *rig {
 // startRelay runs the api's outbox relay until the test ends.
 func (r *rig) startRelay() {
 	ctx, cancel := context.WithCancel(context.Background())
-	relay := outbox.New(r.store, queue.New(r.redis.Client(), r.stream, "carteiro-workers"), testenv.Logger(r.t),
-		config.Outbox{SweepInterval: 50 * time.Millisecond, BatchSize: 100, RepublishAfter: time.Minute})
+	relay := outbox.New(outbox.Deps{
+		Store: r.store, Queue: queue.New(r.redis.Client(), r.stream, "carteiro-workers"), Log: testenv.Logger(r.t),
+		Config: config.Outbox{SweepInterval: 50 * time.Millisecond, BatchSize: 100, RepublishAfter: time.Minute},
+	})
 	done := make(chan struct{})
 	go func() { relay.Run(ctx); close(done) }()
 	r.t.Cleanup(func() { cancel(); <-done })
@@ -69,14 +72,14 @@ func (r *rig) startRelay() {
 
 // startWorker runs the worker; stop cancels it (as SIGTERM does) and
 // returns run's error.
-func (r *rig) startWorker(name string) (stop func() error) {
+func (r *rig) startWorker(name string, opts ...telemetry.Option) (stop func() error) {
 	env := map[string]string{"WORKER_NAME": name}
 	for k, v := range r.env {
 		env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"worker"}, testenv.Env(env), r.t.Output()) }()
+	go func() { done <- run(ctx, []string{"worker"}, testenv.Env(env), r.t.Output(), opts...) }()
 	stopped := false
 	var result error
 	stop = func() error {

@@ -12,6 +12,8 @@ type API struct {
 	Postgres     Postgres
 	Redis        Redis
 	Outbox       Outbox
+	// JaegerURL, when set, is the Jaeger UI the pages link trace ids to.
+	JaegerURL string
 }
 
 // Outbox tunes the relay that copies committed messages to the stream.
@@ -35,6 +37,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		InternalAddr: r.string("INTERNAL_ADDR", "127.0.0.1:9101"),
 		Postgres:     readPostgres(r),
 		Redis:        readRedis(r),
+		JaegerURL:    r.string("JAEGER_UI_URL", ""),
 		Outbox: Outbox{
 			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
 			BatchSize:      r.int("OUTBOX_BATCH_SIZE", 200, 1, 10000),

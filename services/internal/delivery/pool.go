@@ -6,6 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/mail"
 	"github.com/carteiro/carteiro/services/internal/queue"
@@ -14,11 +17,14 @@ import (
 
 // Deps are what a pool works with.
 type Deps struct {
-	Store  *store.Store
-	Queue  *queue.Queue
-	Sender *mail.Sender
-	Log    *slog.Logger
-	Config config.Worker
+	Store      *store.Store
+	Queue      *queue.Queue
+	Sender     *mail.Sender
+	Log        *slog.Logger
+	Config     config.Worker
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
+	Metrics    *Metrics
 }
 
 // Pool delivers messages with Config.Concurrency sends at once.

@@ -4,9 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
@@ -31,13 +38,19 @@ type Sender struct {
 	to     string
 	domain string
 	// idle holds open connections between sends.
-	idle chan *smtp.Client
-	addr string
+	idle   chan *smtp.Client
+	host   string
+	port   int
+	tracer trace.Tracer
 }
 
 // NewSender prepares a sender; it connects lazily. poolSize is how many
-// idle connections are kept (one per concurrent send is right).
-func NewSender(cfg config.SMTP, from, to string, poolSize int) (*Sender, error) {
+// idle connections are kept (one per concurrent send is right). Each send
+// is a CLIENT span of tracer (nil: no spans).
+func NewSender(cfg config.SMTP, from, to string, poolSize int, tracer trace.Tracer) (*Sender, error) {
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
 	opts := []gomail.Option{
 		gomail.WithPort(cfg.Port),
 		gomail.WithTimeout(cfg.Timeout),
@@ -67,19 +80,39 @@ func NewSender(cfg config.SMTP, from, to string, poolSize int) (*Sender, error) 
 		client: c, from: from, to: to,
 		domain: a.Address[strings.LastIndexByte(a.Address, '@')+1:],
 		idle:   make(chan *smtp.Client, max(1, poolSize)),
-		addr:   fmt.Sprintf("%s:%d", cfg.Host, cfg.Port),
+		host:   cfg.Host, port: cfg.Port, tracer: tracer,
 	}, nil
 }
 
 // Addr is the relay's host:port.
-func (s *Sender) Addr() string { return s.addr }
+func (s *Sender) Addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.port)) }
 
 // MessageID returns the Message-ID (without angle brackets) for a row id.
 func (s *Sender) MessageID(id string) string { return id + "@" + s.domain }
 
-// Send delivers m and returns the server's reply on success. A failure is
+// Send delivers m and returns the text of the server's 250 reply. A failure is
 // a *gomail.SendError or a connection error; see Permanent.
 func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) {
+	ctx, span := s.tracer.Start(ctx, "smtp send", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("server.address", s.host),
+			attribute.Int("server.port", s.port),
+			attribute.String("network.protocol.name", "smtp"),
+			attribute.String("smtp.message_id", s.MessageID(m.ID)),
+		))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			if code := ReplyCode(err); code != 0 {
+				span.SetAttributes(attribute.Int("smtp.reply.code", code))
+			}
+		} else {
+			// go-mail accepts only 250 as the answer to DATA.
+			span.SetAttributes(attribute.Int("smtp.reply.code", 250), attribute.String("smtp.reply.text", reply))
+		}
+		span.End()
+	}()
 	msg := gomail.NewMsg(gomail.WithCharset(gomail.CharsetUTF8), gomail.WithEncoding(gomail.EncodingQP))
 	if err := msg.From(s.from); err != nil {
 		return "", permanent(fmt.Errorf("from: %w", err))
@@ -128,7 +161,7 @@ func (s *Sender) conn(ctx context.Context) (*smtp.Client, error) {
 func (s *Sender) dial(ctx context.Context) (*smtp.Client, error) {
 	c, err := s.client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", s.addr, err)
+		return nil, fmt.Errorf("connect to %s: %w", s.Addr(), err)
 	}
 	return c, nil
 }

@@ -15,7 +15,7 @@ func newSender(t *testing.T, port string) *Sender {
 	t.Helper()
 	p, _ := strconv.Atoi(port)
 	s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: "none", Timeout: 2 * time.Second},
-		"Carteiro <carteiro@example.test>", "contato@example.test", 2)
+		"Carteiro <carteiro@example.test>", "contato@example.test", 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

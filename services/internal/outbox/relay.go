@@ -5,6 +5,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/queue"
 	"github.com/carteiro/carteiro/services/internal/store"
@@ -14,11 +21,14 @@ import (
 // process: rows are locked with SKIP LOCKED, so relays never publish the
 // same row at the same time.
 type Relay struct {
-	store *store.Store
-	queue *queue.Queue
-	log   *slog.Logger
-	cfg   config.Outbox
-	wake  chan struct{}
+	store      *store.Store
+	queue      *queue.Queue
+	log        *slog.Logger
+	cfg        config.Outbox
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	published  prometheus.Counter
+	wake       chan struct{}
 	// epoch is the last stream epoch seen (see queue.Epoch).
 	epoch string
 	// lost is set from the moment a lost stream is seen until every
@@ -26,9 +36,34 @@ type Relay struct {
 	lost bool
 }
 
+// Deps are what a relay works with. Tracer, Propagator and Published may
+// be nil: no spans, no trace context on the stream, no counting.
+type Deps struct {
+	Store      *store.Store
+	Queue      *queue.Queue
+	Log        *slog.Logger
+	Config     config.Outbox
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
+	// Published counts the entries put on the stream.
+	Published prometheus.Counter
+}
+
 // New returns a relay; call Run to start it.
-func New(s *store.Store, q *queue.Queue, log *slog.Logger, cfg config.Outbox) *Relay {
-	return &Relay{store: s, queue: q, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
+func New(d Deps) *Relay {
+	r := &Relay{store: d.Store, queue: d.Queue, log: d.Log, cfg: d.Config,
+		tracer: d.Tracer, propagator: d.Propagator, published: d.Published,
+		wake: make(chan struct{}, 1)}
+	if r.tracer == nil {
+		r.tracer = noop.NewTracerProvider().Tracer("")
+	}
+	if r.propagator == nil {
+		r.propagator = propagation.NewCompositeTextMapPropagator()
+	}
+	if r.published == nil {
+		r.published = prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"})
+	}
+	return r
 }
 
 // Notify wakes the relay after a commit. It never blocks.
@@ -41,6 +76,9 @@ func (r *Relay) Notify() {
 
 // Run publishes until ctx is done.
 func (r *Relay) Run(ctx context.Context) {
+	// Learn the stream's epoch before publishing anything, so that a
+	// fresh Redis is not taken for a lost one after the first publish.
+	r.checkEpoch(ctx)
 	tick := time.NewTicker(r.cfg.SweepInterval)
 	defer tick.Stop()
 	lastStale := time.Now()
@@ -80,14 +118,35 @@ func (r *Relay) drain(ctx context.Context) {
 	}
 }
 
+// publish puts each message on the stream inside a PRODUCER span whose
+// parent is the request that created the message, and writes that span's
+// context into the entry, so the worker's span joins the same trace.
 func (r *Relay) publish(ctx context.Context, batch []store.Pending) error {
-	entries := make([]queue.Entry, len(batch))
-	for i, p := range batch {
-		entries[i] = queue.Entry{MessageID: p.ID, Carrier: map[string]string{
-			"traceparent": p.Traceparent, "tracestate": p.Tracestate,
-		}}
+	for _, p := range batch {
+		parent := r.propagator.Extract(ctx, propagation.MapCarrier{"traceparent": p.Traceparent, "tracestate": p.Tracestate})
+		spanCtx, span := r.tracer.Start(parent, "send "+r.queue.Destination(),
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "redis"),
+				attribute.String("messaging.destination.name", r.queue.Stream()),
+				attribute.String("messaging.operation.name", "send"),
+				attribute.String("messaging.operation.type", "send"),
+				attribute.String("messaging.message.id", p.ID),
+			))
+		carrier := propagation.MapCarrier{}
+		r.propagator.Inject(spanCtx, carrier)
+		err := r.queue.Add(spanCtx, queue.Entry{MessageID: p.ID, Carrier: carrier})
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		if err != nil {
+			return err
+		}
+		r.published.Inc()
 	}
-	return r.queue.Publish(ctx, entries)
+	return nil
 }
 
 // checkEpoch republishes every undelivered message when the stream's epoch

@@ -41,23 +41,21 @@ func New(rdb redis.UniversalClient, stream, group string) *Queue {
 // Stream returns the stream's key.
 func (q *Queue) Stream() string { return q.stream }
 
-// Publish appends entries to the stream in one round trip.
-func (q *Queue) Publish(ctx context.Context, entries []Entry) error {
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, e := range entries {
-			values := make([]any, 0, 2+2*len(e.Carrier))
-			values = append(values, fieldID, e.MessageID)
-			for k, v := range e.Carrier {
-				if k != fieldID && v != "" {
-					values = append(values, k, v)
-				}
-			}
-			p.XAdd(ctx, &redis.XAddArgs{Stream: q.stream, Values: values})
+// Destination is the stream's short name for span names: "emails" for
+// "carteiro:emails".
+func (q *Queue) Destination() string { return q.stream[strings.LastIndexByte(q.stream, ':')+1:] }
+
+// Add appends one entry to the stream.
+func (q *Queue) Add(ctx context.Context, e Entry) error {
+	values := make([]any, 0, 2+2*len(e.Carrier))
+	values = append(values, fieldID, e.MessageID)
+	for k, v := range e.Carrier {
+		if k != fieldID && v != "" {
+			values = append(values, k, v)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("publish to %s: %w", q.stream, err)
+	}
+	if err := q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.stream, Values: values}).Err(); err != nil {
+		return fmt.Errorf("add to %s: %w", q.stream, err)
 	}
 	return nil
 }
@@ -164,6 +162,37 @@ func (q *Queue) Epoch(ctx context.Context) (epoch string, created bool, err erro
 		return "", false, fmt.Errorf("epoch: %w", err)
 	}
 	return epoch, false, nil
+}
+
+// Depth is how much work the stream holds.
+type Depth struct {
+	// Length is the number of entries on the stream: acknowledged entries
+	// are deleted, so this is everything not yet done.
+	Length int64
+	// Lag is the number of entries no worker has read yet.
+	Lag int64
+	// Pending is the number of entries read and not yet acknowledged.
+	Pending int64
+}
+
+// Depth measures the stream and the group.
+func (q *Queue) Depth(ctx context.Context) (Depth, error) {
+	var d Depth
+	n, err := q.rdb.XLen(ctx, q.stream).Result()
+	if err != nil {
+		return d, fmt.Errorf("depth of %s: %w", q.stream, err)
+	}
+	d.Length = n
+	groups, err := q.rdb.XInfoGroups(ctx, q.stream).Result()
+	if err != nil && !strings.Contains(err.Error(), "no such key") {
+		return d, fmt.Errorf("depth of %s: %w", q.stream, err)
+	}
+	for _, g := range groups {
+		if g.Name == q.group {
+			d.Lag, d.Pending = g.Lag, g.Pending
+		}
+	}
+	return d, nil
 }
 
 func entryOf(m redis.XMessage) Entry {

@@ -18,12 +18,16 @@ func TestPublishReadAck(t *testing.T) {
 	if err := q.EnsureGroup(ctx); err != nil {
 		t.Fatalf("second EnsureGroup: %v", err)
 	}
-	err := q.Publish(ctx, []Entry{
+	for _, e := range []Entry{
 		{MessageID: "a", Carrier: map[string]string{"traceparent": "00-x-y-01", "tracestate": ""}},
 		{MessageID: "b"},
-	})
-	if err != nil {
-		t.Fatal(err)
+	} {
+		if err := q.Add(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err := q.Depth(ctx); err != nil || d != (Depth{Length: 2, Lag: 2}) {
+		t.Errorf("depth before reading: got %+v %v, want 2 on the stream, 2 unread", d, err)
 	}
 	got, err := q.Read(ctx, "c1", 10, 100*time.Millisecond)
 	if err != nil {
@@ -38,6 +42,9 @@ func TestPublishReadAck(t *testing.T) {
 	// Nothing new for another consumer of the group.
 	if more, _ := q.Read(ctx, "c2", 10, 50*time.Millisecond); len(more) != 0 {
 		t.Errorf("second read: got %d entries, want 0", len(more))
+	}
+	if d, _ := q.Depth(ctx); d != (Depth{Length: 2, Pending: 2}) {
+		t.Errorf("depth after reading: got %+v, want 2 pending", d)
 	}
 	if err := q.Ack(ctx, got[0].StreamID); err != nil {
 		t.Fatal(err)
@@ -65,7 +72,7 @@ func TestReadRecreatesLostGroup(t *testing.T) {
 	}
 	r.Client().FlushAll(ctx)
 	// Published after the loss, before the group exists again.
-	if err := q.Publish(ctx, []Entry{{MessageID: "late"}}); err != nil {
+	if err := q.Add(ctx, Entry{MessageID: "late"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := q.Read(ctx, "c1", 10, 100*time.Millisecond)

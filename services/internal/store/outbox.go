@@ -99,3 +99,34 @@ func (s *Store) RepublishAll(ctx context.Context) (int64, error) {
 	}
 	return tag.RowsAffected(), nil
 }
+
+// Depth counts the messages on their way, by status, for the queue-depth
+// gauges.
+type Depth struct {
+	Queued, Sending, Failed, Dead int64
+	// Unpublished is the outbox: committed rows not yet on the stream.
+	Unpublished int64
+	// OldestWaiting is the age of the oldest queued or failed message.
+	OldestWaiting time.Duration
+}
+
+// Depth measures the table in one statement.
+func (s *Store) Depth(ctx context.Context) (Depth, error) {
+	var d Depth
+	var oldest float64
+	err := s.pool.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE status = 'queued'),
+		       count(*) FILTER (WHERE status = 'sending'),
+		       count(*) FILTER (WHERE status = 'failed'),
+		       count(*) FILTER (WHERE status = 'dead'),
+		       count(*) FILTER (WHERE published_at IS NULL AND status <> 'dead'),
+		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status IN ('queued', 'failed'))), 0)
+		FROM emails
+		WHERE status IN ('queued', 'sending', 'failed', 'dead')`).
+		Scan(&d.Queued, &d.Sending, &d.Failed, &d.Dead, &d.Unpublished, &oldest)
+	if err != nil {
+		return d, fmt.Errorf("depth: %w", err)
+	}
+	d.OldestWaiting = time.Duration(oldest * float64(time.Second))
+	return d, nil
+}

@@ -1,0 +1,41 @@
+package telemetry
+
+import (
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	"github.com/redis/go-redis/v9"
+)
+
+// PgxOption traces every statement on a pool (otelpgx): pass it to the
+// pool's configuration before the pool is made.
+func (t *Telemetry) PgxOption() func(*pgxpool.Config) {
+	return func(c *pgxpool.Config) {
+		c.ConnConfig.Tracer = otelpgx.NewTracer(
+			otelpgx.WithTracerProvider(t.Traces),
+			otelpgx.WithMeterProvider(t.Meters),
+		)
+	}
+}
+
+// RecordPoolStats exports the pool's connection statistics.
+func (t *Telemetry) RecordPoolStats(pool *pgxpool.Pool) error {
+	return otelpgx.RecordStats(pool, otelpgx.WithStatsMeterProvider(t.Meters))
+}
+
+// InstrumentRedis traces rdb's commands and exports its pool statistics.
+// Commands for which quiet returns true are not traced: blocking polls and
+// periodic housekeeping would otherwise make a root span each time.
+func (t *Telemetry) InstrumentRedis(rdb *redis.Client, quiet func(name string) bool) error {
+	filter := func(cmd redis.Cmder) bool {
+		return redisotel.DefaultCommandFilter(cmd) || quiet(cmd.Name())
+	}
+	if err := redisotel.InstrumentTracing(rdb,
+		redisotel.WithTracerProvider(t.Traces),
+		redisotel.WithCommandFilter(filter),
+		redisotel.WithDBStatement(false),
+	); err != nil {
+		return err
+	}
+	return redisotel.InstrumentMetrics(rdb, redisotel.WithMeterProvider(t.Meters))
+}

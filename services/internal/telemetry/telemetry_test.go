@@ -1,0 +1,100 @@
+package telemetry
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestSetupWithoutEndpointRunsWithoutExporting(t *testing.T) {
+	tel, err := Setup(context.Background(), "carteiro-test", env(nil))
+	if err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	defer tel.Shutdown(context.Background())
+	if tel.Exporting {
+		t.Error("exporting: got true, want false with no endpoint")
+	}
+	_, span := tel.Tracer("test").Start(context.Background(), "x")
+	if !span.SpanContext().IsValid() {
+		t.Error("spans must still get ids (they reach logs and responses)")
+	}
+	span.End()
+}
+
+func TestSetupExporterFromEnvironment(t *testing.T) {
+	for _, tt := range []struct {
+		vars      map[string]string
+		exporting bool
+		wantErr   string
+	}{
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, true, ""},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, true, ""},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, true, ""},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none"}, false, ""},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, false, "OTEL_EXPORTER_OTLP_PROTOCOL"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "sometimes"}, false, "OTEL_TRACES_SAMPLER"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, false, "OTEL_TRACES_SAMPLER_ARG"},
+		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, false, "OTEL_RESOURCE_ATTRIBUTES"},
+	} {
+		tel, err := Setup(context.Background(), "carteiro-test", env(tt.vars))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%v: got %v, want an error naming %s", tt.vars, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: got %v, want nil", tt.vars, err)
+			continue
+		}
+		if tel.Exporting != tt.exporting {
+			t.Errorf("%v: exporting got %v, want %v", tt.vars, tel.Exporting, tt.exporting)
+		}
+		tel.Shutdown(context.Background())
+	}
+}
+
+func TestResourceFromEnvironment(t *testing.T) {
+	res, err := newResource("carteiro-api", env(map[string]string{
+		"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=dev,team=carteiro%20core",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[attribute.Key]string{}
+	for _, kv := range res.Attributes() {
+		got[kv.Key] = kv.Value.Emit()
+	}
+	for k, want := range map[attribute.Key]string{
+		"service.name": "carteiro-api", "deployment.environment.name": "dev", "team": "carteiro core",
+	} {
+		if got[k] != want {
+			t.Errorf("%s: got %q, want %q", k, got[k], want)
+		}
+	}
+	res, _ = newResource("carteiro-api", env(map[string]string{"OTEL_SERVICE_NAME": "renamed"}))
+	for _, kv := range res.Attributes() {
+		if kv.Key == "service.name" && kv.Value.Emit() != "renamed" {
+			t.Errorf("OTEL_SERVICE_NAME: got %q, want renamed", kv.Value.Emit())
+		}
+	}
+}
+
+func TestSamplerDefaultFollowsTheParent(t *testing.T) {
+	s, err := newSampler(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Description(); !strings.HasPrefix(got, "ParentBased{root:AlwaysOnSampler") {
+		t.Errorf("got %s, want parent-based always-on", got)
+	}
+	var _ sdktrace.Sampler = s
+}
