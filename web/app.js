@@ -232,7 +232,9 @@
     }
   }
 
-  function showTrace(id) {
+  // showTrace shows the trace id, linked to the trace viewer: the api's
+  // trace_url when it has a Jaeger UI configured, else the page's meta tag.
+  function showTrace(id, traceURL) {
     if (!traceRow || !traceId) {
       return;
     }
@@ -246,10 +248,14 @@
     if (meta) {
       base = (meta.getAttribute("content") || "").trim();
     }
+    var candidate = typeof traceURL === "string" && traceURL !== "" ? traceURL : "";
+    if (!candidate && base) {
+      candidate = base.replace(/\/+$/, "") + "/trace/" + encodeURIComponent(id);
+    }
     var href = "";
-    if (base) {
+    if (candidate) {
       try {
-        var url = new URL(base.replace(/\/+$/, "") + "/trace/" + encodeURIComponent(id), window.location.href);
+        var url = new URL(candidate, window.location.href);
         if (url.protocol === "http:" || url.protocol === "https:") {
           href = url.href;
         }
@@ -320,7 +326,7 @@
     setStatus("Mensagem recebida! Acompanhe abaixo a situação do envio.", "success");
     messageId.textContent = id;
     showMessageStatus({ status: data && typeof data.status === "string" ? data.status : "queued" });
-    showTrace(data ? data.trace_id : "");
+    showTrace(data ? data.trace_id : "", data ? data.trace_url : "");
     result.hidden = false;
     form.reset();
     Object.keys(FIELDS).forEach(updateCounter);
