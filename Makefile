@@ -3,6 +3,8 @@
 # Native development: `make dev` builds bin/api, bin/worker, bin/mailpit and
 # starts Mailpit, api, worker and nginx in the background (scripts/dev.sh);
 # Postgres and Redis must already run on 127.0.0.1. `make dev-down` stops them.
+# `make dev OBS=1` also builds bin/jaeger and starts Jaeger (traces, UI on
+# 127.0.0.1:16686), Prometheus (127.0.0.1:9090) and the nginx exporter.
 # Containers: `make up` / `make down` (needs a Docker engine).
 
 SHELL := /bin/bash
@@ -16,6 +18,8 @@ COMPOSE ?= docker compose
 COMPOSE_FILES := -f docker-compose.yml -f docker-compose.observability.yml
 # `make test GO_TEST_FLAGS='-run TestX -v'` to narrow a run.
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
+# `make dev OBS=1`: the native stack with Jaeger, Prometheus and the nginx exporter.
+OBS ?= 0
 
 # The tools module is independent of the root go.mod.
 TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
@@ -28,7 +32,9 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-11s %s\n", $$1, $$2 }'
 	@echo
-	@echo 'variables: RATE_LIMIT=0 (dev without the nginx /api rate limit),'
+	@echo 'variables: OBS=1 (dev with Jaeger, Prometheus and the nginx exporter:'
+	@echo '                  make dev OBS=1; UIs on 127.0.0.1:16686 and 127.0.0.1:9090),'
+	@echo '           RATE_LIMIT=0 (dev without the nginx /api rate limit),'
 	@echo '           GO_TEST_FLAGS (default: $(GO_TEST_FLAGS))'
 
 build: ## Build bin/api and bin/worker
@@ -49,8 +55,8 @@ $(BIN_DIR)/jaeger: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/jaegertracing/jaeger/cmd/jaeger
 	touch $@
 
-dev: build tools ## Build, then start Mailpit, api, worker and nginx natively (RATE_LIMIT=0 to disable the rate limit)
-	$(if $(RATE_LIMIT),RATE_LIMIT=$(RATE_LIMIT)) scripts/dev.sh up
+dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus; RATE_LIMIT=0: no rate limit)
+	$(if $(RATE_LIMIT),RATE_LIMIT=$(RATE_LIMIT)) OBS=$(OBS) scripts/dev.sh up
 
 dev-down: ## Stop the native stack started by `make dev`
 	scripts/dev.sh down
@@ -58,7 +64,9 @@ dev-down: ## Stop the native stack started by `make dev`
 dev-status: ## One line per native component
 	scripts/dev.sh status
 
-test: build tools ## go vet, then every test (e2e tests use bin/)
+# bin/jaeger is a prerequisite because the observability end-to-end test
+# starts a private stack with OBS=1 (Jaeger, Prometheus) on free ports.
+test: build tools jaeger ## go vet, then every test (e2e tests use bin/, including bin/jaeger)
 	$(GO) vet ./...
 	BIN_DIR=$(CURDIR)/$(BIN_DIR) $(GO) test $(GO_TEST_FLAGS) ./...
 
@@ -80,10 +88,10 @@ vet: ## go vet the Go code
 # Compose (non-swarm) bind-mounts secret files with their host owner and mode,
 # so the files are world-readable for the containers' non-root users while the
 # 0700 directory keeps other host users out.
-secrets: ## Create .secrets/db_password and .secrets/redis_password if missing
+secrets: ## Create .secrets/db_password, redis_password and grafana_admin_password if missing
 	@mkdir -p .secrets
 	@chmod 700 .secrets
-	@for f in db_password redis_password; do \
+	@for f in db_password redis_password grafana_admin_password; do \
 		if [ ! -s .secrets/$$f ]; then \
 			v=$$(openssl rand -hex 24 2>/dev/null || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
 			[ $${#v} -eq 48 ] || { echo "secrets: could not generate a random value" >&2; exit 1; }; \

@@ -6,7 +6,9 @@
 # the versions the tests will use. Called by .ci/run; usable on a fresh dev box.
 set -euo pipefail
 
-PACKAGES=(nginx chromium prometheus curl ca-certificates)
+# prometheus and prometheus-nginx-exporter serve `make dev OBS=1` and the
+# observability end-to-end test (bin/jaeger is built from the tools module).
+PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
@@ -30,8 +32,9 @@ install_packages() {
     [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}) and not root"
     log "installing: ${missing[*]}"
 
-    # Keep the packages' own services (nginx on :80, prometheus on :9090)
-    # from starting: the tests run their own instances.
+    # Keep the packages' own services (nginx on :80, prometheus on :9090,
+    # the nginx exporter on :9113) from starting: the tests run their own
+    # instances.
     local policy=/usr/sbin/policy-rc.d created_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
@@ -94,6 +97,8 @@ versions() {
     chromium --version 2>/dev/null || echo 'chromium: not found'
     v=$(prometheus --version 2>&1 | head -n 1) || true
     echo "${v:-prometheus: not found}"
+    v=$(prometheus-nginx-exporter --version 2>&1 | head -n 1) || true
+    echo "${v:-prometheus-nginx-exporter: not found}"
     psql --version
     redis-server --version
     v=$(curl --version | head -n 1) || true

@@ -6,13 +6,21 @@
 #   scripts/dev.sh status    one line per component
 #
 # Components, in start order: mailpit (SMTP sink), api, worker, nginx.
+# With OBS=1 (`make dev OBS=1`) also, before them, jaeger (Jaeger v2: OTLP in,
+# traces in memory, UI + query API) and prometheus (Debian's), and after nginx
+# nginx-exporter (stub_status → Prometheus metrics); api and worker then get
+# OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_EXPORTER_OTLP_PROTOCOL pointing at that
+# Jaeger, and the api JAEGER_UI_URL. Without OBS=1 none of these is started
+# and no OTEL_* variable is set here. `down` stops every component that has
+# a pid file, whichever way it was started.
 # Postgres and Redis are not managed here: they must already run locally
 # (Postgres on 127.0.0.1:5432 with a superuser, Redis on 127.0.0.1:6379).
 #
 # $DEV_DIR (default .dev/) holds <name>.log, <name>.pid, <name>.url (the URL
-# that answers once the component is ready) and the rendered nginx config in
-# nginx/. Binaries come from $BIN_DIR (default bin/; `make build tools`).
-# Relative DEV_DIR/BIN_DIR are taken from the current directory.
+# that answers once the component is ready), the rendered nginx config in
+# nginx/, and with OBS=1 prometheus.yml and prometheus-data/. Binaries come
+# from $BIN_DIR (default bin/; `make build tools`, and `make jaeger` for
+# bin/jaeger). Relative DEV_DIR/BIN_DIR are taken from the current directory.
 #
 # Listen addresses (override them to run a second stack beside this one):
 #   NGINX_LISTEN          127.0.0.1:8080   public entry point (nginx)
@@ -22,6 +30,22 @@
 #   MAILPIT_SMTP_ADDR     127.0.0.1:1025   → Mailpit --smtp, and the worker's
 #                                            SMTP_HOST/SMTP_PORT unless set
 #   MAILPIT_UI_ADDR       127.0.0.1:8025   → Mailpit --listen (UI + API)
+#   NGINX_STATUS_ADDR     127.0.0.1:8082   nginx's internal stub_status listener
+#                                          (/nginx-status), read by nginx-exporter
+# and with OBS=1:
+#   JAEGER_OTLP_GRPC_ADDR  127.0.0.1:4317  Jaeger OTLP/gRPC receiver
+#   JAEGER_OTLP_HTTP_ADDR  127.0.0.1:4318  Jaeger OTLP/HTTP receiver (api and worker
+#                                          export here: OTEL_EXPORTER_OTLP_ENDPOINT)
+#   JAEGER_QUERY_ADDR      127.0.0.1:16686 Jaeger UI + HTTP query API (/api/services,
+#                                          /api/traces/{id}); → the api's JAEGER_UI_URL
+#   JAEGER_QUERY_GRPC_ADDR 127.0.0.1:16685 Jaeger query gRPC API (127.0.0.1:0 = any
+#                                          free port)
+#   JAEGER_METRICS_ADDR    (empty: off)    Jaeger's own Prometheus metrics listener
+#   PROMETHEUS_LISTEN      127.0.0.1:9090  Prometheus (UI, API, /-/ready, remote write)
+#   NGINX_EXPORTER_LISTEN  127.0.0.1:9113  nginx-exporter /metrics
+# Each component's readiness check and "port already in use" check use these,
+# so a second stack only needs different values (127.0.0.1:0 is not accepted
+# except for JAEGER_QUERY_GRPC_ADDR, which nothing connects to).
 # Other knobs:
 #   SKIP_MAILPIT=1     do not start Mailpit (bring your own SMTP server and
 #                      point SMTP_HOST/SMTP_PORT or MAILPIT_SMTP_ADDR at it)
@@ -31,6 +55,21 @@
 #   STOP_TIMEOUT=25    seconds each component gets to exit after SIGTERM
 #   MAILPIT_ARGS       extra Mailpit flags (word-split)
 #   DB_ADMIN_USER      superuser for the role/database setup (postgres)
+#   OBS=1              also start jaeger, prometheus and nginx-exporter (above)
+#   JAEGER_CONFIG      Jaeger config (observability/jaeger/config.yaml; it reads
+#                      the JAEGER_* variables above from the environment)
+#   JAEGER_UI_URL      the api's link to the Jaeger UI (default http://JAEGER_QUERY_ADDR)
+#   PROMETHEUS_BIN     prometheus binary (default: prometheus on PATH, /usr/bin/prometheus)
+#   PROMETHEUS_TEMPLATE  scrape config template, rendered into
+#                      $DEV_DIR/prometheus.yml (observability/prometheus/
+#                      prometheus.native.yml.template)
+#   PROMETHEUS_SCRAPE_INTERVAL  5s   scrape and rule evaluation interval
+#   PROMETHEUS_RETENTION        2d   --storage.tsdb.retention.time
+#   PROMETHEUS_ARGS    extra Prometheus flags (word-split)
+#   NGINX_EXPORTER_BIN nginx exporter binary (default: prometheus-nginx-exporter,
+#                      Debian's name, or nginx-prometheus-exporter on PATH)
+#   SKIP_NGINX_EXPORTER=1  do not start it (it is skipped with a warning when
+#                      the binary is missing)
 # Every variable of the contract (LOG_LEVEL, DB_*, REDIS_*, SMTP_*, MAIL_*,
 # WORKER_*, OUTBOX_*, ...) is passed through to api and worker; unset ones
 # take the binaries' native defaults. INTERNAL_ADDR and HTTP_ADDR are set per
@@ -62,9 +101,31 @@ API_INTERNAL_ADDR=${API_INTERNAL_ADDR:-127.0.0.1:9101}
 WORKER_INTERNAL_ADDR=${WORKER_INTERNAL_ADDR:-127.0.0.1:9102}
 MAILPIT_SMTP_ADDR=${MAILPIT_SMTP_ADDR:-127.0.0.1:1025}
 MAILPIT_UI_ADDR=${MAILPIT_UI_ADDR:-127.0.0.1:8025}
+NGINX_STATUS_ADDR=${NGINX_STATUS_ADDR:-127.0.0.1:8082}
 unset INTERNAL_ADDR HTTP_ADDR
 
-COMPONENTS=(mailpit api worker nginx)
+# Observability (OBS=1). The JAEGER_* listen variables are exported because
+# the Jaeger config reads them itself (${env:...}).
+case ${OBS:-0} in
+    1 | true | yes | on) OBS=1 ;;
+    *) OBS=0 ;;
+esac
+export JAEGER_OTLP_GRPC_ADDR=${JAEGER_OTLP_GRPC_ADDR:-127.0.0.1:4317}
+export JAEGER_OTLP_HTTP_ADDR=${JAEGER_OTLP_HTTP_ADDR:-127.0.0.1:4318}
+export JAEGER_QUERY_ADDR=${JAEGER_QUERY_ADDR:-127.0.0.1:16686}
+export JAEGER_QUERY_GRPC_ADDR=${JAEGER_QUERY_GRPC_ADDR:-127.0.0.1:16685}
+JAEGER_METRICS_ADDR=${JAEGER_METRICS_ADDR:-}
+JAEGER_CONFIG=${JAEGER_CONFIG:-$repo_dir/observability/jaeger/config.yaml}
+PROMETHEUS_LISTEN=${PROMETHEUS_LISTEN:-127.0.0.1:9090}
+PROMETHEUS_TEMPLATE=${PROMETHEUS_TEMPLATE:-$repo_dir/observability/prometheus/prometheus.native.yml.template}
+PROMETHEUS_SCRAPE_INTERVAL=${PROMETHEUS_SCRAPE_INTERVAL:-5s}
+PROMETHEUS_RETENTION=${PROMETHEUS_RETENTION:-2d}
+NGINX_EXPORTER_LISTEN=${NGINX_EXPORTER_LISTEN:-127.0.0.1:9113}
+
+# Start order; `down` goes backwards (Jaeger last, so api and worker can
+# flush their spans while they stop).
+COMPONENTS=(jaeger prometheus mailpit api worker nginx nginx-exporter)
+OBS_COMPONENTS=(jaeger prometheus nginx-exporter)
 
 log() { printf 'dev: %s\n' "$*" >&2; }
 die() {
@@ -133,6 +194,7 @@ is_ours() {
     a=$(argv0 "$pid")
     case "$name" in
         nginx) [[ $a == nginx:* || ${a##*/} == nginx ]] ;;
+        nginx-exporter) [[ ${a##*/} == *nginx*exporter* ]] ;;
         *) [[ ${a##*/} == "$name" ]] ;;
     esac
 }
@@ -301,11 +363,173 @@ nginx_bin() {
     fi
 }
 
+# wait_ports NAME PID HOST:PORT... — after launch: wait until every address
+# accepts connections (Jaeger's query UI answers before its receivers listen).
+wait_ports() {
+    local name=$1 pid=$2 a deadline=$((SECONDS + READY_TIMEOUT))
+    shift 2
+    for a in "$@"; do
+        until port_in_use "$a"; do
+            alive "$pid" || fail_start "$name" "$pid" "exited during startup"
+            ((SECONDS < deadline)) || fail_start "$name" "$pid" "$a not listening after ${READY_TIMEOUT}s"
+            sleep 0.1
+        done
+    done
+}
+
+# find_bin VAR_VALUE NAME... — the first of an explicit path or NAMEs on PATH
+# (or in /usr/bin, /usr/sbin); prints nothing when none exists.
+find_bin() {
+    local explicit=$1 n d
+    shift
+    if [[ -n $explicit ]]; then
+        printf '%s\n' "$explicit"
+        return 0
+    fi
+    for n in "$@"; do
+        if command -v "$n" >/dev/null 2>&1; then
+            command -v "$n"
+            return 0
+        fi
+        for d in /usr/bin /usr/sbin; do
+            [[ -x $d/$n ]] && {
+                printf '%s\n' "$d/$n"
+                return 0
+            }
+        done
+    done
+    return 0
+}
+
+# sed replacement text: escape \ & and the | delimiter
+sed_escape() {
+    printf '%s\n' "$1" | sed -e 's/[\\&|]/\\&/g'
+}
+
+# render_template IN OUT NAME=VALUE... — replace each ${NAME} in IN; any
+# other ${UPPER_CASE} placeholder left over is an error (OUT is not written).
+render_template() {
+    local in=$1 out=$2 kv args=()
+    shift 2
+    for kv in "$@"; do
+        args+=(-e "s|\${${kv%%=*}}|$(sed_escape "${kv#*=}")|g")
+    done
+    sed "${args[@]}" "$in" >"$out.tmp"
+    # shellcheck disable=SC2016 # a literal ${NAME}
+    if grep -n '\${[A-Z_][A-Z0-9_]*}' "$out.tmp" >&2; then
+        rm -f "$out.tmp"
+        die "unrendered placeholder in $in (see above; dev.sh provides: ${*%%=*})"
+    fi
+    mv "$out.tmp" "$out"
+}
+
+# start_jaeger — bin/jaeger with the repo's config; every listener comes from
+# the JAEGER_* variables (exported above), read by the config itself.
+start_jaeger() {
+    [[ -x $BIN_DIR/jaeger ]] || die "$BIN_DIR/jaeger is missing; run 'make jaeger' first (OBS=1)"
+    [[ -r $JAEGER_CONFIG ]] || die "Jaeger config $JAEGER_CONFIG is not readable"
+    local otlp_grpc otlp_http query qgrpc ports=() metrics_env=()
+    otlp_grpc=$(dial_addr "$JAEGER_OTLP_GRPC_ADDR")
+    otlp_http=$(dial_addr "$JAEGER_OTLP_HTTP_ADDR")
+    query=$(dial_addr "$JAEGER_QUERY_ADDR")
+    qgrpc=$(dial_addr "$JAEGER_QUERY_GRPC_ADDR")
+    ports=("$otlp_grpc" "$otlp_http" "$query")
+    [[ ${qgrpc##*:} == 0 ]] || ports+=("$qgrpc")
+    if [[ -n $JAEGER_METRICS_ADDR ]]; then
+        local m
+        m=$(dial_addr "$JAEGER_METRICS_ADDR")
+        ports+=("$m")
+        metrics_env=(JAEGER_METRICS_LEVEL="${JAEGER_METRICS_LEVEL:-normal}"
+            JAEGER_METRICS_HOST="${m%:*}" JAEGER_METRICS_PORT="${m##*:}")
+    else
+        metrics_env=(JAEGER_METRICS_LEVEL=none)
+    fi
+    launch jaeger "http://$query/" "${ports[@]}" -- \
+        env "${metrics_env[@]}" "$BIN_DIR/jaeger" --config "$JAEGER_CONFIG"
+    local pid
+    pid=$(read_pid jaeger) || die "jaeger: no pid file"
+    wait_ports jaeger "$pid" "$otlp_grpc" "$otlp_http"
+}
+
+# start_prometheus API_INTERNAL WORKER_INTERNAL NGINX_EXPORTER — render the
+# scrape config for this stack's own processes, then run Debian's Prometheus.
+start_prometheus() {
+    local api=$1 worker=$2 exporter=$3 prom listen cfg data
+    prom=$(find_bin "${PROMETHEUS_BIN:-}" prometheus)
+    [[ -n $prom && -x $prom ]] || die "prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)"
+    listen=$(dial_addr "$PROMETHEUS_LISTEN")
+    cfg=$DEV_DIR/prometheus.yml
+    data=$DEV_DIR/prometheus-data
+    if ! running prometheus >/dev/null; then
+        [[ -r $PROMETHEUS_TEMPLATE ]] ||
+            die "Prometheus template $PROMETHEUS_TEMPLATE is missing (set PROMETHEUS_TEMPLATE)"
+        render_template "$PROMETHEUS_TEMPLATE" "$cfg" \
+            API_METRICS_TARGET="$api" \
+            WORKER_METRICS_TARGET="$worker" \
+            NGINX_EXPORTER_TARGET="$exporter" \
+            SCRAPE_INTERVAL="$PROMETHEUS_SCRAPE_INTERVAL" \
+            RULES_DIR="$repo_dir/observability/prometheus/rules"
+        mkdir -p "$data"
+    fi
+    # shellcheck disable=SC2086 # PROMETHEUS_ARGS is a list of flags
+    launch prometheus "http://$listen/-/ready" "$listen" -- \
+        "$prom" --config.file="$cfg" --storage.tsdb.path="$data" \
+        --storage.tsdb.retention.time="$PROMETHEUS_RETENTION" \
+        --web.listen-address="$PROMETHEUS_LISTEN" \
+        --enable-feature=exemplar-storage \
+        --web.enable-remote-write-receiver --web.enable-lifecycle \
+        ${PROMETHEUS_ARGS:-}
+}
+
+# start_nginx_exporter STATUS_ADDR — stub_status → Prometheus metrics. Skipped
+# (with a warning) when the binary is missing or nginx has no status listener.
+start_nginx_exporter() {
+    local status=$1 bin listen
+    [[ ${SKIP_NGINX_EXPORTER:-0} == 1 ]] && return 0
+    bin=$(find_bin "${NGINX_EXPORTER_BIN:-}" prometheus-nginx-exporter nginx-prometheus-exporter)
+    if [[ -z $bin || ! -x $bin ]]; then
+        log "warning: no nginx exporter (apt-get install prometheus-nginx-exporter, or set NGINX_EXPORTER_BIN); the nginx job will be down"
+        return 0
+    fi
+    if ! running nginx-exporter >/dev/null && ! port_in_use "$status"; then
+        log "warning: nothing listens on $status (nginx stub_status); nginx-exporter not started"
+        return 0
+    fi
+    listen=$(dial_addr "$NGINX_EXPORTER_LISTEN")
+    # Flag spelling shared by Debian's 0.11 (Go flag) and upstream 1.x (kingpin).
+    launch nginx-exporter "http://$listen/metrics" "$listen" -- \
+        "$bin" --nginx.scrape-uri="http://$status/nginx-status" \
+        --web.listen-address="$NGINX_EXPORTER_LISTEN"
+}
+
+# env_of PID NAME — the value of NAME in a running process's environment.
+env_of() {
+    local kv
+    [[ -r /proc/$1/environ ]] || return 1
+    while IFS= read -r -d '' kv; do
+        [[ $kv == "$2="* ]] && {
+            printf '%s\n' "${kv#*=}"
+            return 0
+        }
+    done <"/proc/$1/environ"
+    return 1
+}
+
 cmd_up() {
     local comp
     for comp in api worker $([[ ${SKIP_MAILPIT:-0} == 1 ]] || echo mailpit); do
         [[ -x $BIN_DIR/$comp ]] || die "$BIN_DIR/$comp is missing; run 'make build tools' first"
     done
+    if [[ $OBS == 1 ]]; then
+        # Everything OBS=1 needs, checked before anything starts.
+        [[ -x $BIN_DIR/jaeger ]] || die "$BIN_DIR/jaeger is missing; run 'make jaeger' first (OBS=1)"
+        [[ -r $JAEGER_CONFIG ]] || die "Jaeger config $JAEGER_CONFIG is not readable"
+        local prom
+        prom=$(find_bin "${PROMETHEUS_BIN:-}" prometheus)
+        [[ -n $prom && -x $prom ]] || die "prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)"
+        running prometheus >/dev/null || [[ -r $PROMETHEUS_TEMPLATE ]] ||
+            die "Prometheus template $PROMETHEUS_TEMPLATE is missing (set PROMETHEUS_TEMPLATE)"
+    fi
     mkdir -p "$DEV_DIR"
 
     # Settings shared by api and worker (contract names, native defaults).
@@ -317,16 +541,31 @@ cmd_up() {
     fi
     export REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:6379}
 
-    local smtp api_http api_internal worker_internal mailpit_ui public
+    local smtp api_http api_internal worker_internal mailpit_ui public status
     smtp=$(dial_addr "$MAILPIT_SMTP_ADDR")
     api_http=$(dial_addr "$API_HTTP_ADDR")
     api_internal=$(dial_addr "$API_INTERNAL_ADDR")
     worker_internal=$(dial_addr "$WORKER_INTERNAL_ADDR")
     mailpit_ui=$(dial_addr "$MAILPIT_UI_ADDR")
     public=$(dial_addr "$NGINX_LISTEN")
+    status=$(dial_addr "$NGINX_STATUS_ADDR")
 
     setup_db
     check_redis
+
+    # Observability first, so api and worker export from their first request.
+    # api_obs/worker_obs are the extra variables those two processes get.
+    local api_obs=() worker_obs=()
+    if [[ $OBS == 1 ]]; then
+        start_jaeger
+        start_prometheus "$api_internal" "$worker_internal" "$(dial_addr "$NGINX_EXPORTER_LISTEN")"
+        # A traces-only endpoint inherited from the shell would win over ours.
+        unset OTEL_EXPORTER_OTLP_TRACES_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+        worker_obs=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$(dial_addr "$JAEGER_OTLP_HTTP_ADDR")"
+            OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)
+        api_obs=("${worker_obs[@]}"
+            JAEGER_UI_URL="${JAEGER_UI_URL:-http://$(dial_addr "$JAEGER_QUERY_ADDR")}")
+    fi
 
     if [[ ${SKIP_MAILPIT:-0} != 1 ]]; then
         # No --database: Mailpit keeps a temporary database that it deletes on exit.
@@ -341,41 +580,83 @@ cmd_up() {
 
     launch api "http://$api_internal/readyz" "$api_http" "$api_internal" -- \
         env HTTP_ADDR="$API_HTTP_ADDR" INTERNAL_ADDR="$API_INTERNAL_ADDR" \
-        "$BIN_DIR/api"
+        "${api_obs[@]}" "$BIN_DIR/api"
 
     launch worker "http://$worker_internal/healthz" "$worker_internal" -- \
         env INTERNAL_ADDR="$WORKER_INTERNAL_ADDR" \
         SMTP_HOST="${SMTP_HOST:-${smtp%:*}}" SMTP_PORT="${SMTP_PORT:-${smtp##*:}}" \
-        "$BIN_DIR/worker"
+        "${worker_obs[@]}" "$BIN_DIR/worker"
 
     local ngx ndir
     ngx=$(nginx_bin)
     ndir=$DEV_DIR/nginx
     if ! running nginx >/dev/null; then
         API_UPSTREAM=$api_http NGINX_LISTEN=$NGINX_LISTEN WEB_ROOT=${WEB_ROOT:-$repo_dir/web} \
+            NGINX_STATUS_LISTEN=$NGINX_STATUS_ADDR \
             NGINX_RUN_DIR=$ndir RATE_LIMIT=${RATE_LIMIT:-1} \
             "$repo_dir/scripts/render-nginx.sh" "$ndir"
         "$ngx" -t -q -e "$ndir/error.log" -p "$ndir/" -c "$ndir/nginx.conf" ||
             die "nginx rejected the rendered config in $ndir"
     fi
-    launch nginx "http://$public/readyz" "$public" -- \
+    local nginx_ports=("$public")
+    # The status listener, when the rendered config has one (it always opens,
+    # OBS or not, so a second stack needs its own NGINX_STATUS_ADDR).
+    if grep -rqs 'stub_status' "$ndir"; then
+        nginx_ports+=("$status")
+    fi
+    launch nginx "http://$public/readyz" "${nginx_ports[@]}" -- \
         "$ngx" -e "$ndir/error.log" -p "$ndir/" -c "$ndir/nginx.conf" -g 'daemon off;'
 
+    if [[ $OBS == 1 ]]; then
+        start_nginx_exporter "$status"
+        obs_check_env api "${api_obs[0]}"
+        obs_check_env worker "${worker_obs[0]}"
+    fi
+
     log "stack is up: http://$public/ (Mailpit UI: $([[ ${SKIP_MAILPIT:-0} == 1 ]] && echo skipped || echo "http://$mailpit_ui/"))"
+    if [[ $OBS == 1 ]]; then
+        log "observability: Jaeger http://$(dial_addr "$JAEGER_QUERY_ADDR")/ (OTLP $JAEGER_OTLP_HTTP_ADDR)," \
+            "Prometheus http://$(dial_addr "$PROMETHEUS_LISTEN")/"
+    fi
+}
+
+# obs_check_env NAME VAR=VALUE — warn when NAME was already running without
+# the telemetry settings of this OBS=1 run (it was started by a plain `up`).
+obs_check_env() {
+    local name=$1 want=$2 pid have
+    pid=$(running "$name") || return 0
+    have=$(env_of "$pid" "${want%%=*}") || have=''
+    if [[ $have != "${want#*=}" ]]; then
+        log "warning: $name (pid $pid) was started without ${want}; run 'scripts/dev.sh down' (make dev-down) and up again to trace it"
+    fi
 }
 
 cmd_down() {
     local i
-    # Reverse start order: the entry point first, the SMTP sink last so the
-    # worker can finish in-flight deliveries while it drains.
+    # Reverse start order: the entry point first, then the worker and api,
+    # the SMTP sink after them so the worker can finish in-flight deliveries
+    # while it drains, Prometheus and Jaeger last (the last spans arrive).
     for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
         stop "${COMPONENTS[i]}"
     done
 }
 
+# is_obs NAME — one of the OBS=1 components.
+is_obs() {
+    local c
+    for c in "${OBS_COMPONENTS[@]}"; do
+        [[ $c == "$1" ]] && return 0
+    done
+    return 1
+}
+
 cmd_status() {
     local name pid url state
     for name in "${COMPONENTS[@]}"; do
+        # The observability components are listed when asked for or running.
+        if is_obs "$name" && [[ $OBS != 1 && ! -f $(pid_file "$name") ]]; then
+            continue
+        fi
         url=''
         if [[ -f $(url_file "$name") ]]; then
             read -r url <"$(url_file "$name")" || true
@@ -388,9 +669,9 @@ cmd_status() {
             else
                 state=not-ready
             fi
-            printf '%-8s running  pid %-7s %-9s %s\n' "$name" "$pid" "$state" "$url"
+            printf '%-14s running  pid %-7s %-9s %s\n' "$name" "$pid" "$state" "$url"
         else
-            printf '%-8s stopped\n' "$name"
+            printf '%-14s stopped\n' "$name"
         fi
     done
 }

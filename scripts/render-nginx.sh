@@ -19,6 +19,13 @@
 #   NGINX_ACCESS_LOG  JSON access log                OUT_DIR/access.log
 #   NGINX_ERROR_LOG   error log                      OUT_DIR/error.log
 #   API_RATE_LIMIT    on|off                         from RATE_LIMIT, else on
+#   NGINX_STATUS_LISTEN stub_status listener        127.0.0.1:8082
+#                     (/nginx-status, read by nginx-prometheus-exporter)
+#   NGINX_STATUS_ALLOW who may read it: an          127.0.0.1
+#                     address, a CIDR or `all`; everyone else gets 403
+#   NGINX_TRACING     native|otel: which            native
+#                     snippets/tracing-*.conf the http block includes (otel
+#                     needs nginx's OpenTelemetry module, see nginx/README.md)
 #   RATE_LIMIT        0/false/off turns the /api rate limit off
 #   NGINX_USER        worker user when run as root   nobody (root if nobody
 #                     could not read WEB_ROOT or NGINX_RUN_DIR)
@@ -58,6 +65,9 @@ WEB_ROOT=$(abspath "${WEB_ROOT:-$repo_dir/web}")
 NGINX_RUN_DIR=$(abspath "${NGINX_RUN_DIR:-$out_dir}")
 NGINX_ACCESS_LOG=${NGINX_ACCESS_LOG:-$out_dir/access.log}
 NGINX_ERROR_LOG=${NGINX_ERROR_LOG:-$out_dir/error.log}
+NGINX_STATUS_LISTEN=${NGINX_STATUS_LISTEN:-127.0.0.1:8082}
+NGINX_STATUS_ALLOW=${NGINX_STATUS_ALLOW:-127.0.0.1}
+NGINX_TRACING=${NGINX_TRACING:-native}
 
 if [ -z "${API_RATE_LIMIT:-}" ]; then
     case "${RATE_LIMIT:-1}" in
@@ -68,6 +78,10 @@ fi
 case "$API_RATE_LIMIT" in
     on | off) ;;
     *) die "API_RATE_LIMIT must be on or off, got '$API_RATE_LIMIT'" ;;
+esac
+case "$NGINX_TRACING" in
+    native | otel) ;;
+    *) die "NGINX_TRACING must be native or otel, got '$NGINX_TRACING'" ;;
 esac
 
 # Log targets: files become absolute; stderr, /dev/..., syslog:..., off stay.
@@ -102,6 +116,13 @@ check_value WEB_ROOT "$WEB_ROOT"
 check_value NGINX_RUN_DIR "$NGINX_RUN_DIR"
 check_value NGINX_ACCESS_LOG "$NGINX_ACCESS_LOG"
 check_value NGINX_ERROR_LOG "$NGINX_ERROR_LOG"
+check_value NGINX_STATUS_LISTEN "$NGINX_STATUS_LISTEN" spaces
+check_value NGINX_STATUS_ALLOW "$NGINX_STATUS_ALLOW"
+# an IPv4/IPv6 address or CIDR, or `all`: one `allow` directive
+case "$NGINX_STATUS_ALLOW" in
+    all) ;;
+    *[!0-9A-Fa-f.:/]*) die "NGINX_STATUS_ALLOW must be an address, a CIDR or all, got '$NGINX_STATUS_ALLOW'" ;;
+esac
 
 [ -f "$WEB_ROOT/index.html" ] || die "WEB_ROOT has no index.html: $WEB_ROOT"
 
@@ -128,6 +149,9 @@ render() {
         -e "s|\${NGINX_ACCESS_LOG}|$(sed_escape "$NGINX_ACCESS_LOG")|g" \
         -e "s|\${NGINX_ERROR_LOG}|$(sed_escape "$NGINX_ERROR_LOG")|g" \
         -e "s|\${API_RATE_LIMIT}|$(sed_escape "$API_RATE_LIMIT")|g" \
+        -e "s|\${NGINX_STATUS_LISTEN}|$(sed_escape "$NGINX_STATUS_LISTEN")|g" \
+        -e "s|\${NGINX_STATUS_ALLOW}|$(sed_escape "$NGINX_STATUS_ALLOW")|g" \
+        -e "s|\${NGINX_TRACING}|$(sed_escape "$NGINX_TRACING")|g" \
         "$1"
 }
 
@@ -185,6 +209,7 @@ while IFS= read -r template; do
     else
         render "$template" >"$out.tmp"
     fi
+    # shellcheck disable=SC2016 # a literal ${NAME}
     if grep -n '\${[A-Z_][A-Z0-9_]*}' "$out.tmp" >&2; then
         rm -f "$out.tmp"
         die "unrendered placeholder in $rel (see above)"
@@ -197,4 +222,5 @@ done <"$tmp_list"
 [ -f "$out_dir/nginx.conf" ] || die "nginx.conf.template missing in $template_dir"
 
 echo "render-nginx: $count files rendered into $out_dir" \
-    "(upstream $API_UPSTREAM, listen $NGINX_LISTEN, rate limit $API_RATE_LIMIT)" >&2
+    "(upstream $API_UPSTREAM, listen $NGINX_LISTEN, status $NGINX_STATUS_LISTEN," \
+    "rate limit $API_RATE_LIMIT, tracing $NGINX_TRACING)" >&2

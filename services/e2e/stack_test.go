@@ -27,15 +27,19 @@ type stack struct {
 	dir     string
 	URL     string // nginx
 	Mailpit string // Mailpit's HTTP API, when started
-	db      config.Postgres
-	redis   *testenv.Redis
-	env     []string
+	// Jaeger (query API) and Prometheus, with observability on.
+	Jaeger, Prometheus string
+	db                 config.Postgres
+	redis              *testenv.Redis
+	env                []string
 }
 
 type stackOptions struct {
 	// smtpAddr, when set, replaces Mailpit with another SMTP server.
 	smtpAddr string
-	extraEnv map[string]string
+	// observability also starts Jaeger and Prometheus (make dev OBS=1).
+	observability bool
+	extraEnv      map[string]string
 }
 
 func repoRoot(t *testing.T) string {
@@ -64,8 +68,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
 	nginx, ui := addr(), addr()
 	vars := map[string]string{
-		"DEV_DIR": s.dir, "BIN_DIR": bin, "SKIP_DB_SETUP": "1", "RATE_LIMIT": "0",
-		"NGINX_LISTEN": nginx, "API_HTTP_ADDR": addr(), "API_INTERNAL_ADDR": addr(),
+		"DEV_DIR": s.dir, "BIN_DIR": bin, "SKIP_DB_SETUP": "1", "RATE_LIMIT": "0", "OBS": "0",
+		"NGINX_LISTEN": nginx, "NGINX_STATUS_ADDR": addr(), "API_HTTP_ADDR": addr(), "API_INTERNAL_ADDR": addr(),
 		"WORKER_INTERNAL_ADDR": addr(), "MAILPIT_SMTP_ADDR": addr(), "MAILPIT_UI_ADDR": ui,
 		"DB_HOST": s.db.Host, "DB_PORT": strconv.Itoa(s.db.Port), "DB_NAME": s.db.Name,
 		"DB_USER": s.db.User, "DB_SSLMODE": "disable",
@@ -73,6 +77,24 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		"OUTBOX_SWEEP_INTERVAL": "100ms", "RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "500ms",
 		"MAIL_FROM": "carteiro@carteiro.test", "MAIL_TO": "contato@carteiro.test",
 		"WORKER_SHUTDOWN_TIMEOUT": "5s", "STOP_TIMEOUT": "10",
+	}
+	if o.observability {
+		if _, err := os.Stat(filepath.Join(bin, "jaeger")); err != nil {
+			testenv.Missing(t, "%s (run make jaeger): %v", filepath.Join(bin, "jaeger"), err)
+		}
+		if _, err := exec.LookPath("prometheus"); err != nil {
+			testenv.Missing(t, "prometheus: %v", err)
+		}
+		s.Jaeger, s.Prometheus = addr(), addr()
+		vars["OBS"] = "1"
+		vars["JAEGER_QUERY_ADDR"] = s.Jaeger
+		vars["JAEGER_OTLP_GRPC_ADDR"] = addr()
+		vars["JAEGER_OTLP_HTTP_ADDR"] = addr()
+		vars["JAEGER_QUERY_GRPC_ADDR"] = "127.0.0.1:0"
+		vars["PROMETHEUS_LISTEN"] = s.Prometheus
+		vars["NGINX_EXPORTER_LISTEN"] = addr()
+		vars["PROMETHEUS_SCRAPE_INTERVAL"] = "1s"
+		s.Jaeger, s.Prometheus = "http://"+s.Jaeger, "http://"+s.Prometheus
 	}
 	if o.smtpAddr != "" {
 		vars["SKIP_MAILPIT"] = "1"
@@ -83,7 +105,13 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	for k, v := range o.extraEnv {
 		vars[k] = v
 	}
-	s.env = os.Environ()
+	// The stack's environment is the test's, less any telemetry settings
+	// of the shell that runs the tests, plus the variables above.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			s.env = append(s.env, kv)
+		}
+	}
 	for k, v := range vars {
 		s.env = append(s.env, k+"="+v)
 	}

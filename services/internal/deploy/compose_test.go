@@ -3,12 +3,16 @@ package deploy
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +40,17 @@ var (
 		caps   []string
 		reason string
 	}{}
+	// service -> why it has no healthcheck. Nothing may wait for such a
+	// service with `condition: service_healthy` (TestDependsOnHealthy).
+	healthcheckExceptions = map[string]string{
+		"nginx-exporter": "the image is scratch plus one static binary: no shell, no HTTP client " +
+			"and no self-check flag to run a healthcheck with; Prometheus watches it " +
+			"(up{job=\"nginx\"}, nginx_up)",
+	}
 )
+
+// observabilityServices are the services the observability overlay adds.
+var observabilityServices = []string{"grafana", "jaeger", "nginx-exporter", "prometheus"}
 
 // repoRoot is the repository root, found from this file's location so the
 // test does not depend on the directory `go test` runs in.
@@ -128,9 +142,14 @@ func envValue(svc types.ServiceConfig, key string) (string, bool) {
 }
 
 func TestServiceSet(t *testing.T) {
-	want := []string{"app", "db", "frontend", "mail", "queue", "worker"}
+	core := []string{"app", "db", "frontend", "mail", "queue", "worker"}
 	for label, p := range projects(t) {
 		t.Run(label, func(t *testing.T) {
+			want := core
+			if label == "base+observability" {
+				want = append(slices.Clone(core), observabilityServices...)
+				sort.Strings(want)
+			}
 			if got := sortedServiceNames(p); !slices.Equal(got, want) {
 				t.Errorf("services: got %v, want %v", got, want)
 			}
@@ -155,10 +174,21 @@ func TestPublishedPorts(t *testing.T) {
 		// Development UI: loopback only.
 		"mail": {{hostIP: "127.0.0.1", published: "8025", target: 8025}},
 	}
+	// The overlay's development UIs: loopback only, like Mailpit's.
+	wantObservability := map[string][]publishedPort{
+		"jaeger":     {{hostIP: "127.0.0.1", published: "16686", target: 16686}},
+		"prometheus": {{hostIP: "127.0.0.1", published: "9090", target: 9090}},
+		"grafana":    {{hostIP: "127.0.0.1", published: "3000", target: 3000}},
+	}
 	for label, p := range projects(t) {
 		for _, name := range sortedServiceNames(p) {
 			svc := p.Services[name]
 			t.Run(label+"/"+name, func(t *testing.T) {
+				want := want
+				if label == "base+observability" {
+					want = maps.Clone(want)
+					maps.Copy(want, wantObservability)
+				}
 				var got []publishedPort
 				for _, port := range svc.Ports {
 					hostIP := port.HostIP
@@ -521,7 +551,12 @@ func TestHardening(t *testing.T) {
 					}
 				}
 				hc := svc.HealthCheck
+				_, noHealthcheck := healthcheckExceptions[name]
 				switch {
+				case noHealthcheck:
+					if hc != nil && !hc.Disable {
+						t.Errorf("healthcheck: got %v, want none (listed in healthcheckExceptions: remove the entry)", hc.Test)
+					}
 				case hc == nil:
 					t.Errorf("healthcheck: got %v, want one", nil)
 				case hc.Disable || len(hc.Test) == 0 || hc.Test[0] == "NONE":
@@ -583,6 +618,10 @@ func TestSecretsAreFiles(t *testing.T) {
 	for label, p := range projects(t) {
 		t.Run(label, func(t *testing.T) {
 			wantSecrets := []string{"db_password", "redis_password"}
+			if label == "base+observability" {
+				// Grafana's admin password (`make secrets` writes it too).
+				wantSecrets = []string{"db_password", "grafana_admin_password", "redis_password"}
+			}
 			if got := sortedKeys(p.Secrets); !slices.Equal(got, wantSecrets) {
 				t.Errorf("secrets: got %v, want %v", got, wantSecrets)
 			}
@@ -657,12 +696,23 @@ func TestQueueConfig(t *testing.T) {
 }
 
 func TestDependsOnHealthy(t *testing.T) {
-	want := map[string][]string{
+	base := map[string][]string{
 		"app":      {"db", "queue"},
 		"worker":   {"app", "db", "mail", "queue"}, // app applies the migrations
 		"frontend": {"app"},
 	}
+	overlay := map[string][]string{
+		"app":            {"db", "queue"},
+		"worker":         {"app", "db", "mail", "queue"},
+		"frontend":       {"app", "jaeger"}, // ngx_otel_module resolves jaeger at start
+		"grafana":        {"jaeger", "prometheus"},
+		"nginx-exporter": {"frontend"},
+	}
 	for label, p := range projects(t) {
+		want := base
+		if label == "base+observability" {
+			want = overlay
+		}
 		for _, name := range sortedServiceNames(p) {
 			svc := p.Services[name]
 			t.Run(label+"/"+name, func(t *testing.T) {
@@ -672,6 +722,9 @@ func TestDependsOnHealthy(t *testing.T) {
 				for dep, d := range svc.DependsOn {
 					if d.Condition != types.ServiceConditionHealthy {
 						t.Errorf("depends_on %s condition: got %v, want %v", dep, d.Condition, types.ServiceConditionHealthy)
+					}
+					if _, none := healthcheckExceptions[dep]; none {
+						t.Errorf("depends_on %s: got a wait for health, want none (%s has no healthcheck)", dep, dep)
 					}
 				}
 			})
@@ -710,6 +763,9 @@ func TestServiceEnvironment(t *testing.T) {
 			"NGINX_ENVSUBST_OUTPUT_DIR": "/tmp",
 			"NGINX_RUN_DIR":             "/tmp",
 			"WEB_ROOT":                  "/usr/share/nginx/html",
+			"NGINX_STATUS_LISTEN":       "8081",
+			"NGINX_STATUS_ALLOW":        "127.0.0.1",
+			"NGINX_TRACING":             "native",
 		},
 		"db": {
 			"POSTGRES_USER":          "carteiro",
@@ -776,24 +832,344 @@ func TestFrontendWiring(t *testing.T) {
 func TestObservabilityOverlay(t *testing.T) {
 	base := loadProject(t, baseFile)
 	merged := loadProject(t, baseFile, observabilityFile)
+	env := readDotEnv(t)
 
-	if _, ok := merged.Networks["observabilidade"]; !ok {
-		t.Errorf("overlay networks: got %v, want %v among them", sortedKeys(merged.Networks), "observabilidade")
+	// observabilidade carries telemetry only and has no route out;
+	// observabilidade_ui exists only so the three UIs can be published (on
+	// 127.0.0.1, TestPublishedPorts), as mail_ui does for Mailpit.
+	wantInternal := map[string]bool{"observabilidade": true, "observabilidade_ui": false}
+	for _, name := range sortedKeys(wantInternal) {
+		n, ok := merged.Networks[name]
+		if !ok {
+			t.Errorf("overlay networks: got %v, want %s among them", sortedKeys(merged.Networks), name)
+			continue
+		}
+		if n.Internal != wantInternal[name] {
+			t.Errorf("network %s internal: got %v, want %v", name, n.Internal, wantInternal[name])
+		}
+		if _, ok := base.Networks[name]; ok {
+			t.Errorf("base networks: got %v, want no %s (overlay only)", sortedKeys(base.Networks), name)
+		}
 	}
-	if _, ok := base.Networks["observabilidade"]; ok {
-		t.Errorf("base networks: got %v, want no %v", sortedKeys(base.Networks), "observabilidade")
+
+	// The subnet is fixed (.env) because nginx admits exactly it to
+	// /nginx-status: the network and the frontend's allow rule must agree.
+	subnet := env["OBSERVABILIDADE_SUBNET"]
+	if _, cidr, err := net.ParseCIDR(subnet); err != nil || !cidr.IP.IsPrivate() || cidr.String() != subnet {
+		t.Errorf(".env OBSERVABILIDADE_SUBNET: got %q, want a private network in CIDR form (e.g. 172.28.53.0/24)", subnet)
 	}
+	var subnets []string
+	if n, ok := merged.Networks["observabilidade"]; ok {
+		for _, c := range n.Ipam.Config {
+			subnets = append(subnets, c.Subnet)
+		}
+	}
+	if want := []string{subnet}; !slices.Equal(subnets, want) {
+		t.Errorf("observabilidade ipam subnets: got %v, want %v (OBSERVABILIDADE_SUBNET)", subnets, want)
+	}
+	if got, _ := envValue(merged.Services["frontend"], "NGINX_STATUS_ALLOW"); got != subnet {
+		t.Errorf("frontend NGINX_STATUS_ALLOW with overlay: got %q, want %q (the observabilidade subnet)", got, subnet)
+	}
+
 	joins := map[string]bool{"app": true, "worker": true, "frontend": true}
+	own := map[string][]string{
+		"jaeger":         {"observabilidade", "observabilidade_ui"},
+		"prometheus":     {"observabilidade", "observabilidade_ui"},
+		"grafana":        {"observabilidade", "observabilidade_ui"},
+		"nginx-exporter": {"observabilidade"},
+	}
 	for _, name := range sortedServiceNames(merged) {
 		t.Run(name, func(t *testing.T) {
-			want := sortedKeys(base.Services[name].Networks)
-			if joins[name] {
-				want = append(want, "observabilidade")
-				sort.Strings(want)
+			svc := merged.Services[name]
+			var want []string
+			if networks, ok := own[name]; ok {
+				want = networks
+			} else {
+				want = sortedKeys(base.Services[name].Networks)
+				if joins[name] {
+					want = append(want, "observabilidade")
+					sort.Strings(want)
+				}
 			}
-			if got := sortedKeys(merged.Services[name].Networks); !slices.Equal(got, want) {
+			if got := sortedKeys(svc.Networks); !slices.Equal(got, want) {
 				t.Errorf("networks of %s with overlay: got %v, want %v", name, got, want)
 			}
+			// A service on the non-internal UI network is there to publish
+			// its UI, on loopback only.
+			if _, onUI := svc.Networks["observabilidade_ui"]; onUI {
+				if len(svc.Ports) == 0 {
+					t.Errorf("%s on observabilidade_ui: got no published port, want its UI on 127.0.0.1", name)
+				}
+				for _, port := range svc.Ports {
+					if port.HostIP != "127.0.0.1" {
+						t.Errorf("%s port %s: got host_ip %q, want 127.0.0.1", name, port.Published, port.HostIP)
+					}
+				}
+			}
 		})
+	}
+}
+
+// TestObservabilityTelemetryEnv: app and worker export traces to jaeger with
+// the standard OpenTelemetry variables (contract names), the api links to
+// the Jaeger UI that the overlay publishes, and the base deployment sets
+// none of it.
+func TestObservabilityTelemetryEnv(t *testing.T) {
+	base := loadProject(t, baseFile)
+	merged := loadProject(t, baseFile, observabilityFile)
+	want := map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		"OTEL_TRACES_SAMPLER":         "parentbased_always_on",
+	}
+	for _, name := range []string{"app", "worker"} {
+		svc := merged.Services[name]
+		for _, k := range sortedKeys(want) {
+			if got, ok := envValue(svc, k); !ok || got != want[k] {
+				t.Errorf("%s env %s with overlay: got %q (set=%v), want %q", name, k, got, ok, want[k])
+			}
+		}
+		for _, k := range sortedKeys(base.Services[name].Environment) {
+			if strings.HasPrefix(k, "OTEL_") || k == "JAEGER_UI_URL" {
+				t.Errorf("%s env %s in the base file: got set, want it only in the overlay", name, k)
+			}
+		}
+		// The core settings survive the merge.
+		if got, _ := envValue(svc, "DB_HOST"); got != "db" {
+			t.Errorf("%s env DB_HOST with overlay: got %q, want %q", name, got, "db")
+		}
+	}
+	jaegerPort := ""
+	for _, p := range merged.Services["jaeger"].Ports {
+		if p.Target == 16686 {
+			jaegerPort = p.HostIP + ":" + p.Published
+		}
+	}
+	if got, _ := envValue(merged.Services["app"], "JAEGER_UI_URL"); got != "http://"+jaegerPort {
+		t.Errorf("app JAEGER_UI_URL: got %q, want %q (the published Jaeger UI)", got, "http://"+jaegerPort)
+	}
+	if _, ok := envValue(merged.Services["worker"], "JAEGER_UI_URL"); ok {
+		t.Errorf("worker JAEGER_UI_URL: got set, want unset (only the api renders links)")
+	}
+
+	// Jaeger listens for OTLP on both protocols and serves the UI on every
+	// interface of its container; compose publishes the UI on loopback only.
+	jaeger := merged.Services["jaeger"]
+	for k, v := range map[string]string{
+		"JAEGER_OTLP_GRPC_ADDR": "0.0.0.0:4317",
+		"JAEGER_OTLP_HTTP_ADDR": "0.0.0.0:4318",
+		"JAEGER_QUERY_ADDR":     "0.0.0.0:16686",
+	} {
+		if got, _ := envValue(jaeger, k); got != v {
+			t.Errorf("jaeger env %s: got %q, want %q", k, got, v)
+		}
+	}
+	if want := []string{"--config", "/etc/jaeger/config.yaml"}; !slices.Equal([]string(jaeger.Command), want) {
+		t.Errorf("jaeger command: got %v, want %v", jaeger.Command, want)
+	}
+	wantMount(t, jaeger, "observability/jaeger/config.yaml", "/etc/jaeger/config.yaml")
+}
+
+// TestObservabilityFrontend: the overlay's frontend is the core frontend
+// with the otel image, the otel module loaded on the command line and
+// NGINX_TRACING=otel; the templates and their mount are the same.
+func TestObservabilityFrontend(t *testing.T) {
+	env := readDotEnv(t)
+	base := loadProject(t, baseFile).Services["frontend"]
+	fe := loadProject(t, baseFile, observabilityFile).Services["frontend"]
+
+	// The same nginx release as the core image, plus the module.
+	if want := env["NGINX_IMAGE"] + "-otel"; env["NGINX_OTEL_IMAGE"] != want || fe.Image != want {
+		t.Errorf("frontend image with overlay: got %q (.env NGINX_OTEL_IMAGE %q), want %q (NGINX_IMAGE + -otel)",
+			fe.Image, env["NGINX_OTEL_IMAGE"], want)
+	}
+	wantCmd := []string{"nginx", "-c", "/tmp/nginx.conf", "-g", "load_module modules/ngx_otel_module.so; daemon off;"}
+	if !slices.Equal([]string(fe.Command), wantCmd) {
+		t.Errorf("frontend command with overlay: got %v, want %v", fe.Command, wantCmd)
+	}
+	if got, _ := envValue(fe, "NGINX_TRACING"); got != "otel" {
+		t.Errorf("frontend NGINX_TRACING with overlay: got %q, want %q", got, "otel")
+	}
+	// Everything else the templates need is unchanged from the core file.
+	for _, k := range sortedKeys(base.Environment) {
+		if k == "NGINX_TRACING" || k == "NGINX_STATUS_ALLOW" {
+			continue
+		}
+		b, _ := envValue(base, k)
+		if got, _ := envValue(fe, k); got != b {
+			t.Errorf("frontend env %s with overlay: got %q, want %q (as in the core file)", k, got, b)
+		}
+	}
+	var baseMounts, mounts []string
+	for _, v := range base.Volumes {
+		baseMounts = append(baseMounts, v.Source+":"+v.Target)
+	}
+	for _, v := range fe.Volumes {
+		mounts = append(mounts, v.Source+":"+v.Target)
+	}
+	if !slices.Equal(mounts, baseMounts) {
+		t.Errorf("frontend mounts with overlay: got %v, want %v", mounts, baseMounts)
+	}
+
+	// nginx-exporter scrapes the frontend's status listener, which the
+	// overlay does not publish.
+	listen, _ := envValue(fe, "NGINX_STATUS_LISTEN")
+	exporter := loadProject(t, baseFile, observabilityFile).Services["nginx-exporter"]
+	wantArg := "--nginx.scrape-uri=http://frontend:" + listen + "/nginx-status"
+	if !slices.Contains([]string(exporter.Command), wantArg) {
+		t.Errorf("nginx-exporter command: got %v, want it to contain %q", exporter.Command, wantArg)
+	}
+	for _, p := range fe.Ports {
+		if strconv.Itoa(int(p.Target)) == listen {
+			t.Errorf("frontend ports: got the status listener %s published, want it internal", listen)
+		}
+	}
+}
+
+// TestFrontendTemplates: every ${PLACEHOLDER} in nginx/**/*.template is set
+// in the frontend's environment and let through NGINX_ENVSUBST_FILTER (the
+// image's envsubst renders only those), in the base and the overlay; the
+// tracing flavour each selects exists.
+func TestFrontendTemplates(t *testing.T) {
+	root := repoRoot(t)
+	placeholder := regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)\}`)
+	used := map[string]bool{}
+	err := filepath.WalkDir(filepath.Join(root, "nginx"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".template") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		for _, m := range placeholder.FindAllStringSubmatch(string(b), -1) {
+			used[m[1]] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for label, p := range projects(t) {
+		fe := p.Services["frontend"]
+		filter, _ := envValue(fe, "NGINX_ENVSUBST_FILTER")
+		re, err := regexp.Compile(filter)
+		if err != nil {
+			t.Errorf("%s: NGINX_ENVSUBST_FILTER %q: %v", label, filter, err)
+			continue
+		}
+		for _, k := range sortedKeys(used) {
+			if v, ok := envValue(fe, k); !ok || v == "" {
+				t.Errorf("%s: frontend env %s: got unset, want a value (used by nginx/ templates)", label, k)
+			}
+			if !re.MatchString(k) {
+				t.Errorf("%s: NGINX_ENVSUBST_FILTER %q: got %s filtered out, want it rendered", label, filter, k)
+			}
+		}
+		tracing, _ := envValue(fe, "NGINX_TRACING")
+		if _, err := os.Stat(filepath.Join(root, "nginx", "snippets", "tracing-"+tracing+".conf.template")); err != nil {
+			t.Errorf("%s: NGINX_TRACING=%q: got %v, want nginx/snippets/tracing-%s.conf.template", label, tracing, err, tracing)
+		}
+	}
+}
+
+// TestPrometheusService: the flags the dashboards rely on (exemplars) and
+// the remote-write receiver; config from the repository, read-only.
+func TestPrometheusService(t *testing.T) {
+	prom := loadProject(t, baseFile, observabilityFile).Services["prometheus"]
+	for _, want := range []string{
+		"--config.file=/etc/prometheus/prometheus.yml",
+		"--storage.tsdb.path=/prometheus",
+		"--storage.tsdb.retention.time=2d",
+		"--enable-feature=exemplar-storage",
+		"--web.enable-remote-write-receiver",
+	} {
+		if !slices.Contains([]string(prom.Command), want) {
+			t.Errorf("prometheus command: got %v, want it to contain %q", prom.Command, want)
+		}
+	}
+	for _, arg := range prom.Command {
+		if strings.HasPrefix(arg, "--web.enable-lifecycle") || strings.HasPrefix(arg, "--web.enable-admin-api") {
+			t.Errorf("prometheus command: got %q, want no mutating API (the UI port is published)", arg)
+		}
+	}
+	wantMount(t, prom, "observability/prometheus", "/etc/prometheus")
+	var data []string
+	for _, v := range prom.Volumes {
+		if v.Type == types.VolumeTypeVolume {
+			data = append(data, v.Source+":"+v.Target)
+		}
+	}
+	if want := []string{"prometheus_dados:/prometheus"}; !slices.Equal(data, want) {
+		t.Errorf("prometheus volumes: got %v, want %v", data, want)
+	}
+}
+
+// TestGrafanaService: provisioning mounted read-only where the provider
+// file says, no password anywhere but the secret, anonymous users read-only,
+// nothing fetched from the internet at start.
+func TestGrafanaService(t *testing.T) {
+	g := loadProject(t, baseFile, observabilityFile).Services["grafana"]
+	wantMount(t, g, "observability/grafana/provisioning/datasources", "/etc/grafana/provisioning/datasources")
+	wantMount(t, g, "observability/grafana/provisioning/dashboards", "/etc/grafana/provisioning/dashboards")
+	wantMount(t, g, "observability/grafana/dashboards", grafanaDashboardsDir)
+	want := map[string]string{
+		"GF_SECURITY_ADMIN_PASSWORD__FILE":      "/run/secrets/grafana_admin_password",
+		"GF_AUTH_ANONYMOUS_ENABLED":             "true",
+		"GF_AUTH_ANONYMOUS_ORG_ROLE":            "Viewer",
+		"GF_USERS_ALLOW_SIGN_UP":                "false",
+		"GF_ANALYTICS_REPORTING_ENABLED":        "false",
+		"GF_ANALYTICS_CHECK_FOR_UPDATES":        "false",
+		"GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
+		"GF_PLUGINS_PREINSTALL_DISABLED":        "true",
+	}
+	for _, k := range sortedKeys(want) {
+		if got, ok := envValue(g, k); !ok || got != want[k] {
+			t.Errorf("grafana env %s: got %q (set=%v), want %q", k, got, ok, want[k])
+		}
+	}
+	if _, ok := g.Environment["GF_SECURITY_ADMIN_PASSWORD"]; ok {
+		t.Errorf("grafana env GF_SECURITY_ADMIN_PASSWORD: got set, want only the __FILE form")
+	}
+	home, _ := envValue(g, "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+	if rel, ok := strings.CutPrefix(home, grafanaDashboardsDir+"/"); !ok {
+		t.Errorf("grafana home dashboard: got %q, want a file under %s", home, grafanaDashboardsDir)
+	} else if _, err := os.Stat(filepath.Join(repoRoot(t), "observability", "grafana", "dashboards", rel)); err != nil {
+		t.Errorf("grafana home dashboard %q: %v", home, err)
+	}
+}
+
+// wantMount fails t unless svc bind-mounts the repository path src on
+// target (read-only is TestHardening's business) and src exists.
+func wantMount(t *testing.T, svc types.ServiceConfig, src, target string) {
+	t.Helper()
+	abs := filepath.Join(repoRoot(t), src)
+	var got []string
+	for _, v := range svc.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == target {
+			got = append(got, v.Source)
+		}
+	}
+	if !slices.Equal(got, []string{abs}) {
+		t.Errorf("%s mount on %s: got %v, want %s", svc.Name, target, got, abs)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		t.Errorf("%s mount source %s: %v", svc.Name, src, err)
+	}
+}
+
+// TestJaegerVersion: the compose Jaeger image is the release bin/jaeger is
+// built from (scripts/tools/go.mod). Jaeger tags each release twice: Go
+// module v1.N.x is Jaeger v2.(N-63).x (v1.63.0 = v2.0.0).
+func TestJaegerVersion(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "tools", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/jaegertracing/jaeger v1\.([0-9]+)\.([0-9]+)\b`).FindSubmatch(b)
+	if m == nil {
+		t.Skip("scripts/tools/go.mod has no github.com/jaegertracing/jaeger v1.x: update this test's version mapping")
+	}
+	minor, _ := strconv.Atoi(string(m[1]))
+	want := fmt.Sprintf("jaegertracing/jaeger:2.%d.%s", minor-63, m[2])
+	if got := readDotEnv(t)["JAEGER_IMAGE"]; got != want {
+		t.Errorf(".env JAEGER_IMAGE: got %q, want %q (scripts/tools/go.mod has jaeger v1.%s.%s)", got, want, m[1], m[2])
 	}
 }

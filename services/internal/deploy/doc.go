@@ -9,5 +9,15 @@
 // healthy-ordered start-up and secrets that are files, never environment values.
 // They also read services/Dockerfile so that the built images stay in step.
 //
-// No Docker engine is needed: nothing is built or started.
+// The observability files are checked here too: both Prometheus
+// configurations and the alert rules with promtool (check config, check
+// rules, and the rules' unit tests), the alert rules' shape and the contract
+// metric names, the Grafana provisioning (fixed datasource uids) and every
+// dashboard's datasource references and queries, and the nginx templates
+// (the native and otel tracing flavours differ by one include; stub_status
+// answers only the allowed address, with the machine's nginx).
+//
+// No Docker engine is needed: nothing is built or started but a private
+// nginx on free loopback ports. promtool and nginx missing: a skip, or a
+// failure with CI=true.
 package deploy

@@ -1,0 +1,348 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// jaegerTrace is the part of Jaeger's query API answer the test reads.
+type jaegerTrace struct {
+	TraceID string `json:"traceID"`
+	Spans   []struct {
+		SpanID        string `json:"spanID"`
+		OperationName string `json:"operationName"`
+		ProcessID     string `json:"processID"`
+		References    []struct {
+			RefType string `json:"refType"`
+			SpanID  string `json:"spanID"`
+		} `json:"references"`
+	} `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+	} `json:"processes"`
+}
+
+func (s *stack) getJSON(rawURL string, v any) int {
+	s.t.Helper()
+	res, err := client.Get(rawURL)
+	if err != nil {
+		s.t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+			s.t.Fatalf("GET %s: %v", rawURL, err)
+		}
+	}
+	return res.StatusCode
+}
+
+// trace fetches one trace from Jaeger.
+func (s *stack) trace(id string) []jaegerTrace {
+	var out struct{ Data []jaegerTrace }
+	s.getJSON(s.Jaeger+"/api/traces/"+id, &out)
+	return out.Data
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// One message, one trace: from the api's HTTP span through Postgres and
+// the stream to the worker's SMTP span, in Jaeger; and every dashboard
+// and alert expression answers from Prometheus after the traffic.
+func TestOneTraceFromRequestToInbox(t *testing.T) {
+	s := startStack(t, stackOptions{observability: true})
+
+	type sent struct{ id, traceID string }
+	var msgs []sent
+	for i := range 3 {
+		traceID := randomHex(16)
+		body := fmt.Sprintf(`{"assunto":"trace %d","mensagem":"seguindo o rastro"}`, i)
+		res, out := s.request("POST", "/api/messages", "application/json", body,
+			"Accept", "application/json", "traceparent", "00-"+traceID+"-"+randomHex(8)+"-01")
+		if res.StatusCode != http.StatusAccepted {
+			t.Fatalf("submit: got %d (%s)", res.StatusCode, out)
+		}
+		var acc struct{ ID, TraceID, TraceURL string }
+		json.Unmarshal([]byte(out), &struct {
+			ID       *string `json:"id"`
+			TraceID  *string `json:"trace_id"`
+			TraceURL *string `json:"trace_url"`
+		}{&acc.ID, &acc.TraceID, &acc.TraceURL})
+		if acc.TraceID != traceID || res.Header.Get("X-Trace-Id") != traceID {
+			t.Errorf("trace id in the answer: got body %q header %q, want the caller's %s", acc.TraceID, res.Header.Get("X-Trace-Id"), traceID)
+		}
+		if acc.TraceURL != s.Jaeger+"/trace/"+traceID {
+			t.Errorf("trace_url: got %q, want %q", acc.TraceURL, s.Jaeger+"/trace/"+traceID)
+		}
+		msgs = append(msgs, sent{acc.ID, traceID})
+	}
+	// Some refused requests, so the error panels have something to show.
+	for range 2 {
+		s.request("POST", "/api/messages", "application/json", `{}`, "Accept", "application/json")
+	}
+	for _, m := range msgs {
+		s.waitStatus(m.id, "sent")
+	}
+
+	wantSpans := map[string][]string{
+		"carteiro-api":    {"POST /api/messages", "INSERT", "send emails"},
+		"carteiro-worker": {"process emails", "UPDATE", "smtp send"},
+	}
+	for _, m := range msgs {
+		var tr jaegerTrace
+		waitUntil(t, "the whole trace "+m.traceID+" in Jaeger", func() bool {
+			traces := s.trace(m.traceID)
+			if len(traces) != 1 {
+				return false
+			}
+			tr = traces[0]
+			return hasSpans(tr, wantSpans)
+		})
+		if tr.TraceID != m.traceID {
+			t.Errorf("trace id: got %s, want %s", tr.TraceID, m.traceID)
+		}
+		// The worker's span descends from the api's server span.
+		server, process := spanID(tr, "carteiro-api", "POST /api/messages"), spanID(tr, "carteiro-worker", "process emails")
+		if !descends(tr, process, server) {
+			t.Errorf("trace %s: the worker's process span does not descend from the api's server span", m.traceID)
+		}
+	}
+	// A search by service finds them too.
+	var found struct{ Data []jaegerTrace }
+	s.getJSON(s.Jaeger+"/api/traces?service=carteiro-worker&limit=100&lookback=1h", &found)
+	seen := map[string]bool{}
+	for _, tr := range found.Data {
+		seen[tr.TraceID] = true
+	}
+	for _, m := range msgs {
+		if !seen[m.traceID] {
+			t.Errorf("search by service carteiro-worker: trace %s missing", m.traceID)
+		}
+	}
+
+	t.Run("every dashboard and alert expression has data", func(t *testing.T) {
+		for _, q := range expressions(t) {
+			waitUntil(t, fmt.Sprintf("data for %s (%s)", q.expr, q.where), func() bool {
+				return len(s.promQuery(q.expr)) > 0
+			})
+		}
+	})
+
+	t.Run("exemplars lead to traces in Jaeger", func(t *testing.T) {
+		for _, metric := range []string{"carteiro_delivery_latency_seconds_bucket", "carteiro_send_duration_seconds_bucket", "carteiro_http_request_duration_seconds_bucket"} {
+			var ids []string
+			waitUntil(t, "exemplars of "+metric, func() bool {
+				ids = s.exemplarTraceIDs(metric)
+				return len(ids) > 0
+			})
+			for _, id := range ids {
+				if len(s.trace(id)) != 1 {
+					t.Errorf("%s: exemplar trace %s not in Jaeger", metric, id)
+				}
+			}
+		}
+	})
+}
+
+func hasSpans(tr jaegerTrace, want map[string][]string) bool {
+	have := map[string]bool{}
+	for _, sp := range tr.Spans {
+		have[tr.Processes[sp.ProcessID].ServiceName+"/"+sp.OperationName] = true
+	}
+	for service, names := range want {
+		for _, n := range names {
+			if !have[service+"/"+n] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func spanID(tr jaegerTrace, service, name string) string {
+	for _, sp := range tr.Spans {
+		if sp.OperationName == name && tr.Processes[sp.ProcessID].ServiceName == service {
+			return sp.SpanID
+		}
+	}
+	return ""
+}
+
+// descends reports whether span id has ancestor up its chain of
+// references. Jaeger shows the consumer span's parent as FOLLOWS_FROM,
+// because the span also links to its parent (one reference per span).
+func descends(tr jaegerTrace, id, ancestor string) bool {
+	parent := map[string]string{}
+	for _, sp := range tr.Spans {
+		for _, r := range sp.References {
+			if r.RefType == "CHILD_OF" || r.RefType == "FOLLOWS_FROM" {
+				parent[sp.SpanID] = r.SpanID
+			}
+		}
+	}
+	for cur, steps := id, 0; cur != "" && steps < 100; cur, steps = parent[cur], steps+1 {
+		if cur == ancestor {
+			return true
+		}
+	}
+	return false
+}
+
+// promQuery evaluates an instant query and returns its result series.
+func (s *stack) promQuery(expr string) []json.RawMessage {
+	s.t.Helper()
+	var out struct {
+		Status string
+		Error  string
+		Data   struct {
+			ResultType string
+			Result     json.RawMessage
+		}
+	}
+	code := s.getJSON(s.Prometheus+"/api/v1/query?query="+url.QueryEscape(expr), &out)
+	if code != http.StatusOK || out.Status != "success" {
+		s.t.Fatalf("query %s: HTTP %d %s", expr, code, out.Error)
+	}
+	var series []json.RawMessage
+	if out.Data.ResultType == "scalar" {
+		return []json.RawMessage{out.Data.Result}
+	}
+	json.Unmarshal(out.Data.Result, &series)
+	return series
+}
+
+// exemplarTraceIDs returns the trace ids of the exemplars of a metric over
+// the last ten minutes.
+func (s *stack) exemplarTraceIDs(metric string) []string {
+	now := time.Now()
+	q := url.Values{"query": {metric},
+		"start": {strconv.FormatInt(now.Add(-10*time.Minute).Unix(), 10)}, "end": {strconv.FormatInt(now.Unix(), 10)}}
+	var out struct {
+		Data []struct {
+			Exemplars []struct {
+				Labels map[string]string
+			}
+		}
+	}
+	s.getJSON(s.Prometheus+"/api/v1/query_exemplars?"+q.Encode(), &out)
+	var ids []string
+	for _, d := range out.Data {
+		for _, e := range d.Exemplars {
+			if id := e.Labels["trace_id"]; id != "" {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+type promExpr struct{ expr, where string }
+
+// grafanaVars are the dashboard variables an expression may use, with the
+// values Grafana would give them on a short range.
+var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "${__rate_interval}", "1m",
+	"$__interval", "15s", "${__interval}", "15s", "$__range", "10m", "${__range}", "10m")
+
+// trailingComparison is the threshold an alert compares its expression to.
+var trailingComparison = regexp.MustCompile(`\s*(>|<|>=|<=|==|!=)\s*[0-9.eE+-]+\s*$`)
+
+// expressions reads every PromQL expression of the provisioned dashboards
+// and of the alert and recording rules. An alert's threshold is cut off:
+// what must have data is the measured expression, not the alert firing.
+func expressions(t *testing.T) []promExpr {
+	root := repoRoot(t)
+	var out []promExpr
+	dashboards, _ := filepath.Glob(filepath.Join(root, "observability", "grafana", "dashboards", "*.json"))
+	if len(dashboards) == 0 {
+		t.Fatal("no dashboards found")
+	}
+	for _, f := range dashboards {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct{ Panels []panel }
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, p := range flatten(d.Panels) {
+			for _, tg := range p.Targets {
+				if strings.TrimSpace(tg.Expr) != "" {
+					out = append(out, promExpr{grafanaVars.Replace(tg.Expr), filepath.Base(f) + ": " + p.Title})
+				}
+			}
+		}
+	}
+	rules, _ := filepath.Glob(filepath.Join(root, "observability", "prometheus", "rules", "*.yml"))
+	if len(rules) == 0 {
+		t.Fatal("no rule files found")
+	}
+	for _, f := range rules {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rf struct {
+			Groups []struct {
+				Rules []struct{ Alert, Record, Expr string }
+			}
+		}
+		if err := yaml.Unmarshal(b, &rf); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, g := range rf.Groups {
+			for _, r := range g.Rules {
+				expr := strings.TrimSpace(r.Expr)
+				if r.Alert != "" {
+					expr = trailingComparison.ReplaceAllString(expr, "")
+				}
+				out = append(out, promExpr{expr, filepath.Base(f) + ": " + r.Alert + r.Record})
+			}
+		}
+	}
+	return out
+}
+
+type panel struct {
+	Title   string
+	Targets []struct{ Expr string }
+	Panels  []panel
+}
+
+func flatten(ps []panel) []panel {
+	var out []panel
+	for _, p := range ps {
+		out = append(out, p)
+		out = append(out, flatten(p.Panels)...)
+	}
+	return out
+}
+
+// waitUntil polls cond for up to a minute.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -1,0 +1,452 @@
+package deploy
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// grafanaDashboardsDir is where the compose overlay mounts
+// observability/grafana/dashboards in the grafana container.
+const grafanaDashboardsDir = "/etc/grafana/dashboards"
+
+// contractMetrics are the metric names of the telemetry contract (histograms
+// by base name), plus Prometheus's own `up`. Dashboards, alert rules and the
+// datasources' trace→metrics queries may use nothing else.
+var contractMetrics = map[string]string{
+	"carteiro_http_requests_total":           "counter",
+	"carteiro_http_request_duration_seconds": "histogram",
+	"carteiro_messages_accepted_total":       "counter",
+	"carteiro_outbox_published_total":        "counter",
+	"carteiro_outbox_unpublished":            "gauge",
+	"carteiro_queue_depth":                   "gauge",
+	"carteiro_oldest_waiting_seconds":        "gauge",
+	"carteiro_send_duration_seconds":         "histogram",
+	"carteiro_delivery_latency_seconds":      "histogram",
+	"carteiro_messages_total":                "counter",
+	"carteiro_worker_inflight":               "gauge",
+	"nginx_connections_active":               "gauge",
+	"nginx_http_requests_total":              "counter",
+	"nginx_up":                               "gauge",
+	"up":                                     "gauge",
+}
+
+// contractLabelValues are the closed label value sets of the contract.
+var contractLabelValues = map[string][]string{
+	"state":   {"stream", "lag", "pending", "queued", "sending", "failed", "dead"},
+	"outcome": {"sent", "retry", "dead"},
+	"job":     {"carteiro-api", "carteiro-worker", "nginx", "prometheus"},
+}
+
+var (
+	metricNameRe = regexp.MustCompile(`\b(?:carteiro|nginx)_[a-z0-9_]+\b`)
+	// label="a" or label=~"a|b" for a label with a closed value set.
+	closedMatcherRe = regexp.MustCompile(`\b(state|outcome|job)\s*(=~|=|!~|!=)\s*"([^"]*)"`)
+)
+
+// checkPromQL reports the ways expr strays from the contract: unknown metric
+// names (or histogram parts of non-histograms), label values outside the
+// closed sets, and missing metrics hidden behind `or vector(...)`.
+func checkPromQL(expr string) []string {
+	var problems []string
+	for _, name := range metricNameRe.FindAllString(expr, -1) {
+		if _, ok := contractMetrics[name]; ok {
+			continue
+		}
+		base, part := name, ""
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(name, suffix); ok {
+				base, part = b, suffix
+			}
+		}
+		if part == "" || contractMetrics[base] != "histogram" {
+			problems = append(problems, "metric "+name+" is not in the telemetry contract")
+		}
+	}
+	for _, m := range closedMatcherRe.FindAllStringSubmatch(expr, -1) {
+		for _, v := range strings.Split(m[3], "|") {
+			if strings.ContainsAny(v, ".*+?[]()") {
+				continue // a real regular expression, not a list of values
+			}
+			if !slices.Contains(contractLabelValues[m[1]], v) {
+				problems = append(problems, m[1]+` value "`+v+`" is not one of `+strings.Join(contractLabelValues[m[1]], ", "))
+			}
+		}
+	}
+	if regexp.MustCompile(`\bor\s+vector\(`).MatchString(expr) {
+		problems = append(problems, "`or vector(...)` hides a missing metric")
+	}
+	return problems
+}
+
+func TestCheckPromQLHelper(t *testing.T) {
+	cases := []struct {
+		expr string
+		ok   bool
+	}{
+		{`sum(rate(carteiro_http_requests_total{code=~"5.."}[5m]))`, true},
+		{`histogram_quantile(0.99, sum by (le) (rate(carteiro_send_duration_seconds_bucket[1m])))`, true},
+		{`max by (state) (carteiro_queue_depth{state=~"queued|failed"})`, true},
+		{`up{job=~"carteiro-api|carteiro-worker|nginx"}`, true},
+		{`sum(rate(carteiro_http_requests_total_bucket[1m]))`, false},
+		{`sum(rate(carteiro_requests_total[1m]))`, false},
+		{`carteiro_queue_depth{state="queud"}`, false},
+		{`sum(carteiro_messages_total{outcome="dead"}) or vector(0)`, false},
+	}
+	for _, c := range cases {
+		if got := checkPromQL(c.expr); (len(got) == 0) != c.ok {
+			t.Errorf("checkPromQL(%q): got %v, want ok=%v", c.expr, got, c.ok)
+		}
+	}
+}
+
+type grafanaDatasource struct {
+	Name      string         `yaml:"name"`
+	Type      string         `yaml:"type"`
+	UID       string         `yaml:"uid"`
+	URL       string         `yaml:"url"`
+	Access    string         `yaml:"access"`
+	IsDefault bool           `yaml:"isDefault"`
+	JSONData  map[string]any `yaml:"jsonData"`
+}
+
+// grafanaDatasources reads every provisioning file of
+// observability/grafana/provisioning/datasources.
+func grafanaDatasources(t *testing.T) map[string]grafanaDatasource {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(repoRoot(t), "observability", "grafana", "provisioning", "datasources", "*.y*ml"))
+	if len(files) == 0 {
+		t.Fatal("no datasource provisioning files")
+	}
+	out := map[string]grafanaDatasource{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			APIVersion  int                 `yaml:"apiVersion"`
+			Datasources []grafanaDatasource `yaml:"datasources"`
+		}
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if doc.APIVersion != 1 {
+			t.Errorf("%s apiVersion: got %d, want 1", filepath.Base(f), doc.APIVersion)
+		}
+		// Grafana expands $VAR / ${VAR} in provisioning files from its
+		// environment; its own variables must be written $$.
+		// (Values only: comment lines are skipped.)
+		values := regexp.MustCompile(`(?m)^\s*#.*$`).ReplaceAllString(string(b), "")
+		if m := regexp.MustCompile(`(^|[^$])\$\{?__[a-z]`).FindString(values); m != "" {
+			t.Errorf("%s: got %q, want Grafana variables escaped as $$ (else expanded from the environment)", filepath.Base(f), m)
+		}
+		for _, ds := range doc.Datasources {
+			if _, dup := out[ds.UID]; dup || ds.UID == "" {
+				t.Errorf("datasource %q uid: got %q (duplicate or empty), want a unique fixed uid", ds.Name, ds.UID)
+			}
+			out[ds.UID] = ds
+		}
+	}
+	return out
+}
+
+// dsRefs collects every datasourceUid value under v.
+func dsRefs(v any, out *[]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "datasourceUid" {
+				*out = append(*out, s)
+			}
+			dsRefs(x, out)
+		}
+	case []any:
+		for _, x := range v {
+			dsRefs(x, out)
+		}
+	}
+}
+
+func TestGrafanaDatasources(t *testing.T) {
+	ds := grafanaDatasources(t)
+	merged := loadProject(t, baseFile, observabilityFile)
+	want := map[string]struct{ typ, url string }{
+		"carteiro-prometheus": {"prometheus", "http://prometheus:9090"},
+		"carteiro-jaeger":     {"jaeger", "http://jaeger:16686"},
+	}
+	if got, w := sortedKeys(ds), sortedKeys(want); !slices.Equal(got, w) {
+		t.Errorf("datasource uids: got %v, want %v", got, w)
+	}
+	for uid, w := range want {
+		d := ds[uid]
+		if d.Type != w.typ || d.URL != w.url || d.Access != "proxy" {
+			t.Errorf("datasource %s: got type %q url %q access %q, want %q %q %q", uid, d.Type, d.URL, d.Access, w.typ, w.url, "proxy")
+		}
+		// The URL names a service of the overlay.
+		host := strings.Split(strings.TrimPrefix(w.url, "http://"), ":")[0]
+		if _, ok := merged.Services[host]; !ok {
+			t.Errorf("datasource %s url %s: got no compose service %q", uid, w.url, host)
+		}
+		var refs []string
+		dsRefs(d.JSONData, &refs)
+		for _, r := range refs {
+			if _, ok := ds[r]; !ok {
+				t.Errorf("datasource %s jsonData: got datasourceUid %q, want one of %v", uid, r, sortedKeys(ds))
+			}
+		}
+	}
+	if !ds["carteiro-prometheus"].IsDefault {
+		t.Errorf("datasource carteiro-prometheus isDefault: got false, want true")
+	}
+
+	// Exemplars (label trace_id) link to the Jaeger datasource.
+	prom := ds["carteiro-prometheus"].JSONData
+	dests, _ := prom["exemplarTraceIdDestinations"].([]any)
+	linked := false
+	for _, d := range dests {
+		m, _ := d.(map[string]any)
+		if m["name"] == "trace_id" && m["datasourceUid"] == "carteiro-jaeger" {
+			linked = true
+		}
+	}
+	if !linked {
+		t.Errorf("carteiro-prometheus exemplarTraceIdDestinations: got %v, want {name: trace_id, datasourceUid: carteiro-jaeger}", dests)
+	}
+
+	// Spans link back to metrics in Prometheus, with contract metrics only.
+	t2m, _ := ds["carteiro-jaeger"].JSONData["tracesToMetrics"].(map[string]any)
+	if t2m["datasourceUid"] != "carteiro-prometheus" {
+		t.Errorf("carteiro-jaeger tracesToMetrics.datasourceUid: got %v, want carteiro-prometheus", t2m["datasourceUid"])
+	}
+	queries, _ := t2m["queries"].([]any)
+	if len(queries) == 0 {
+		t.Errorf("carteiro-jaeger tracesToMetrics.queries: got none, want some")
+	}
+	for _, q := range queries {
+		m, _ := q.(map[string]any)
+		expr, _ := m["query"].(string)
+		if expr == "" || m["name"] == "" {
+			t.Errorf("carteiro-jaeger tracesToMetrics query: got %v, want a name and a query", m)
+		}
+		for _, p := range checkPromQL(expr) {
+			t.Errorf("carteiro-jaeger tracesToMetrics query %q: %s", expr, p)
+		}
+	}
+}
+
+func TestGrafanaDashboardProvider(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(repoRoot(t), "observability", "grafana", "provisioning", "dashboards", "*.y*ml"))
+	if len(files) != 1 {
+		t.Fatalf("dashboard provider files: got %v, want one", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name           string `yaml:"name"`
+			Type           string `yaml:"type"`
+			Folder         string `yaml:"folder"`
+			AllowUIUpdates bool   `yaml:"allowUiUpdates"`
+			Options        struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Providers) != 1 {
+		t.Fatalf("dashboard providers: got %d, want 1", len(doc.Providers))
+	}
+	p := doc.Providers[0]
+	if doc.APIVersion != 1 || p.Type != "file" || p.Folder != "carteiro" || p.Options.Path != grafanaDashboardsDir || p.AllowUIUpdates {
+		t.Errorf("dashboard provider: got apiVersion %d type %q folder %q path %q allowUiUpdates %v, want 1 file carteiro %s false",
+			doc.APIVersion, p.Type, p.Folder, p.Options.Path, p.AllowUIUpdates, grafanaDashboardsDir)
+	}
+}
+
+type dashboardPanel struct {
+	ID          int             `json:"id"`
+	Type        string          `json:"type"`
+	Title       string          `json:"title"`
+	Description string          `json:"description"`
+	Datasource  json.RawMessage `json:"datasource"`
+	GridPos     *struct {
+		H, W, X, Y int
+	} `json:"gridPos"`
+	Targets []struct {
+		RefID      string          `json:"refId"`
+		Expr       string          `json:"expr"`
+		Datasource json.RawMessage `json:"datasource"`
+		Exemplar   bool            `json:"exemplar"`
+		Format     string          `json:"format"`
+	} `json:"targets"`
+	Panels []dashboardPanel `json:"panels"`
+}
+
+func flattenPanels(ps []dashboardPanel) []dashboardPanel {
+	var out []dashboardPanel
+	for _, p := range ps {
+		out = append(out, p)
+		out = append(out, flattenPanels(p.Panels)...)
+	}
+	return out
+}
+
+// walkJSON calls fn for every object in v, with its path.
+func walkJSON(v any, path string, fn func(path string, obj map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		fn(path, v)
+		for k, x := range v {
+			walkJSON(x, path+"."+k, fn)
+		}
+	case []any:
+		for i, x := range v {
+			walkJSON(x, path+"["+strconv.Itoa(i)+"]", fn)
+		}
+	}
+}
+
+func TestGrafanaDashboards(t *testing.T) {
+	ds := grafanaDatasources(t)
+	files, _ := filepath.Glob(filepath.Join(repoRoot(t), "observability", "grafana", "dashboards", "*.json"))
+	wantUIDs := map[string]string{
+		"overview.json": "carteiro-overview",
+		"queue.json":    "carteiro-queue",
+		"delivery.json": "carteiro-delivery",
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+	}
+	sort.Strings(names)
+	if want := sortedKeys(wantUIDs); !slices.Equal(names, want) {
+		t.Errorf("dashboards: got %v, want %v", names, want)
+	}
+	rateRange := regexp.MustCompile(`\b(?:rate|irate)\([^\[]*\[([^\]]+)\]`)
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Importable as it is: no export placeholders.
+			if strings.Contains(string(b), "${DS_") {
+				t.Errorf("got a ${DS_...} import placeholder, want fixed datasource uids")
+			}
+			var raw map[string]any
+			if err := json.Unmarshal(b, &raw); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := raw["__inputs"]; ok {
+				t.Errorf("got __inputs, want none (provisioned, not imported)")
+			}
+			// Every datasource reference, wherever it is, names a
+			// provisioned datasource by uid and type.
+			walkJSON(raw, "$", func(path string, obj map[string]any) {
+				ref, ok := obj["datasource"]
+				if !ok {
+					return
+				}
+				m, ok := ref.(map[string]any)
+				uid, _ := m["uid"].(string)
+				typ, _ := m["type"].(string)
+				d, known := ds[uid]
+				if !ok || !known || d.Type != typ {
+					t.Errorf("%s.datasource: got %v, want {type, uid} of a provisioned datasource %v", path, ref, sortedKeys(ds))
+				}
+			})
+			var d struct {
+				UID           string `json:"uid"`
+				Title         string `json:"title"`
+				SchemaVersion int    `json:"schemaVersion"`
+				Refresh       string `json:"refresh"`
+				Time          struct{ From, To string }
+				Panels        []dashboardPanel `json:"panels"`
+			}
+			if err := json.Unmarshal(b, &d); err != nil {
+				t.Fatal(err)
+			}
+			if d.UID != wantUIDs[name] || d.Title == "" {
+				t.Errorf("uid/title: got %q/%q, want %q and a title", d.UID, d.Title, wantUIDs[name])
+			}
+			if d.SchemaVersion < 39 || d.Refresh != "10s" || d.Time.From != "now-30m" || d.Time.To != "now" {
+				t.Errorf("schemaVersion/refresh/time: got %d/%q/%s..%s, want >=39/10s/now-30m..now", d.SchemaVersion, d.Refresh, d.Time.From, d.Time.To)
+			}
+			ids := map[int]bool{}
+			exprs := 0
+			for _, p := range flattenPanels(d.Panels) {
+				if ids[p.ID] || p.ID == 0 {
+					t.Errorf("panel %q id: got %d (duplicate or zero), want unique", p.Title, p.ID)
+				}
+				ids[p.ID] = true
+				if p.GridPos == nil || p.GridPos.W == 0 || p.GridPos.H == 0 {
+					t.Errorf("panel %q: got no gridPos, want one", p.Title)
+				}
+				if p.Type == "row" {
+					continue
+				}
+				if strings.TrimSpace(p.Description) == "" || p.Title == "" {
+					t.Errorf("panel %q: got no description, want the question it answers", p.Title)
+				}
+				if len(p.Targets) == 0 {
+					t.Errorf("panel %q: got no targets, want at least one query", p.Title)
+				}
+				for _, tg := range p.Targets {
+					exprs++
+					if strings.TrimSpace(tg.Expr) == "" || len(tg.Datasource) == 0 || len(p.Datasource) == 0 {
+						t.Errorf("panel %q target %s: got expr %q, datasource %s (panel %s), want all set", p.Title, tg.RefID, tg.Expr, tg.Datasource, p.Datasource)
+					}
+					for _, problem := range checkPromQL(tg.Expr) {
+						t.Errorf("panel %q target %s: %s", p.Title, tg.RefID, problem)
+					}
+					// Grafana picks a window that always spans enough scrapes.
+					for _, m := range rateRange.FindAllStringSubmatch(tg.Expr, -1) {
+						if m[1] != "$__rate_interval" {
+							t.Errorf("panel %q target %s: got rate window [%s], want [$__rate_interval]", p.Title, tg.RefID, m[1])
+						}
+					}
+				}
+			}
+			if exprs == 0 {
+				t.Errorf("got no queries, want some")
+			}
+		})
+	}
+
+	// The delivery heatmap shows exemplars, i.e. links from a latency bucket to a trace.
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "observability", "grafana", "dashboards", "delivery.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct{ Panels []dashboardPanel }
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range flattenPanels(d.Panels) {
+		for _, tg := range p.Targets {
+			if p.Type == "heatmap" && tg.Exemplar && tg.Format == "heatmap" &&
+				strings.Contains(tg.Expr, "carteiro_delivery_latency_seconds_bucket") {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("delivery.json: got no heatmap of carteiro_delivery_latency_seconds_bucket with exemplars, want one")
+	}
+}

@@ -1,0 +1,198 @@
+package deploy
+
+import (
+	"bytes"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/carteiro/carteiro/services/internal/testenv"
+)
+
+// renderNginx runs scripts/render-nginx.sh into a new directory with vars
+// added to the environment and returns the directory.
+func renderNginx(t *testing.T, vars ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "nginx")
+	cmd := exec.Command("sh", filepath.Join(repoRoot(t), "scripts", "render-nginx.sh"), out)
+	cmd.Env = append(os.Environ(), vars...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("render-nginx.sh %v: %v\n%s", vars, err, b)
+	}
+	return out
+}
+
+// renderedConfs maps each rendered *.conf (relative path) to its content.
+func renderedConfs(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".conf") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		rel, _ := filepath.Rel(dir, path)
+		files[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestNginxTracingFlavours: NGINX_TRACING=native and =otel render the same
+// tree, and the rendered configurations differ in exactly one line: the
+// include of snippets/tracing-<flavour>.conf.
+func TestNginxTracingFlavours(t *testing.T) {
+	// Same run dir and logs for both, so only the flavour differs.
+	run := t.TempDir()
+	common := []string{"NGINX_USER=nobody", "NGINX_RUN_DIR=" + run,
+		"NGINX_ACCESS_LOG=" + run + "/access.log", "NGINX_ERROR_LOG=" + run + "/error.log"}
+	native := renderedConfs(t, renderNginx(t, append(common, "NGINX_TRACING=native")...))
+	otel := renderedConfs(t, renderNginx(t, append(common, "NGINX_TRACING=otel")...))
+	if g, w := sortedKeys(otel), sortedKeys(native); !slices.Equal(g, w) {
+		t.Fatalf("rendered files: got %v with otel, want %v as with native", g, w)
+	}
+	for _, name := range sortedKeys(native) {
+		if name == "nginx.conf" || bytes.Equal(native[name], otel[name]) {
+			continue
+		}
+		t.Errorf("%s: got different content for native and otel, want the same", name)
+	}
+	a := strings.Split(string(native["nginx.conf"]), "\n")
+	b := strings.Split(string(otel["nginx.conf"]), "\n")
+	if len(a) != len(b) {
+		t.Fatalf("nginx.conf: got %d lines with native, %d with otel, want the same", len(a), len(b))
+	}
+	var diff []string
+	for i := range a {
+		if a[i] != b[i] {
+			diff = append(diff, strings.TrimSpace(a[i])+" | "+strings.TrimSpace(b[i]))
+		}
+	}
+	want := []string{"include snippets/tracing-native.conf; | include snippets/tracing-otel.conf;"}
+	if !slices.Equal(diff, want) {
+		t.Errorf("nginx.conf native vs otel: got differing lines %q, want %q", diff, want)
+	}
+	// The otel flavour traces and logs trace ids; the native one only
+	// passes the caller's traceparent on.
+	for _, want := range []string{"otel_exporter", "otel_trace_context propagate;", "$otel_trace_id", "otel_service_name carteiro-frontend;"} {
+		if !bytes.Contains(otel["snippets/tracing-otel.conf"], []byte(want)) {
+			t.Errorf("snippets/tracing-otel.conf: got no %q, want it", want)
+		}
+	}
+	if bytes.Contains(native["snippets/tracing-native.conf"], []byte("otel_")) {
+		t.Errorf("snippets/tracing-native.conf: got otel_ directives, want none (Debian's nginx has no otel module)")
+	}
+}
+
+func nginxBin(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	testenv.Missing(t, "nginx (Debian package nginx)")
+	return ""
+}
+
+// startNginx renders the config with vars and runs nginx in the foreground
+// until the test ends; it returns when the status listener accepts.
+func startNginx(t *testing.T, status string, vars ...string) {
+	t.Helper()
+	bin := nginxBin(t)
+	dir := renderNginx(t, vars...)
+	cmd := exec.Command(bin, "-p", dir+"/", "-c", filepath.Join(dir, "nginx.conf"),
+		"-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", status, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-done:
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx exited: %s\n%s", stderr.String(), log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx status listener %s: not accepting after 5s", status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 3 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// TestNginxStatusListener: stub_status answers on its own listener to the
+// allowed address only, and not on the public listener.
+func TestNginxStatusListener(t *testing.T) {
+	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
+	for _, c := range []struct {
+		allow string
+		want  int
+	}{
+		{"127.0.0.1", http.StatusOK},
+		{"127.0.0.2", http.StatusForbidden}, // we connect from 127.0.0.1
+	} {
+		t.Run("allow "+c.allow, func(t *testing.T) {
+			public, status := addr(), addr()
+			startNginx(t, status, "NGINX_LISTEN="+public, "NGINX_STATUS_LISTEN="+status,
+				"NGINX_STATUS_ALLOW="+c.allow, "API_UPSTREAM="+addr())
+			code, body := get(t, "http://"+status+"/nginx-status")
+			if code != c.want {
+				t.Errorf("GET %s/nginx-status allowing %s: got %d, want %d", status, c.allow, code, c.want)
+			}
+			if c.want == http.StatusOK && !strings.Contains(body, "Active connections:") {
+				t.Errorf("GET %s/nginx-status: got %q, want stub_status output", status, body)
+			}
+			if code, _ := get(t, "http://"+status+"/"); code != http.StatusNotFound {
+				t.Errorf("GET %s/: got %d, want 404 (the status listener serves nothing else)", status, code)
+			}
+			if code, _ := get(t, "http://"+public+"/nginx-status"); code != http.StatusNotFound {
+				t.Errorf("GET %s/nginx-status on the public listener: got %d, want 404", public, code)
+			}
+		})
+	}
+}
