@@ -85,7 +85,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		`carteiro_oldest_waiting_seconds `,
 		`# {trace_id="0af7651916cd43dd8448eb211c80319c"}`,
 		`go_goroutines `,
-		`db_client_connection`,
+		`pgxpool_total_connections`,
+		`db_client_connections_usage{db_system="redis"`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
