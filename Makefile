@@ -24,7 +24,7 @@ OBS ?= 0
 # The tools module is independent of the root go.mod.
 TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
 
-.PHONY: help build tools jaeger dev dev-down dev-status test up down logs fmt vet secrets clean
+.PHONY: help build tools jaeger dev dev-down dev-status test fuzz up down logs fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -66,9 +66,21 @@ dev-status: ## One line per native component
 
 # bin/jaeger is a prerequisite because the observability end-to-end test
 # starts a private stack with OBS=1 (Jaeger, Prometheus) on free ports.
-test: build tools jaeger ## go vet, then every test (e2e tests use bin/, including bin/jaeger)
+test: build tools jaeger ## go vet, every test (e2e tests use bin/, including bin/jaeger), then each fuzz target briefly
 	$(GO) vet ./...
 	BIN_DIR=$(CURDIR)/$(BIN_DIR) $(GO) test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target, for FUZZTIME. Failing inputs land in the package's
+# testdata/fuzz/<Target>/ and become part of the regular test run.
+FUZZTIME ?= 15s
+FUZZ_TARGETS := FuzzCreateMessage:./services/api FuzzValidate:./services/internal/message
+
+fuzz: ## Run each fuzz target for FUZZTIME (default 15s)
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
+	done
 
 up: secrets ## Build images and start the compose stack (with the observability overlay)
 	$(COMPOSE) $(COMPOSE_FILES) up -d --build
