@@ -50,7 +50,9 @@
     400: "Não foi possível enviar: os dados não foram aceitos. Revise os campos e tente novamente.",
     403: "O envio foi bloqueado por segurança. Recarregue a página e tente novamente.",
     413: "A mensagem é grande demais para ser enviada.",
+    409: "Este envio ainda está sendo processado. Aguarde um instante e envie de novo: a mensagem não será duplicada.",
     415: "Formato de envio não aceito. Recarregue a página e tente novamente.",
+    422: "Este envio já foi usado para outra mensagem. Envie de novo.",
     429: "Muitos envios em pouco tempo.",
     503: "O serviço está temporariamente indisponível.",
     other: "Não foi possível enviar a mensagem. Tente novamente em instantes.",
@@ -362,6 +364,29 @@
     form.removeAttribute("aria-busy");
   }
 
+  // One Idempotency-Key per message: a retry of the same text (after a
+  // network error or a 409) reuses it, so the api never stores it twice;
+  // new text, or a message already accepted, gets a new key.
+  var pendingKey = null;
+
+  function newKey() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") {
+      return window.crypto.randomUUID();
+    }
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return (b < 16 ? "0" : "") + b.toString(16);
+    }).join("");
+  }
+
+  function keyFor(body) {
+    if (!pendingKey || pendingKey.body !== body) {
+      pendingKey = { body: body, key: newKey() };
+    }
+    return pendingKey.key;
+  }
+
   function onSubmit(event) {
     event.preventDefault();
     if (busy) {
@@ -387,20 +412,26 @@
     form.setAttribute("aria-busy", "true");
     setStatus("Enviando…", "info");
 
+    var body = JSON.stringify(values);
     fetchWithTimeout(ENDPOINT, {
       method: "POST",
       headers: {
         "Content-Type": "application/json",
-        Accept: "application/json"
+        Accept: "application/json",
+        "Idempotency-Key": '"' + keyFor(body) + '"'
       },
-      body: JSON.stringify(values),
+      body: body,
       credentials: "same-origin"
     })
       .then(function (response) {
         return readJSON(response).then(function (data) {
           if (response.status === 202 || (response.ok && data && data.id)) {
+            pendingKey = null;
             accepted(data);
           } else {
+            if (response.status !== 409 && response.status < 500) {
+              pendingKey = null;
+            }
             rejected(response, data);
           }
         });

@@ -27,7 +27,11 @@ var (
 		Message: "request body is larger than 64 KiB"}
 	errUnavailable = &apiError{Status: http.StatusServiceUnavailable, RetryAfter: "5",
 		Message: "the message store is unavailable; nothing was stored, try again shortly"}
-	errNotFound = &apiError{Status: http.StatusNotFound, Message: "message not found"}
+	errNotFound    = &apiError{Status: http.StatusNotFound, Message: "message not found"}
+	errKeyInFlight = &apiError{Status: http.StatusConflict, RetryAfter: "1",
+		Message: "a request with this Idempotency-Key is still being processed; retry shortly"}
+	errKeyReused = &apiError{Status: http.StatusUnprocessableEntity,
+		Message: "this Idempotency-Key was already used with a different message"}
 	errInternal = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}
 )
 

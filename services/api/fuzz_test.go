@@ -31,6 +31,11 @@ func (m *memStore) Insert(_ context.Context, in message.Input, _, _ string) (sto
 	return store.Email{ID: store.NewID(), Assunto: in.Assunto, Mensagem: in.Mensagem, Status: message.StatusQueued}, nil
 }
 
+func (m *memStore) InsertOnce(ctx context.Context, _ string, _ []byte, in message.Input, tp, ts string) (store.Email, bool, error) {
+	e, err := m.Insert(ctx, in, tp, ts)
+	return e, false, err
+}
+
 func (m *memStore) Get(context.Context, string) (store.Email, error) {
 	return store.Email{}, store.ErrNotFound
 }

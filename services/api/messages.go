@@ -61,23 +61,52 @@ func handleCreateMessage(log *slog.Logger, messages messageStore, relay notifier
 			respondError(w, r, log, errInvalid(all))
 			return
 		}
+		key, aerr := idempotencyKey(r)
+		if aerr != nil {
+			respondError(w, r, log, aerr)
+			return
+		}
 		carrier := propagation.MapCarrier{}
 		tel.Propagator.Inject(r.Context(), carrier)
-		e, err := messages.Insert(r.Context(), in, carrier.Get("traceparent"), carrier.Get("tracestate"))
-		if err != nil {
+		var e store.Email
+		var replayed bool
+		var err error
+		if key == "" {
+			e, err = messages.Insert(r.Context(), in, carrier.Get("traceparent"), carrier.Get("tracestate"))
+		} else {
+			e, replayed, err = messages.InsertOnce(r.Context(), key, fingerprint(in), in, carrier.Get("traceparent"), carrier.Get("tracestate"))
+		}
+		switch {
+		case errors.Is(err, store.ErrKeyInFlight):
+			respondError(w, r, log, errKeyInFlight)
+			return
+		case errors.Is(err, store.ErrKeyReused):
+			respondError(w, r, log, errKeyReused)
+			return
+		case err != nil:
 			respondError(w, r, log, storeError(r, log, err))
 			return
 		}
-		relay.Notify()
-		accepted.Inc()
-		log.InfoContext(r.Context(), "message accepted", "message_id", e.ID)
-		res := acceptedResponse{ID: e.ID, Status: e.Status, StatusURL: statusURL(e.ID)}
-		if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+		// A replay answers as the first request was answered: queued, in
+		// the first request's trace.
+		res := acceptedResponse{ID: e.ID, Status: message.StatusQueued, StatusURL: statusURL(e.ID)}
+		traceCtx := r.Context()
+		if replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+			traceCtx = tel.Propagator.Extract(traceCtx, propagation.MapCarrier{"traceparent": e.Traceparent})
+			log.InfoContext(r.Context(), "message replayed", "message_id", e.ID)
+		} else {
+			relay.Notify()
+			accepted.Inc()
+			log.InfoContext(r.Context(), "message accepted", "message_id", e.ID)
+		}
+		if sc := trace.SpanContextFromContext(traceCtx); sc.IsValid() {
 			res.TraceID = sc.TraceID().String()
 			if jaegerURL != "" {
 				res.TraceURL = strings.TrimRight(jaegerURL, "/") + "/trace/" + res.TraceID
 			}
 		}
+		e.Status = res.Status
 		w.Header().Set("Location", res.StatusURL)
 		if wantsJSON(r) {
 			respondJSON(w, http.StatusAccepted, res)

@@ -16,6 +16,7 @@ import (
 // messageStore is what the handlers need from the store.
 type messageStore interface {
 	Insert(ctx context.Context, in message.Input, traceparent, tracestate string) (store.Email, error)
+	InsertOnce(ctx context.Context, key string, fingerprint []byte, in message.Input, traceparent, tracestate string) (store.Email, bool, error)
 	Get(ctx context.Context, id string) (store.Email, error)
 	Ping(ctx context.Context) error
 }

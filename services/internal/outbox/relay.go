@@ -96,6 +96,9 @@ func (r *Relay) Run(ctx context.Context) {
 				} else if n > 0 {
 					r.log.WarnContext(ctx, "outbox: republishing messages nobody took", "count", n)
 				}
+				if _, err := r.store.ForgetExpiredKeys(ctx); err != nil {
+					r.log.WarnContext(ctx, "outbox: forgetting expired idempotency keys failed", "err", err)
+				}
 			}
 		}
 		r.drain(ctx)

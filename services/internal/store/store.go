@@ -95,9 +95,18 @@ func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 func (s *Store) Insert(ctx context.Context, in message.Input, traceparent, tracestate string) (Email, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	defer cancel()
+	return insert(ctx, s.pool, in, traceparent, tracestate)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func insert(ctx context.Context, q querier, in message.Input, traceparent, tracestate string) (Email, error) {
 	e := Email{ID: NewID(), Assunto: in.Assunto, Mensagem: in.Mensagem, Status: message.StatusQueued,
 		Traceparent: traceparent, Tracestate: tracestate}
-	err := s.pool.QueryRow(ctx, `
+	err := q.QueryRow(ctx, `
 		INSERT INTO emails (id, assunto, mensagem, traceparent, tracestate)
 		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''))
 		RETURNING created_at`,
