@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -83,7 +84,6 @@ func TestMetricsEndpoint(t *testing.T) {
 		`carteiro_queue_depth{state="lag"} `,
 		`carteiro_outbox_unpublished 0`,
 		`carteiro_oldest_waiting_seconds `,
-		`# {trace_id="0af7651916cd43dd8448eb211c80319c"}`,
 		`go_goroutines `,
 		`pgxpool_total_connections`,
 		`db_client_connections_usage{db_system="redis"`,
@@ -91,6 +91,10 @@ func TestMetricsEndpoint(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	// Each latency bucket keeps its latest observation's trace as exemplar.
+	if !regexp.MustCompile(`(?m)^carteiro_http_request_duration_seconds_bucket\{[^}]*\} \d+ # \{trace_id="[0-9a-f]{32}"\}`).MatchString(body) {
+		t.Errorf("no trace_id exemplar on carteiro_http_request_duration_seconds")
 	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", body)
