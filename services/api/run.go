@@ -60,6 +60,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := tel.RecordPoolStats(db.Pool()); err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
+	if cfg.GroupCommit.Flushers > 0 {
+		gcCtx, stopGroupCommit := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopGroupCommit() // after the servers stop: no insert is waiting then
+		db.EnableGroupCommit(gcCtx, cfg.GroupCommit.Flushers, cfg.GroupCommit.MaxBatch, tel.Tracer("carteiro/store"))
+	}
 
 	rdb := queue.NewClient(cfg.Redis, 0)
 	defer rdb.Close()
@@ -96,6 +101,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	internalMux := http.NewServeMux()
 	health.Register(internalMux, health.Probe{Name: "postgres", Check: db.Ping})
 	internalMux.Handle("GET /metrics", tel.MetricsHandler())
+	if cfg.PProf {
+		health.RegisterPProf(internalMux)
+	}
 	internal := &http.Server{
 		Handler:           internalMux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -80,6 +80,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", tel.MetricsHandler())
+	if cfg.PProf {
+		health.RegisterPProf(mux)
+	}
 	health.Register(mux,
 		health.Probe{Name: "postgres", Check: db.Ping},
 		health.Probe{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},

@@ -14,6 +14,19 @@ type API struct {
 	Outbox       Outbox
 	// JaegerURL, when set, is the Jaeger UI the pages link trace ids to.
 	JaegerURL string
+	// GroupCommit batches concurrent inserts into shared transactions.
+	GroupCommit GroupCommit
+	// PProf serves /debug/pprof/ on the internal port.
+	PProf bool
+}
+
+// GroupCommit tunes the batching of inserts.
+type GroupCommit struct {
+	// Flushers is the number of transactions in flight at once; 0 turns
+	// group commit off (one transaction per message).
+	Flushers int
+	// MaxBatch is the most rows in one transaction.
+	MaxBatch int
 }
 
 // Outbox tunes the relay that copies committed messages to the stream.
@@ -38,6 +51,11 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		Postgres:     readPostgres(r),
 		Redis:        readRedis(r),
 		JaegerURL:    r.string("JAEGER_UI_URL", ""),
+		GroupCommit: GroupCommit{
+			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
+			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
+		},
+		PProf: r.bool("PPROF", false),
 		Outbox: Outbox{
 			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
 			BatchSize:      r.int("OUTBOX_BATCH_SIZE", 200, 1, 10000),

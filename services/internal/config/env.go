@@ -46,6 +46,19 @@ func (r *reader) int(name string, def, min, max int) int {
 	return n
 }
 
+func (r *reader) bool(name string, def bool) bool {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, "%q is not true or false", v)
+		return def
+	}
+	return b
+}
+
 func (r *reader) duration(name string, def, min time.Duration) time.Duration {
 	v := strings.TrimSpace(r.getenv(name))
 	if v == "" {

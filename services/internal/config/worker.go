@@ -33,6 +33,8 @@ type Worker struct {
 	// RetryBaseDelay and RetryMaxDelay shape the exponential backoff.
 	RetryBaseDelay time.Duration
 	RetryMaxDelay  time.Duration
+	// PProf serves /debug/pprof/ on the internal port.
+	PProf bool
 }
 
 // SMTP says how to reach the mail relay.
@@ -72,6 +74,7 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 		MaxAttempts:     r.int("MAX_ATTEMPTS", 5, 1, 100),
 		RetryBaseDelay:  r.duration("RETRY_BASE_DELAY", 2*time.Second, time.Millisecond),
 		RetryMaxDelay:   r.duration("RETRY_MAX_DELAY", 5*time.Minute, time.Millisecond),
+		PProf:           r.bool("PPROF", false),
 	}
 	if c.RetryMaxDelay < c.RetryBaseDelay {
 		r.fail("RETRY_MAX_DELAY", "%s is shorter than RETRY_BASE_DELAY %s", c.RetryMaxDelay, c.RetryBaseDelay)

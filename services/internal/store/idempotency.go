@@ -66,7 +66,7 @@ func (s *Store) InsertOnce(ctx context.Context, key string, fingerprint []byte, 
 		return Email{}, false, fmt.Errorf("look up idempotency key: %w", err)
 	}
 
-	e, err = insert(ctx, tx, in, traceparent, tracestate)
+	e, err = insert(ctx, tx, newEmail(in, traceparent, tracestate))
 	if err != nil {
 		return Email{}, false, err
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,6 +46,8 @@ type Store struct {
 	log  *slog.Logger
 	// queryTimeout bounds each call made on behalf of a request.
 	queryTimeout time.Duration
+	// group, when set, batches Inserts (see EnableGroupCommit).
+	group *groupCommit
 }
 
 // Open connects a pool to the database described by cfg. It does not wait
@@ -95,7 +99,15 @@ func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 func (s *Store) Insert(ctx context.Context, in message.Input, traceparent, tracestate string) (Email, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	defer cancel()
-	return insert(ctx, s.pool, in, traceparent, tracestate)
+	if s.group != nil {
+		return s.insertGrouped(ctx, newEmail(in, traceparent, tracestate))
+	}
+	return insert(ctx, s.pool, newEmail(in, traceparent, tracestate))
+}
+
+func newEmail(in message.Input, traceparent, tracestate string) Email {
+	return Email{ID: NewID(), Assunto: in.Assunto, Mensagem: in.Mensagem, Status: message.StatusQueued,
+		Traceparent: traceparent, Tracestate: tracestate}
 }
 
 // querier is a pool or a transaction.
@@ -103,14 +115,12 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func insert(ctx context.Context, q querier, in message.Input, traceparent, tracestate string) (Email, error) {
-	e := Email{ID: NewID(), Assunto: in.Assunto, Mensagem: in.Mensagem, Status: message.StatusQueued,
-		Traceparent: traceparent, Tracestate: tracestate}
+func insert(ctx context.Context, q querier, e Email) (Email, error) {
 	err := q.QueryRow(ctx, `
 		INSERT INTO emails (id, assunto, mensagem, traceparent, tracestate)
 		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''))
 		RETURNING created_at`,
-		e.ID, e.Assunto, e.Mensagem, traceparent, tracestate).Scan(&e.CreatedAt)
+		e.ID, e.Assunto, e.Mensagem, e.Traceparent, e.Tracestate).Scan(&e.CreatedAt)
 	if err != nil {
 		return Email{}, fmt.Errorf("insert message: %w", err)
 	}
@@ -148,7 +158,9 @@ func Unavailable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) ||
+		// the server went away mid-conversation
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 		return true
 	}
 	var ce *pgconn.ConnectError

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -201,6 +203,9 @@ func TestUnavailable(t *testing.T) {
 	}
 	if !Unavailable(context.DeadlineExceeded) {
 		t.Error("deadline: got false, want true")
+	}
+	if !Unavailable(fmt.Errorf("insert message: %w", io.ErrUnexpectedEOF)) {
+		t.Error("connection dropped: got false, want true")
 	}
 	if Unavailable(ErrNotFound) {
 		t.Error("not found: got true, want false")
