@@ -33,12 +33,15 @@ type Message struct {
 
 // Sender sends to one fixed recipient from one fixed sender address.
 type Sender struct {
+	// client checks an idle connection with NOOP before using it; fresh
+	// skips that round trip for a connection used moments ago.
 	client *gomail.Client
+	fresh  *gomail.Client
 	from   string
 	to     string
 	domain string
 	// idle holds open connections between sends.
-	idle   chan *smtp.Client
+	idle   chan idleConn
 	host   string
 	port   int
 	tracer trace.Tracer
@@ -55,6 +58,9 @@ func NewSender(cfg config.SMTP, from, to string, poolSize int, tracer trace.Trac
 		gomail.WithPort(cfg.Port),
 		gomail.WithTimeout(cfg.Timeout),
 		gomail.WithHELO("carteiro"),
+		// A finished DATA ends the mail transaction; RSET would only cost
+		// a round trip per message.
+		gomail.WithoutRset(),
 	}
 	switch cfg.TLS {
 	case "tls":
@@ -72,14 +78,18 @@ func NewSender(cfg config.SMTP, from, to string, poolSize int, tracer trace.Trac
 	if err != nil {
 		return nil, fmt.Errorf("smtp client: %w", err)
 	}
+	fresh, err := gomail.NewClient(cfg.Host, append(opts, gomail.WithoutNoop())...)
+	if err != nil {
+		return nil, fmt.Errorf("smtp client: %w", err)
+	}
 	a, err := mail.ParseAddress(from)
 	if err != nil {
 		return nil, fmt.Errorf("sender address: %w", err)
 	}
 	return &Sender{
-		client: c, from: from, to: to,
+		client: c, fresh: fresh, from: from, to: to,
 		domain: a.Address[strings.LastIndexByte(a.Address, '@')+1:],
-		idle:   make(chan *smtp.Client, max(1, poolSize)),
+		idle:   make(chan idleConn, max(1, poolSize)),
 		host:   cfg.Host, port: cfg.Port, tracer: tracer,
 	}, nil
 }
@@ -120,17 +130,17 @@ func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) 
 	if err := msg.To(s.to); err != nil {
 		return "", permanent(fmt.Errorf("to: %w", err))
 	}
-	msg.Subject(m.Assunto)
+	setSubject(msg, m.Assunto)
 	msg.SetMessageIDWithValue(s.MessageID(m.ID))
 	msg.SetDateWithValue(m.Date)
 	msg.SetUserAgent("carteiro")
 	msg.SetBodyString(gomail.TypeTextPlain, m.Mensagem)
 
-	conn, err := s.conn(ctx)
+	conn, checker, err := s.conn(ctx)
 	if err != nil {
 		return "", err
 	}
-	err = s.client.SendWithSMTPClient(conn, msg)
+	err = checker.SendWithSMTPClient(conn, msg)
 	var se *gomail.SendError
 	if errors.As(err, &se) && se.Reason == gomail.ErrConnCheck {
 		// The idle connection went stale; try once on a fresh one.
@@ -149,12 +159,28 @@ func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) 
 	return msg.ServerResponse(), nil
 }
 
-func (s *Sender) conn(ctx context.Context) (*smtp.Client, error) {
+// idleConn is an open connection and when it was last used.
+type idleConn struct {
+	c    *smtp.Client
+	used time.Time
+}
+
+// trustFor is how long after its last use a connection is sent on without
+// a NOOP check first.
+const trustFor = 2 * time.Second
+
+// conn returns an open connection, and the client to send with: one that
+// checks the connection first unless it was used moments ago.
+func (s *Sender) conn(ctx context.Context) (*smtp.Client, *gomail.Client, error) {
 	select {
-	case c := <-s.idle:
-		return c, nil
+	case ic := <-s.idle:
+		if time.Since(ic.used) < trustFor {
+			return ic.c, s.fresh, nil
+		}
+		return ic.c, s.client, nil
 	default:
-		return s.dial(ctx)
+		c, err := s.dial(ctx)
+		return c, s.fresh, err
 	}
 }
 
@@ -168,7 +194,7 @@ func (s *Sender) dial(ctx context.Context) (*smtp.Client, error) {
 
 func (s *Sender) release(c *smtp.Client) {
 	select {
-	case s.idle <- c:
+	case s.idle <- idleConn{c: c, used: time.Now()}:
 	default:
 		_ = c.Quit()
 	}
@@ -178,8 +204,8 @@ func (s *Sender) release(c *smtp.Client) {
 func (s *Sender) Close() {
 	for {
 		select {
-		case c := <-s.idle:
-			_ = c.Quit()
+		case ic := <-s.idle:
+			_ = ic.c.Quit()
 		default:
 			return
 		}
