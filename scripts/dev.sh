@@ -17,8 +17,11 @@
 # (Postgres on 127.0.0.1:5432 with a superuser, Redis on 127.0.0.1:6379).
 #
 # $DEV_DIR (default .dev/) holds <name>.log, <name>.pid, <name>.url (the URL
-# that answers once the component is ready), the rendered nginx config in
-# nginx/, and with OBS=1 prometheus.yml and prometheus-data/. Binaries come
+# that answers once the component is ready), <name>.exit (written when the
+# process ends: its exit status, 128+N when signal N ended it), the rendered
+# nginx config in nginx/, and with OBS=1 prometheus.yml and prometheus-data/.
+# Each component runs under a small bash wrapper that records that status;
+# <name>.pid names the component's own process (the one to signal). Binaries come
 # from $BIN_DIR (default bin/; `make build tools`, and `make jaeger` for
 # bin/jaeger). Relative DEV_DIR/BIN_DIR are taken from the current directory.
 #
@@ -46,6 +49,18 @@
 # Each component's readiness check and "port already in use" check use these,
 # so a second stack only needs different values (127.0.0.1:0 is not accepted
 # except for JAEGER_QUERY_GRPC_ADDR, which nothing connects to).
+# Several api and worker processes (load tests):
+#   API_INSTANCES=N     run N api processes, all in nginx's upstream; default:
+#                       as many as API_HTTP_ADDR lists, else 1
+#   WORKER_INSTANCES=N  run N workers in the consumer group; default: as many
+#                       as WORKER_INTERNAL_ADDR lists, else 1
+#   API_HTTP_ADDR, API_INTERNAL_ADDR and WORKER_INTERNAL_ADDR may be
+#   comma-separated lists, one address per instance; an instance the list
+#   does not cover gets the first address's port + INSTANCE_PORT_STEP (100)
+#   times its index (api 8081, 8181, 8281; worker 9102, 9202, ...).
+#   Instance 1 is named api/worker as always, the others api-2, worker-3, ...
+#   (pid, log, url and exit files); a WORKER_NAME given is suffixed -2, -3.
+#   With OBS=1 Prometheus scrapes instance 1 of each.
 # Other knobs:
 #   SKIP_MAILPIT=1     do not start Mailpit (bring your own SMTP server and
 #                      point SMTP_HOST/SMTP_PORT or MAILPIT_SMTP_ADDR at it)
@@ -99,6 +114,7 @@ NGINX_LISTEN=${NGINX_LISTEN:-127.0.0.1:8080}
 API_HTTP_ADDR=${API_HTTP_ADDR:-${HTTP_ADDR:-127.0.0.1:8081}}
 API_INTERNAL_ADDR=${API_INTERNAL_ADDR:-127.0.0.1:9101}
 WORKER_INTERNAL_ADDR=${WORKER_INTERNAL_ADDR:-127.0.0.1:9102}
+INSTANCE_PORT_STEP=${INSTANCE_PORT_STEP:-100}
 MAILPIT_SMTP_ADDR=${MAILPIT_SMTP_ADDR:-127.0.0.1:1025}
 MAILPIT_UI_ADDR=${MAILPIT_UI_ADDR:-127.0.0.1:8025}
 NGINX_STATUS_ADDR=${NGINX_STATUS_ADDR:-127.0.0.1:8082}
@@ -123,7 +139,8 @@ PROMETHEUS_RETENTION=${PROMETHEUS_RETENTION:-2d}
 NGINX_EXPORTER_LISTEN=${NGINX_EXPORTER_LISTEN:-127.0.0.1:9113}
 
 # Start order; `down` goes backwards (Jaeger last, so api and worker can
-# flush their spans while they stop).
+# flush their spans while they stop). api and worker stand for all their
+# instances (see components).
 COMPONENTS=(jaeger prometheus mailpit api worker nginx nginx-exporter)
 OBS_COMPONENTS=(jaeger prometheus nginx-exporter)
 
@@ -131,6 +148,88 @@ log() { printf 'dev: %s\n' "$*" >&2; }
 die() {
     log "$*"
     exit 1
+}
+
+# list_len LIST — how many entries a comma-separated list has.
+list_len() {
+    local a=()
+    IFS=, read -r -a a <<<"$1"
+    printf '%s\n' "${#a[@]}"
+}
+
+# instance_count VALUE LIST — VALUE (API_INSTANCES, WORKER_INSTANCES) when
+# set, else the length of LIST (at least 1).
+instance_count() {
+    local n=$1 list=$2
+    if [[ -z $n ]]; then
+        n=$(list_len "$list")
+        ((n >= 1)) || n=1
+    fi
+    [[ $n =~ ^[1-9][0-9]{0,2}$ ]] || die "instance counts must be 1..999, got '$n'"
+    printf '%s\n' "$n"
+}
+
+# instance_addr LIST I — instance I's address (1-based): the I-th entry of
+# LIST, else the first entry's port + INSTANCE_PORT_STEP * (I-1).
+instance_addr() {
+    local list=$1 i=$2 a=() first
+    IFS=, read -r -a a <<<"$list"
+    if ((i <= ${#a[@]})) && [[ -n ${a[i - 1]// /} ]]; then
+        printf '%s\n' "${a[i - 1]// /}"
+        return 0
+    fi
+    first=${a[0]// /}
+    [[ $INSTANCE_PORT_STEP =~ ^[0-9]+$ ]] || die "INSTANCE_PORT_STEP must be a number, got '$INSTANCE_PORT_STEP'"
+    if [[ $first =~ ^[0-9]+$ ]]; then
+        printf '%s\n' $((first + INSTANCE_PORT_STEP * (i - 1)))
+    elif [[ ${first##*:} =~ ^[0-9]+$ ]]; then
+        printf '%s:%s\n' "${first%:*}" $((${first##*:} + INSTANCE_PORT_STEP * (i - 1)))
+    else
+        die "cannot derive the address of instance $i from '$first'"
+    fi
+}
+
+# instance_name KIND I — api, api-2, api-3, ...
+instance_name() {
+    if (($2 == 1)); then
+        printf '%s\n' "$1"
+    else
+        printf '%s-%s\n' "$1" "$2"
+    fi
+}
+
+API_N=$(instance_count "${API_INSTANCES:-}" "$API_HTTP_ADDR")
+WORKER_N=$(instance_count "${WORKER_INSTANCES:-}" "$WORKER_INTERNAL_ADDR")
+
+# instance_names KIND N — the names of instances 1..N, then those of any
+# higher instance that still has a pid file (left by an `up` with more).
+instance_names() {
+    local kind=$1 n=$2 i f b extra=()
+    for ((i = 1; i <= n; i++)); do
+        instance_name "$kind" "$i"
+    done
+    for f in "$DEV_DIR/$kind"-*.pid; do
+        [[ -e $f ]] || continue
+        b=${f##*/}
+        b=${b%.pid}
+        i=${b#"$kind"-}
+        [[ $i =~ ^[0-9]+$ ]] && ((i > n)) && extra+=("$i")
+    done
+    if ((${#extra[@]})); then
+        printf '%s\n' "${extra[@]}" | sort -n | while read -r i; do instance_name "$kind" "$i"; done
+    fi
+}
+
+# components — every component name in start order, instances expanded.
+components() {
+    local c
+    for c in "${COMPONENTS[@]}"; do
+        case $c in
+            api) instance_names api "$API_N" ;;
+            worker) instance_names worker "$WORKER_N" ;;
+            *) printf '%s\n' "$c" ;;
+        esac
+    done
 }
 
 # dial_addr LISTEN_ADDR → host:port to connect to. Wildcard and empty hosts
@@ -160,6 +259,7 @@ port_in_use() {
 pid_file() { printf '%s/%s.pid\n' "$DEV_DIR" "$1"; }
 log_file() { printf '%s/%s.log\n' "$DEV_DIR" "$1"; }
 url_file() { printf '%s/%s.url\n' "$DEV_DIR" "$1"; }
+exit_file() { printf '%s/%s.exit\n' "$DEV_DIR" "$1"; }
 
 read_pid() {
     local f pid=''
@@ -195,6 +295,7 @@ is_ours() {
     case "$name" in
         nginx) [[ $a == nginx:* || ${a##*/} == nginx ]] ;;
         nginx-exporter) [[ ${a##*/} == *nginx*exporter* ]] ;;
+        api-[0-9]* | worker-[0-9]*) [[ ${a##*/} == "${name%-*}" ]] ;;
         *) [[ ${a##*/} == "$name" ]] ;;
     esac
 }
@@ -263,9 +364,10 @@ fail_start() {
 
 # launch NAME READY_URL PORT... -- COMMAND...
 # Starts COMMAND in its own session (it outlives this script), logs to
-# NAME.log, records its pid, waits until READY_URL answers 2xx.
+# NAME.log, records its pid (and, when it ends, its exit status in
+# NAME.exit), waits until READY_URL answers 2xx.
 launch() {
-    local name=$1 url=$2 pid='' pidf logf i
+    local name=$1 url=$2 pid='' pidf logf exitf i
     shift 2
     local ports=()
     while [[ $1 != -- ]]; do
@@ -286,11 +388,15 @@ launch() {
 
     pidf=$(pid_file "$name")
     logf=$(log_file "$name")
-    rm -f "$pidf"
+    exitf=$(exit_file "$name")
+    rm -f "$pidf" "$exitf"
     printf '=== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$logf"
 
-    # The inner shell writes its own pid and execs the command, so the pid
-    # file names the real process whether or not setsid had to fork.
+    # The wrapper shell starts the command as its child, writes the child's
+    # pid (the process to signal) and, once it ends, its exit status into
+    # NAME.exit (bash's $?: 128+N after signal N). `set -m` because a
+    # background job of a non-interactive shell would otherwise start with
+    # SIGINT and SIGQUIT ignored; the loop outlasts a SIGSTOP/SIGCONT.
     local launcher=()
     if command -v setsid >/dev/null 2>&1; then
         launcher=(setsid)
@@ -298,8 +404,19 @@ launch() {
         launcher=(nohup)
     fi
     # shellcheck disable=SC2016 # expanded by the inner shell
-    "${launcher[@]}" bash -c 'echo "$$" >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
-        "$pidf" "$@" </dev/null >>"$logf" 2>&1 &
+    "${launcher[@]}" bash -c 'set -m
+        pidf=$0 exitf=$1
+        shift
+        "$@" &
+        pid=$!
+        echo "$pid" >"$pidf.tmp" && mv "$pidf.tmp" "$pidf"
+        while :; do
+            wait "$pid"
+            rc=$?
+            kill -0 "$pid" 2>/dev/null || break
+        done
+        echo "$rc" >"$exitf.tmp" && mv "$exitf.tmp" "$exitf"' \
+        "$pidf" "$exitf" "$@" </dev/null >>"$logf" 2>&1 &
 
     for ((i = 0; i < 100; i++)); do
         pid=$(read_pid "$name") && break
@@ -541,11 +658,11 @@ cmd_up() {
     fi
     export REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:6379}
 
-    local smtp api_http api_internal worker_internal mailpit_ui public status
+    # api_internal and worker_internal are instance 1's (Prometheus scrapes them).
+    local smtp api_internal worker_internal mailpit_ui public status
     smtp=$(dial_addr "$MAILPIT_SMTP_ADDR")
-    api_http=$(dial_addr "$API_HTTP_ADDR")
-    api_internal=$(dial_addr "$API_INTERNAL_ADDR")
-    worker_internal=$(dial_addr "$WORKER_INTERNAL_ADDR")
+    api_internal=$(dial_addr "$(instance_addr "$API_INTERNAL_ADDR" 1)")
+    worker_internal=$(dial_addr "$(instance_addr "$WORKER_INTERNAL_ADDR" 1)")
     mailpit_ui=$(dial_addr "$MAILPIT_UI_ADDR")
     public=$(dial_addr "$NGINX_LISTEN")
     status=$(dial_addr "$NGINX_STATUS_ADDR")
@@ -578,20 +695,39 @@ cmd_up() {
             ${MAILPIT_ARGS:-}
     fi
 
-    launch api "http://$api_internal/readyz" "$api_http" "$api_internal" -- \
-        env HTTP_ADDR="$API_HTTP_ADDR" INTERNAL_ADDR="$API_INTERNAL_ADDR" \
-        "${api_obs[@]}" "$BIN_DIR/api"
+    # Every api instance is in nginx's upstream (API_UPSTREAM, comma-separated).
+    local i http internal upstream=''
+    for ((i = 1; i <= API_N; i++)); do
+        http=$(instance_addr "$API_HTTP_ADDR" "$i")
+        internal=$(instance_addr "$API_INTERNAL_ADDR" "$i")
+        launch "$(instance_name api "$i")" "http://$(dial_addr "$internal")/readyz" \
+            "$(dial_addr "$http")" "$(dial_addr "$internal")" -- \
+            env HTTP_ADDR="$http" INTERNAL_ADDR="$internal" \
+            "${api_obs[@]}" "$BIN_DIR/api"
+        upstream+=${upstream:+,}$(dial_addr "$http")
+    done
 
-    launch worker "http://$worker_internal/healthz" "$worker_internal" -- \
-        env INTERNAL_ADDR="$WORKER_INTERNAL_ADDR" \
-        SMTP_HOST="${SMTP_HOST:-${smtp%:*}}" SMTP_PORT="${SMTP_PORT:-${smtp##*:}}" \
-        "${worker_obs[@]}" "$BIN_DIR/worker"
+    local worker_name=()
+    for ((i = 1; i <= WORKER_N; i++)); do
+        internal=$(instance_addr "$WORKER_INTERNAL_ADDR" "$i")
+        worker_name=()
+        if [[ -n ${WORKER_NAME:-} ]] && ((i > 1)); then
+            worker_name=(WORKER_NAME="$WORKER_NAME-$i")
+        fi
+        launch "$(instance_name worker "$i")" "http://$(dial_addr "$internal")/healthz" \
+            "$(dial_addr "$internal")" -- \
+            env INTERNAL_ADDR="$internal" "${worker_name[@]}" \
+            SMTP_HOST="${SMTP_HOST:-${smtp%:*}}" SMTP_PORT="${SMTP_PORT:-${smtp##*:}}" \
+            "${worker_obs[@]}" "$BIN_DIR/worker"
+    done
 
     local ngx ndir
     ngx=$(nginx_bin)
     ndir=$DEV_DIR/nginx
+    # A running nginx keeps the upstream it was started with (down, then up,
+    # to change API_INSTANCES).
     if ! running nginx >/dev/null; then
-        API_UPSTREAM=$api_http NGINX_LISTEN=$NGINX_LISTEN WEB_ROOT=${WEB_ROOT:-$repo_dir/web} \
+        API_UPSTREAM=$upstream NGINX_LISTEN=$NGINX_LISTEN WEB_ROOT=${WEB_ROOT:-$repo_dir/web} \
             NGINX_STATUS_LISTEN=$NGINX_STATUS_ADDR \
             NGINX_RUN_DIR=$ndir RATE_LIMIT=${RATE_LIMIT:-1} \
             "$repo_dir/scripts/render-nginx.sh" "$ndir"
@@ -632,12 +768,13 @@ obs_check_env() {
 }
 
 cmd_down() {
-    local i
-    # Reverse start order: the entry point first, then the worker and api,
-    # the SMTP sink after them so the worker can finish in-flight deliveries
-    # while it drains, Prometheus and Jaeger last (the last spans arrive).
-    for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-        stop "${COMPONENTS[i]}"
+    local i all=()
+    mapfile -t all < <(components)
+    # Reverse start order: the entry point first, then the workers and apis,
+    # the SMTP sink after them so the workers can finish in-flight deliveries
+    # while they drain, Prometheus and Jaeger last (the last spans arrive).
+    for ((i = ${#all[@]} - 1; i >= 0; i--)); do
+        stop "${all[i]}"
     done
 }
 
@@ -651,8 +788,9 @@ is_obs() {
 }
 
 cmd_status() {
-    local name pid url state
-    for name in "${COMPONENTS[@]}"; do
+    local name pid url state all=()
+    mapfile -t all < <(components)
+    for name in "${all[@]}"; do
         # The observability components are listed when asked for or running.
         if is_obs "$name" && [[ $OBS != 1 && ! -f $(pid_file "$name") ]]; then
             continue

@@ -13,6 +13,8 @@
 #
 # Environment (native defaults):
 #   API_UPSTREAM      host:port of the Go API        127.0.0.1:8081
+#                     (or a comma-separated list: one `server` line each in
+#                     `upstream api`, e.g. for scripts/dev.sh API_INSTANCES=2)
 #   NGINX_LISTEN      listen address                 127.0.0.1:8080
 #   WEB_ROOT          static files                   <repo>/web
 #   NGINX_RUN_DIR     pid file and temp dirs         OUT_DIR
@@ -111,6 +113,9 @@ check_value() {
     [ "$(printf '%s' "$value" | wc -l)" -eq 0 ] || die "$name contains a newline"
 }
 check_value API_UPSTREAM "$API_UPSTREAM"
+case "$API_UPSTREAM" in
+    ,* | *, | *,,*) die "API_UPSTREAM has an empty entry: '$API_UPSTREAM'" ;;
+esac
 check_value NGINX_LISTEN "$NGINX_LISTEN" spaces
 check_value WEB_ROOT "$WEB_ROOT"
 check_value NGINX_RUN_DIR "$NGINX_RUN_DIR"
@@ -140,8 +145,20 @@ sed_escape() {
     printf '%s\n' "$1" | sed -e 's/[\\&|]/\\&/g'
 }
 
+# The `server ${API_UPSTREAM};` line, once per address of the list, with
+# the line's indentation (a sed replacement with \n line breaks).
+upstream_lines=
+rest=$API_UPSTREAM
+while :; do
+    one=${rest%%,*}
+    upstream_lines="$upstream_lines${upstream_lines:+;\\n\\1server }$(sed_escape "$one")"
+    [ "$one" = "$rest" ] && break
+    rest=${rest#*,}
+done
+
 render() {
     sed \
+        -e "s|^\\([[:space:]]*\\)server \${API_UPSTREAM};|\\1server $upstream_lines;|" \
         -e "s|\${API_UPSTREAM}|$(sed_escape "$API_UPSTREAM")|g" \
         -e "s|\${NGINX_LISTEN}|$(sed_escape "$NGINX_LISTEN")|g" \
         -e "s|\${WEB_ROOT}|$(sed_escape "$WEB_ROOT")|g" \

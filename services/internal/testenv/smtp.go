@@ -7,6 +7,7 @@ import (
 	"net/mail"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -24,6 +25,17 @@ type SMTPServer struct {
 	// reply decides the answer to the n-th DATA (counting from 1); nil
 	// accepts everything.
 	reply func(n int) error
+	// replyFor is reply with the message (ReplyFor); it wins over reply.
+	replyFor func(n int, m *mail.Message) error
+	tries    []Try
+}
+
+// Try is one DATA the server received, accepted or not.
+type Try struct {
+	N         int       // counting from 1
+	At        time.Time // when the message was received, before the reply
+	MessageID string    // its Message-ID header ("" when unparsable)
+	Err       error     // the reply given; nil when accepted
 }
 
 // StartSMTP starts a server on a free loopback port, closed when t ends.
@@ -55,6 +67,23 @@ func (s *SMTPServer) Reply(f func(n int) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reply = f
+}
+
+// ReplyFor is Reply with the received message: f(n, m) decides the answer
+// to the n-th DATA, m being the parsed message (nil when it does not
+// parse). It replaces a Reply function; nil accepts everything again.
+// f runs outside the server's lock and may block, as a slow relay would.
+func (s *SMTPServer) ReplyFor(f func(n int, m *mail.Message) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reply, s.replyFor = nil, f
+}
+
+// Tries returns every DATA received so far, in order, with its reply.
+func (s *SMTPServer) Tries() []Try {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Try(nil), s.tries...)
 }
 
 // Error returns an SMTP reply to give from a Reply function.
@@ -112,22 +141,36 @@ func (ss *session) Data(r io.Reader) error {
 		return err
 	}
 	s := ss.s
+	at := time.Now()
 	s.mu.Lock()
 	s.datas++
-	n, reply := s.datas, s.reply
+	n, reply, replyFor := s.datas, s.reply, s.replyFor
 	s.mu.Unlock()
-	if reply != nil {
-		if err := reply(n); err != nil {
-			return err
-		}
+	m, parseErr := mail.ReadMessage(bytes.NewReader(b))
+	if parseErr != nil {
+		m = nil
 	}
-	m, err := mail.ReadMessage(bytes.NewReader(b))
-	if err != nil {
-		return Error(554, "unparsable message: "+err.Error())
+	err = nil
+	switch {
+	case replyFor != nil:
+		err = replyFor(n, m)
+	case reply != nil:
+		err = reply(n)
+	}
+	if err == nil && parseErr != nil {
+		err = Error(554, "unparsable message: "+parseErr.Error())
+	}
+	try := Try{N: n, At: at, Err: err}
+	if m != nil {
+		try.MessageID = m.Header.Get("Message-ID")
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tries = append(s.tries, try)
+	if err != nil {
+		return err
+	}
 	s.received = append(s.received, m)
 	s.raw = append(s.raw, string(b))
-	s.mu.Unlock()
 	return nil
 }
