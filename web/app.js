@@ -13,8 +13,9 @@
   var FIELDS = {
     assunto: {
       max: 100,
-      // any control character (C0, DEL, C1), line breaks included
-      control: /[\u0000-\u001F\u007F-\u009F]/,
+      // any control character (C0, DEL, C1), line breaks included, and the
+      // Unicode line and paragraph separators (as the api)
+      control: /[\u0000-\u001F\u007F-\u009F\u2028\u2029]/,
       messages: {
         required: "Informe o assunto.",
         blank: "O assunto não pode ter apenas espaços.",
@@ -25,8 +26,9 @@
     },
     mensagem: {
       max: 250,
-      // control characters except tab, line feed and carriage return
-      control: /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/,
+      // control characters except tab, line feed and carriage return, and
+      // the Unicode line and paragraph separators (as the api)
+      control: /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u2028\u2029]/,
       messages: {
         required: "Escreva a mensagem.",
         blank: "A mensagem não pode ter apenas espaços.",

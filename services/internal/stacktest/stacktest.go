@@ -1,0 +1,302 @@
+// Package stacktest starts carteiro's native stack for end-to-end tests:
+// scripts/dev.sh (the same script as `make dev`) with real nginx, api,
+// worker and Mailpit processes on free ports, against a fresh database and
+// a private Redis (package testenv). services/e2e and services/browser use
+// it; it is for tests only.
+package stacktest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/carteiro/carteiro/services/internal/config"
+	"github.com/carteiro/carteiro/services/internal/testenv"
+)
+
+// Stack is one native carteiro stack.
+type Stack struct {
+	T       *testing.T
+	Dir     string // DEV_DIR: logs, pids, rendered nginx config
+	URL     string // nginx, e.g. http://127.0.0.1:40123
+	Mailpit string // Mailpit's HTTP API, when started
+	// Jaeger (query API) and Prometheus, with observability on.
+	Jaeger, Prometheus string
+	DB                 config.Postgres
+	Redis              *testenv.Redis
+	Env                []string // dev.sh's environment
+}
+
+// Options change the stack.
+type Options struct {
+	// SMTPAddr, when set, replaces Mailpit with another SMTP server.
+	SMTPAddr string
+	// Observability also starts Jaeger and Prometheus (make dev OBS=1).
+	Observability bool
+	// ExtraEnv is given to dev.sh last, over the defaults.
+	ExtraEnv map[string]string
+}
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// Start starts a stack for t and stops it when t ends. Missing binaries
+// ($BIN_DIR or bin/: api, worker, mailpit) or a missing nginx are reported
+// with testenv.Missing.
+func Start(t *testing.T, o Options) *Stack {
+	t.Helper()
+	root := RepoRoot()
+	bin := os.Getenv("BIN_DIR")
+	if bin == "" {
+		bin = filepath.Join(root, "bin")
+	}
+	for _, b := range []string{"api", "worker", "mailpit"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			testenv.Missing(t, "%s (run make build tools): %v", filepath.Join(bin, b), err)
+		}
+	}
+	if _, err := exec.LookPath("nginx"); err != nil {
+		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+			testenv.Missing(t, "nginx: %v", err)
+		}
+	}
+	s := &Stack{T: t, Dir: t.TempDir(), DB: testenv.NewDatabase(t), Redis: testenv.StartRedis(t)}
+	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
+	nginx, ui := addr(), addr()
+	vars := map[string]string{
+		"DEV_DIR": s.Dir, "BIN_DIR": bin, "SKIP_DB_SETUP": "1", "RATE_LIMIT": "0", "OBS": "0",
+		"NGINX_LISTEN": nginx, "NGINX_STATUS_ADDR": addr(), "API_HTTP_ADDR": addr(), "API_INTERNAL_ADDR": addr(),
+		"WORKER_INTERNAL_ADDR": addr(), "MAILPIT_SMTP_ADDR": addr(), "MAILPIT_UI_ADDR": ui,
+		"DB_HOST": s.DB.Host, "DB_PORT": strconv.Itoa(s.DB.Port), "DB_NAME": s.DB.Name,
+		"DB_USER": s.DB.User, "DB_SSLMODE": "disable",
+		"REDIS_ADDR":            s.Redis.Addr,
+		"OUTBOX_SWEEP_INTERVAL": "100ms", "RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "500ms",
+		"MAIL_FROM": "carteiro@carteiro.test", "MAIL_TO": "contato@carteiro.test",
+		"WORKER_SHUTDOWN_TIMEOUT": "5s", "STOP_TIMEOUT": "10",
+	}
+	if o.Observability {
+		if _, err := os.Stat(filepath.Join(bin, "jaeger")); err != nil {
+			testenv.Missing(t, "%s (run make jaeger): %v", filepath.Join(bin, "jaeger"), err)
+		}
+		if _, err := exec.LookPath("prometheus"); err != nil {
+			testenv.Missing(t, "prometheus: %v", err)
+		}
+		s.Jaeger, s.Prometheus = addr(), addr()
+		vars["OBS"] = "1"
+		vars["JAEGER_QUERY_ADDR"] = s.Jaeger
+		vars["JAEGER_OTLP_GRPC_ADDR"] = addr()
+		vars["JAEGER_OTLP_HTTP_ADDR"] = addr()
+		vars["JAEGER_QUERY_GRPC_ADDR"] = "127.0.0.1:0"
+		vars["PROMETHEUS_LISTEN"] = s.Prometheus
+		vars["NGINX_EXPORTER_LISTEN"] = addr()
+		vars["PROMETHEUS_SCRAPE_INTERVAL"] = "1s"
+		s.Jaeger, s.Prometheus = "http://"+s.Jaeger, "http://"+s.Prometheus
+	}
+	if o.SMTPAddr != "" {
+		vars["SKIP_MAILPIT"] = "1"
+		vars["MAILPIT_SMTP_ADDR"] = o.SMTPAddr
+	} else {
+		s.Mailpit = "http://" + ui
+	}
+	for k, v := range o.ExtraEnv {
+		vars[k] = v
+	}
+	// The stack's environment is the test's, less any telemetry settings
+	// of the shell that runs the tests, plus the variables above.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			s.Env = append(s.Env, kv)
+		}
+	}
+	for k, v := range vars {
+		s.Env = append(s.Env, k+"="+v)
+	}
+	s.URL = "http://" + nginx
+	t.Cleanup(func() {
+		if out, err := s.Script("down"); err != nil {
+			t.Errorf("dev.sh down: %v\n%s", err, out)
+		}
+	})
+	if out, err := s.Script("up"); err != nil {
+		t.Fatalf("dev.sh up: %v\n%s\n%s", err, out, s.Logs())
+	}
+	return s
+}
+
+// Script runs scripts/dev.sh cmd with the stack's environment.
+func (s *Stack) Script(cmd string) (string, error) {
+	c := exec.Command("bash", filepath.Join(RepoRoot(), "scripts", "dev.sh"), cmd)
+	c.Env = s.Env
+	out, err := c.CombinedOutput()
+	return string(out), err
+}
+
+// Logs returns the tail of every component's log, for failure messages.
+func (s *Stack) Logs() string {
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(s.Dir, "*.log"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > 30 {
+			lines = lines[len(lines)-30:]
+		}
+		fmt.Fprintf(&b, "== %s\n%s\n", filepath.Base(f), strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+// Client is the HTTP client of the helpers.
+var Client = &http.Client{Timeout: 20 * time.Second}
+
+// Request sends a request through nginx and returns the response (its
+// body read and closed) and the body. headers are name, value pairs.
+func (s *Stack) Request(method, path, contentType, body string, headers ...string) (*http.Response, string) {
+	s.T.Helper()
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := Client.Do(req)
+	if err != nil {
+		s.T.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+// SubmitJSON posts a message as the page's script does and returns its id.
+func (s *Stack) SubmitJSON(assunto, mensagem string) string {
+	s.T.Helper()
+	b, _ := json.Marshal(map[string]string{"assunto": assunto, "mensagem": mensagem})
+	res, body := s.Request("POST", "/api/messages", "application/json", string(b),
+		"Accept", "application/json", "Origin", s.URL)
+	if res.StatusCode != http.StatusAccepted {
+		s.T.Fatalf("submit: got %d, want 202 (%s)", res.StatusCode, body)
+	}
+	var out struct{ ID string }
+	json.Unmarshal([]byte(body), &out)
+	return out.ID
+}
+
+// Status is what GET /api/messages/{id} says.
+type Status struct {
+	Status    string  `json:"status"`
+	Attempts  int     `json:"attempts"`
+	LastError *string `json:"last_error"`
+}
+
+// WaitStatus polls the status URL through nginx until want (30 s).
+func (s *Stack) WaitStatus(id, want string) Status {
+	s.T.Helper()
+	var st Status
+	for range 300 {
+		res, body := s.Request("GET", "/api/messages/"+id, "", "")
+		if res.StatusCode == 200 {
+			json.Unmarshal([]byte(body), &st)
+			if st.Status == want {
+				return st
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.T.Fatalf("message %s: status %+v, want %s\n%s", id, st, want, s.Logs())
+	return st
+}
+
+// QueryRow runs one query on the stack's database and scans its row.
+func (s *Stack) QueryRow(sql string, args []any, dest ...any) {
+	s.T.Helper()
+	conn, err := pgx.Connect(context.Background(), s.DB.URL())
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
+		s.T.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// CountRows counts the stored messages.
+func (s *Stack) CountRows() (n int) {
+	s.QueryRow("SELECT count(*) FROM emails", nil, &n)
+	return n
+}
+
+// MessageID is the Message-ID header the worker gives message id.
+func (s *Stack) MessageID(id string) (mid string) {
+	s.QueryRow("SELECT message_id FROM emails WHERE id = $1", []any{id}, &mid)
+	return mid
+}
+
+// MailpitMessage is what Mailpit's API says of one message.
+type MailpitMessage struct {
+	ID        string
+	MessageID string
+	Subject   string
+	Text      string
+	From      struct{ Address string }
+	To        []struct{ Address string }
+}
+
+// Mails lists every message in Mailpit (summaries: no Text).
+func (s *Stack) Mails() []MailpitMessage {
+	s.T.Helper()
+	res, err := Client.Get(s.Mailpit + "/api/v1/messages?limit=1000")
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	defer res.Body.Close()
+	var list struct{ Messages []MailpitMessage }
+	if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
+		s.T.Fatal(err)
+	}
+	return list.Messages
+}
+
+// MailByMessageID finds the mail with the given Message-ID in Mailpit and
+// returns it in full, and how many mails have that Message-ID.
+func (s *Stack) MailByMessageID(mid string) (MailpitMessage, int) {
+	s.T.Helper()
+	var found []MailpitMessage
+	for _, m := range s.Mails() {
+		if m.MessageID == mid {
+			found = append(found, m)
+		}
+	}
+	if len(found) == 0 {
+		return MailpitMessage{}, 0
+	}
+	res, err := Client.Get(s.Mailpit + "/api/v1/message/" + found[0].ID)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	defer res.Body.Close()
+	var full MailpitMessage
+	if err := json.NewDecoder(res.Body).Decode(&full); err != nil {
+		s.T.Fatal(err)
+	}
+	return full, len(found)
+}
