@@ -8,7 +8,9 @@ set -euo pipefail
 
 # prometheus and prometheus-nginx-exporter serve `make dev OBS=1` and the
 # observability end-to-end test (bin/jaeger is built from the tools module).
-PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates)
+# wrk drives `make bench`'s accept-path load (pgbench comes with postgresql).
+# nodejs parses and evaluates the k6 scripts (services/internal/deploy/k6_test.go).
+PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
@@ -101,6 +103,8 @@ versions() {
     echo "${v:-prometheus-nginx-exporter: not found}"
     psql --version
     redis-server --version
+    v=$(wrk --version 2>&1 | head -n 1) || true
+    echo "${v:-wrk: not found}"
     v=$(curl --version | head -n 1) || true
     echo "$v"
     v=$(make --version | head -n 1) || true

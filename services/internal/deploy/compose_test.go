@@ -46,11 +46,14 @@ var (
 		"nginx-exporter": "the image is scratch plus one static binary: no shell, no HTTP client " +
 			"and no self-check flag to run a healthcheck with; Prometheus watches it " +
 			"(up{job=\"nginx\"}, nginx_up)",
+		"k6": "a one-shot load test (profile load, `docker compose run`): it serves nothing " +
+			"to probe, exits with the test's verdict, and nothing waits for it",
 	}
 )
 
 // observabilityServices are the services the observability overlay adds.
-var observabilityServices = []string{"grafana", "jaeger", "nginx-exporter", "prometheus"}
+// k6 is in the `load` profile; the tests load every profile.
+var observabilityServices = []string{"grafana", "jaeger", "k6", "nginx-exporter", "prometheus"}
 
 // repoRoot is the repository root, found from this file's location so the
 // test does not depend on the directory `go test` runs in.
@@ -72,6 +75,8 @@ func repoRoot(t *testing.T) string {
 // interpolation. The process environment is deliberately not used, so a
 // variable exported in the shell cannot make the test pass or fail.
 // Secret files (./.secrets/*) need not exist: the loader only records paths.
+// Every profile is active ("*"): a service that `up` leaves out (k6, profile
+// load) keeps the same rules.
 func loadProject(t *testing.T, files ...string) *types.Project {
 	t.Helper()
 	root := repoRoot(t)
@@ -83,6 +88,7 @@ func loadProject(t *testing.T, files ...string) *types.Project {
 		cli.WithWorkingDirectory(root),
 		cli.WithEnvFiles(filepath.Join(root, ".env")),
 		cli.WithDotEnv,
+		cli.WithProfiles([]string{"*"}),
 	)
 	if err != nil {
 		t.Fatalf("NewProjectOptions(%v): %v", files, err)
@@ -663,35 +669,53 @@ func TestSecretsAreFiles(t *testing.T) {
 	}
 }
 
+// TestQueueConfig: Redis requires a password read from the secret, with
+// both files, and its clients authenticate with the same secret.
 func TestQueueConfig(t *testing.T) {
-	q := loadProject(t, baseFile).Services["queue"]
-	cmd := strings.Join(q.Command, " ")
-	for _, want := range []string{
-		"--requirepass",
-		"/run/secrets/redis_password",
-		"--appendonly yes",
-		"--maxmemory-policy noeviction",
-	} {
-		if !strings.Contains(cmd, want) {
-			t.Errorf("queue command: got %q, want it to contain %q", cmd, want)
-		}
-	}
-	// redis-cli must take the password from REDISCLI_AUTH, filled from the
-	// secret, never from `-a` on its command line.
-	authFromSecret := regexp.MustCompile(`(^|\s)REDISCLI_AUTH="\$\(cat /run/secrets/redis_password\)"\s+redis-cli\s`)
-	test := "<none>"
-	if q.HealthCheck != nil {
-		test = strings.Join(q.HealthCheck.Test, " ")
-	}
-	if !authFromSecret.MatchString(test) || regexp.MustCompile(`\s-a\s`).MatchString(test) {
-		t.Errorf("queue healthcheck: got %q, want redis-cli authenticated by REDISCLI_AUTH from /run/secrets/redis_password", test)
-	}
-	var mounted []string
-	for _, s := range q.Secrets {
-		mounted = append(mounted, s.Source)
-	}
-	if want := []string{"redis_password"}; !slices.Equal(mounted, want) {
-		t.Errorf("queue secrets: got %v, want %v", mounted, want)
+	for label, p := range projects(t) {
+		t.Run(label, func(t *testing.T) {
+			q := p.Services["queue"]
+			cmd := strings.Join(q.Command, " ")
+			for _, want := range []string{
+				"--requirepass",
+				"/run/secrets/redis_password",
+				"--appendonly yes",
+				"--maxmemory-policy noeviction",
+			} {
+				if !strings.Contains(cmd, want) {
+					t.Errorf("queue command: got %q, want it to contain %q", cmd, want)
+				}
+			}
+			// The password is the secret's content, set once, and nothing
+			// turns authentication off again.
+			requirepass := regexp.MustCompile(`--requirepass\s+"\$\(cat /run/secrets/redis_password\)"(\s|$)`)
+			if !requirepass.MatchString(cmd) || strings.Count(cmd, "requirepass") != 1 {
+				t.Errorf("queue command: got %q, want exactly one --requirepass \"$(cat /run/secrets/redis_password)\"", cmd)
+			}
+			if regexp.MustCompile(`(?i)nopass|--protected-mode\s+no|--enable-debug-command|--user\s`).MatchString(cmd) {
+				t.Errorf("queue command: got %q, want no passwordless user, debug command or protected-mode off", cmd)
+			}
+			// redis-cli must take the password from REDISCLI_AUTH, filled from the
+			// secret, never from `-a` on its command line.
+			authFromSecret := regexp.MustCompile(`(^|\s)REDISCLI_AUTH="\$\(cat /run/secrets/redis_password\)"\s+redis-cli\s`)
+			test := "<none>"
+			if q.HealthCheck != nil {
+				test = strings.Join(q.HealthCheck.Test, " ")
+			}
+			if !authFromSecret.MatchString(test) || regexp.MustCompile(`\s-a\s`).MatchString(test) {
+				t.Errorf("queue healthcheck: got %q, want redis-cli authenticated by REDISCLI_AUTH from /run/secrets/redis_password", test)
+			}
+			var mounted []string
+			for _, s := range q.Secrets {
+				mounted = append(mounted, s.Source)
+			}
+			if want := []string{"redis_password"}; !slices.Equal(mounted, want) {
+				t.Errorf("queue secrets: got %v, want %v", mounted, want)
+			}
+			for _, name := range redisClients {
+				redisAuth(t, p.Services[name])
+			}
+		})
 	}
 }
 
@@ -707,6 +731,7 @@ func TestDependsOnHealthy(t *testing.T) {
 		"frontend":       {"app", "jaeger"}, // ngx_otel_module resolves jaeger at start
 		"grafana":        {"jaeger", "prometheus"},
 		"nginx-exporter": {"frontend"},
+		"k6":             {"frontend", "prometheus", "worker"}, // what it measures, where it reports
 	}
 	for label, p := range projects(t) {
 		want := base
@@ -877,6 +902,8 @@ func TestObservabilityOverlay(t *testing.T) {
 		"prometheus":     {"observabilidade", "observabilidade_ui"},
 		"grafana":        {"observabilidade", "observabilidade_ui"},
 		"nginx-exporter": {"observabilidade"},
+		// frontend is on observabilidade in the overlay; so is Prometheus.
+		"k6": {"observabilidade"},
 	}
 	for _, name := range sortedServiceNames(merged) {
 		t.Run(name, func(t *testing.T) {

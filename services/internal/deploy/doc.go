@@ -17,7 +17,13 @@
 // (the native and otel tracing flavours differ by one include; stub_status
 // answers only the allowed address, with the machine's nginx).
 //
+// The k6 load tests (scripts/k6) are checked with node, k6 not being
+// installable: they parse as ES modules, and, evaluated against stand-ins
+// for k6's modules and a fake of the API (testdata/k6), their thresholds
+// name metrics they emit and their requests carry the headers they must.
+// The k6 compose service and Grafana dashboard are checked against them.
+//
 // No Docker engine is needed: nothing is built or started but a private
-// nginx on free loopback ports. promtool and nginx missing: a skip, or a
-// failure with CI=true.
+// nginx on free loopback ports. promtool, nginx and node missing: a skip, or
+// a failure with CI=true.
 package deploy

@@ -327,6 +327,7 @@ func TestGrafanaDashboards(t *testing.T) {
 		"overview.json": "carteiro-overview",
 		"queue.json":    "carteiro-queue",
 		"delivery.json": "carteiro-delivery",
+		"k6.json":       "carteiro-k6", // load tests (TestK6Dashboard)
 	}
 	var names []string
 	for _, f := range files {
