@@ -24,7 +24,7 @@ OBS ?= 0
 # The tools module is independent of the root go.mod.
 TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
 
-.PHONY: help build tools jaeger dev dev-down dev-status test fuzz up down logs fmt vet secrets clean
+.PHONY: help build tools jaeger dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -35,7 +35,9 @@ help: ## List the targets
 	@echo 'variables: OBS=1 (dev with Jaeger, Prometheus and the nginx exporter:'
 	@echo '                  make dev OBS=1; UIs on 127.0.0.1:16686 and 127.0.0.1:9090),'
 	@echo '           RATE_LIMIT=0 (dev without the nginx /api rate limit),'
-	@echo '           GO_TEST_FLAGS (default: $(GO_TEST_FLAGS))'
+	@echo '           GO_TEST_FLAGS (default: $(GO_TEST_FLAGS)),'
+	@echo '           DURATION, SOAK_RATE (make soak DURATION=10m SOAK_RATE=20),'
+	@echo '           BENCH_DURATION, BENCH_N, BENCH_E2E_DURATION (make bench; scripts/bench/doc.go)'
 
 build: ## Build bin/api and bin/worker
 	$(GO) build -o $(BIN_DIR)/api ./services/api
@@ -66,10 +68,35 @@ dev-status: ## One line per native component
 
 # bin/jaeger is a prerequisite because the observability end-to-end test
 # starts a private stack with OBS=1 (Jaeger, Prometheus) on free ports.
-test: build tools jaeger ## go vet, every test (e2e tests use bin/, including bin/jaeger), then each fuzz target briefly
+test: build tools jaeger ## go vet, every test (e2e tests use bin/, including bin/jaeger; the chaos suite's short version), then each fuzz target briefly
 	$(GO) vet ./...
-	BIN_DIR=$(CURDIR)/$(BIN_DIR) $(GO) test $(GO_TEST_FLAGS) ./...
+	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
+	BIN_DIR=$(CURDIR)/$(BIN_DIR) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) $(GO) test $(GO_TEST_FLAGS) ./...
+	@if [ -s $(CHAOS_REPORT) ]; then echo 'chaos (short version):'; cat $(CHAOS_REPORT); fi
 	$(MAKE) --no-print-directory fuzz
+
+# The fault-injection suite (services/chaos): each scenario prints
+# `<scenario>: accepted=N sent=N lost=0 duplicates=K`. go test shows a
+# passing package's output only with -v, so the lines (and the figures:
+# latencies, rates, RSS) are also collected in CHAOS_REPORT and printed.
+CHAOS_REPORT := artifacts/chaos-report.txt
+CHAOS_TIMEOUT ?= 60m
+DURATION ?= 10m
+SOAK_RATE ?= 20
+
+chaos: build tools ## Fault-injection suite, full size (CHAOS_SCALE=full: kill -9, Redis and Postgres loss, SMTP 451/550, SIGTERM, 10,000 messages over 2 apis and 3 workers, soak)
+	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
+	BIN_DIR=$(CURDIR)/$(BIN_DIR) CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
+		$(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v ./services/chaos/
+	@echo; echo 'chaos:'; cat $(CHAOS_REPORT)
+
+# The soak ends by itself after DURATION (then waits for delivery), so the
+# go test timeout is off.
+soak: build tools ## Only the soak scenario, for DURATION (default 10m) at SOAK_RATE msg/s (default 20); prints api and worker RSS at start and end
+	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
+	BIN_DIR=$(CURDIR)/$(BIN_DIR) SOAK_DURATION=$(DURATION) SOAK_RATE=$(SOAK_RATE) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
+		$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./services/chaos/
+	@echo; echo 'soak:'; cat $(CHAOS_REPORT)
 
 # Each fuzz target, for FUZZTIME. Failing inputs land in the package's
 # testdata/fuzz/<Target>/ and become part of the regular test run.
@@ -82,6 +109,15 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 15s)
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
 	done
 
+# Figures, never pass/fail: a private native stack (its own ports, database
+# and redis-server; a running `make dev` is not disturbed), observability off
+# then on. Prints a table and writes bench/results.json; exits non-zero only
+# when something broke. Quick run:
+#   make bench BENCH_DURATION=3s BENCH_N=2000 BENCH_E2E_DURATION=10s
+bench: build tools jaeger ## Measure pgbench/accept/delivery/end-to-end/RSS against this machine's limits (bench/results.json)
+	$(GO) build -o $(BIN_DIR)/bench ./scripts/bench
+	BENCH_COMMAND='make bench $(strip $(MAKEOVERRIDES))' $(BIN_DIR)/bench
+
 up: secrets ## Build images and start the compose stack (with the observability overlay)
 	$(COMPOSE) $(COMPOSE_FILES) up -d --build
 
@@ -90,6 +126,14 @@ down: ## Stop the compose stack
 
 logs: ## Follow the compose stack's logs
 	$(COMPOSE) $(COMPOSE_FILES) logs -f --tail=100
+
+# Every variable given on make's command line reaches the script (k6's
+# __ENV): make load SCRIPT=load RATE=8 DURATION=5m.
+load: secrets ## Run a k6 script in compose against the stack (SCRIPT=smoke|load|stress|soak, default smoke; its variables on the command line, README "Load tests"); results on Grafana's k6 dashboard
+	@test -f scripts/k6/$(or $(SCRIPT),smoke).js || { echo 'load: no scripts/k6/$(SCRIPT).js' >&2; exit 1; }
+	$(COMPOSE) $(COMPOSE_FILES) --profile load run --rm \
+		$(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),-e '$(v)=$($(v))'))) \
+		k6 run /scripts/$(or $(SCRIPT),smoke).js
 
 fmt: ## gofmt the Go code
 	$(GO) fmt ./...

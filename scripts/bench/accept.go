@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Phase 2, the accept path: wrk (Debian's, C and cheap on a 2-core
+// machine) POSTing JSON through nginx with a fixed number of connections,
+// each sending its next request as soon as the previous one is answered.
+
+//go:embed accept.lua
+var acceptLua []byte
+
+type acceptRun struct {
+	Round       int              `json:"round"`
+	Connections int              `json:"connections"`
+	Threads     int              `json:"threads"`
+	Requests    int64            `json:"requests"`
+	DurationS   float64          `json:"duration_s"`
+	RPS         float64          `json:"rps"`
+	Accepted    int64            `json:"accepted"`
+	Non202      int64            `json:"non_202"`
+	Transport   int64            `json:"transport_errors"`
+	Codes       map[string]int64 `json:"codes"`
+	WrkErrors   map[string]int64 `json:"wrk_errors"`
+	LatencyMs   latencyMs        `json:"latency_ms"`
+	Command     string           `json:"command"`
+	// WorkerStopped: BENCH_ACCEPT_WORKER=stop.
+	WorkerStopped bool `json:"worker_stopped,omitempty"`
+}
+
+type latencyMs struct {
+	Min  float64 `json:"min"`
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90,omitempty"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999,omitempty"`
+	Max  float64 `json:"max"`
+}
+
+// Errors are answers other than 202 plus connect, read, write and timeout
+// errors.
+func (r acceptRun) Errors() int64 { return r.Non202 + r.Transport }
+
+func runAccept(ctx context.Context, s settings, url, dir, prefix string, conns, round int, dur time.Duration) (acceptRun, error) {
+	script := filepath.Join(dir, "accept.lua")
+	if err := os.WriteFile(script, acceptLua, 0o644); err != nil {
+		return acceptRun{}, err
+	}
+	threads := min(s.WrkThreads, conns)
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", dur.String(),
+		"--timeout", "10s", "--latency", "-s", script, url, "--", prefix, benchText}
+	r := acceptRun{Round: round, Connections: conns, Threads: threads,
+		Command: "wrk " + strings.Join(args[:len(args)-2], " ") + " '" + prefix + "' <body text>"}
+	cmd := exec.CommandContext(ctx, "wrk", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	text := out.String()
+	_, js, found := strings.Cut(text, "BENCH-RESULT ")
+	if err != nil || !found {
+		return r, fmt.Errorf("wrk: %v\n%s", err, indent(tail(text, 20)))
+	}
+	js, _, _ = strings.Cut(js, "\n")
+	var w struct {
+		Requests   int64              `json:"requests"`
+		DurationUs int64              `json:"duration_us"`
+		Errors     map[string]int64   `json:"errors"`
+		LatencyUs  map[string]float64 `json:"latency_us"`
+		Codes      map[string]int64   `json:"codes"`
+	}
+	if err := json.Unmarshal([]byte(js), &w); err != nil {
+		return r, fmt.Errorf("wrk: its result line: %w\n%s", err, indent(js))
+	}
+	r.Requests = w.Requests
+	r.DurationS = float64(w.DurationUs) / 1e6
+	if r.DurationS > 0 {
+		r.RPS = float64(w.Requests) / r.DurationS
+	}
+	r.Codes = w.Codes
+	r.WrkErrors = w.Errors
+	var answered int64
+	for code, n := range w.Codes {
+		answered += n
+		if code == "202" {
+			r.Accepted = n
+		}
+	}
+	r.Non202 = answered - r.Accepted
+	r.Transport = w.Errors["connect"] + w.Errors["read"] + w.Errors["write"] + w.Errors["timeout"]
+	ms := func(k string) float64 { return w.LatencyUs[k] / 1000 }
+	r.LatencyMs = latencyMs{Min: ms("min"), Mean: ms("mean"), P50: ms("p50"), P90: ms("p90"),
+		P99: ms("p99"), P999: ms("p999"), Max: ms("max")}
+	if r.Accepted == 0 {
+		return r, fmt.Errorf("wrk: no request accepted\n%s", indent(tail(text, 20)))
+	}
+	return r, nil
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+func TestMedianAndPercentile(t *testing.T) {
+	if got := median([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("median odd = %v, want 2", got)
+	}
+	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
+		t.Errorf("median even = %v, want 2.5", got)
+	}
+	if got := median(nil); got != 0 {
+		t.Errorf("median of none = %v, want 0", got)
+	}
+	s := []float64{10, 20, 30, 40, 50}
+	for p, want := range map[float64]float64{0: 10, 50: 30, 100: 50, 90: 46} {
+		if got := percentile(s, p); got != want {
+			t.Errorf("percentile(%v) = %v, want %v", p, got, want)
+		}
+	}
+	l := summarize([]float64{5, 1, 3})
+	if l.Min != 1 || l.Max != 5 || l.P50 != 3 || l.Mean != 3 {
+		t.Errorf("summarize = %+v", l)
+	}
+}
+
+func TestLoadSettings(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	s, err := loadSettings(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Duration.D() != 10*time.Second || s.N != 20000 || s.E2EDuration.D() != time.Minute || s.Rounds != 3 ||
+		strings.Join(s.Modes, ",") != "off,on" || s.WorkerConcurrency != 4 || s.DBName != "carteiro_bench" {
+		t.Errorf("defaults = %+v", s)
+	}
+	s, err = loadSettings(env(map[string]string{"BENCH_DURATION": "3s", "BENCH_N": "2000",
+		"BENCH_E2E_DURATION": "10s", "BENCH_MODES": "on", "WORKER_CONCURRENCY": "8"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Duration.D() != 3*time.Second || s.N != 2000 || s.E2EDuration.D() != 10*time.Second ||
+		strings.Join(s.Modes, ",") != "on" || s.WorkerConcurrency != 8 {
+		t.Errorf("overrides = %+v", s)
+	}
+	for _, bad := range []map[string]string{
+		{"BENCH_DURATION": "ten"},
+		{"BENCH_N": "0"},
+		{"BENCH_MODES": "maybe"},
+		{"BENCH_ACCEPT_WORKER": "pause"},
+		{"DB_HOST": "10.0.0.5"},
+		{"DB_HOST": "db.example"},
+	} {
+		if _, err := loadSettings(env(bad)); err == nil {
+			t.Errorf("loadSettings(%v) accepted", bad)
+		}
+	}
+	for _, ok := range []string{"127.0.0.1", "localhost", "::1", "127.0.0.2"} {
+		if _, err := loadSettings(env(map[string]string{"DB_HOST": ok})); err != nil {
+			t.Errorf("DB_HOST=%s: %v", ok, err)
+		}
+	}
+}
+
+func TestParsePgbench(t *testing.T) {
+	const out = `pgbench (15.20 (Debian 15.20-0+deb12u1))
+transaction type: /tmp/x/pgbench-insert.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 16
+number of threads: 2
+maximum number of tries: 1
+duration: 3 s
+number of transactions actually processed: 38421
+number of failed transactions: 0 (0.000%)
+latency average = 1.239 ms
+initial connection time = 12.345 ms
+tps = 12917.283460 (without initial connection time)
+`
+	var r pgbenchRun
+	parsePgbench(out, &r)
+	if r.TPS != 12917.28346 || r.Transactions != 38421 || r.Failed != 0 || r.LatencyAvgMs != 1.239 {
+		t.Errorf("parsed %+v", r)
+	}
+}
+
+func TestScrapeDepth(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `# HELP carteiro_queue_depth Messages waiting.
+# TYPE carteiro_queue_depth gauge
+carteiro_queue_depth{state="dead"} 0
+carteiro_queue_depth{state="failed"} 2
+carteiro_queue_depth{state="lag"} 40
+carteiro_queue_depth{state="pending"} 4
+carteiro_queue_depth{state="queued"} 50
+carteiro_queue_depth{state="sending"} 3
+carteiro_queue_depth{state="stream"} 44 1700000000000
+carteiro_outbox_unpublished 7
+carteiro_outbox_published_total 900
+`)
+	}))
+	defer srv.Close()
+	m, err := scrapeDepth(context.Background(), srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"dead": 0, "failed": 2, "lag": 40, "pending": 4, "queued": 50, "sending": 3,
+		"stream": 44, "outbox_unpublished": 7, "waiting": 55}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, m[k], v, m)
+		}
+	}
+	if len(m) != len(want) {
+		t.Errorf("got %v, want %v", m, want)
+	}
+}
+
+func TestJSONBodyIsValid(t *testing.T) {
+	var v struct{ Assunto, Mensagem string }
+	if err := json.Unmarshal([]byte(jsonBody(runPrefix("e2e", "on", 1), 42)), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Assunto != "bench e2e on r1 42" || v.Mensagem != benchText {
+		t.Errorf("body = %+v", v)
+	}
+	if n := len([]rune(benchText)); n > 250 {
+		t.Errorf("benchText has %d characters, the api takes 250", n)
+	}
+}
+
+// smtpSink counts the messages it receives.
+type smtpSink struct {
+	mu       sync.Mutex
+	subjects map[string]int
+	sessions int
+}
+
+func (s *smtpSink) NewSession(*smtp.Conn) (smtp.Session, error) {
+	s.mu.Lock()
+	s.sessions++
+	s.mu.Unlock()
+	return &sinkSession{s}, nil
+}
+
+type sinkSession struct{ s *smtpSink }
+
+func (*sinkSession) Reset()                               {}
+func (*sinkSession) Logout() error                        { return nil }
+func (*sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (*sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (ss *sinkSession) Data(r io.Reader) error {
+	m, err := mail.ReadMessage(r)
+	if err != nil {
+		return err
+	}
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	ss.s.subjects[m.Header.Get("Subject")]++
+	return nil
+}
+
+func TestSMTPCeilingSendsEveryMessageOnReusedConnections(t *testing.T) {
+	sink := &smtpSink{subjects: map[string]int{}}
+	srv := smtp.NewServer(sink)
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	r, err := runSMTPCeiling(context.Background(), ln.Addr().String(), "bench smtp test r1 ", 50, 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.subjects) != 50 || r.Messages != 50 || r.Errors != 0 || r.Rate <= 0 {
+		t.Errorf("sink has %d distinct subjects, run %+v", len(sink.subjects), r)
+	}
+	if sink.sessions != 3 {
+		t.Errorf("%d SMTP sessions, want 3 (one per connection, reused)", sink.sessions)
+	}
+	if r.AvgBytes < len(benchText) {
+		t.Errorf("average message size %d is smaller than the body", r.AvgBytes)
+	}
+}
+
+func TestComposeMailLikeTheWorker(t *testing.T) {
+	b, err := composeMail("bench smtp off r1 ", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mail.ReadMessage(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, want := range map[string]string{"Subject": "bench smtp off r1 7", "From": "<" + mailFrom + ">",
+		"To": "<" + mailTo + ">", "User-Agent": "carteiro"} {
+		if got := m.Header.Get(h); got != want {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+	if id := m.Header.Get("Message-Id"); !strings.HasSuffix(id, "@carteiro.localhost>") {
+		t.Errorf("Message-ID = %q", id)
+	}
+}
+
+// TestAcceptLua runs the real wrk with accept.lua against a stand-in api:
+// every body must be a unique valid message, and the counts wrk reports
+// must match what the server answered.
+func TestAcceptLua(t *testing.T) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("wrk is missing (scripts/ci-deps.sh installs it): %v", err)
+		}
+		t.Skipf("wrk is missing (apt-get install wrk): %v", err)
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var answered, rejected, dup int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var v struct{ Assunto, Mensagem string }
+		err := json.NewDecoder(r.Body).Decode(&v)
+		mu.Lock()
+		defer mu.Unlock()
+		answered++
+		if r.Method != http.MethodPost || r.URL.Path != "/api/messages" ||
+			r.Header.Get("Content-Type") != "application/json" || err != nil || v.Mensagem != benchText ||
+			!strings.HasPrefix(v.Assunto, "bench accept c4 off r1 ") {
+			rejected++
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if seen[v.Assunto] {
+			dup++
+		}
+		seen[v.Assunto] = true
+		if answered%10 == 0 {
+			rejected++
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+
+	s, _ := loadSettings(func(string) string { return "" })
+	r, err := runAccept(context.Background(), s, srv.URL+"/api/messages", t.TempDir(),
+		runPrefix("accept c4", "off", 1), 4, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dup > 0 {
+		t.Errorf("%d repeated subjects", dup)
+	}
+	// wrk stops with up to one request per connection unanswered, which
+	// the server may still have answered.
+	if missed := int64(answered) - (r.Accepted + r.Non202); missed < 0 || missed > 4 ||
+		int64(rejected)-r.Non202 < 0 || int64(rejected)-r.Non202 > 4 || r.Accepted == 0 {
+		t.Errorf("wrk says %d accepted + %d not 202, the server answered %d (%d not 202)",
+			r.Accepted, r.Non202, answered, rejected)
+	}
+	if r.RPS <= 0 || r.LatencyMs.P99 <= 0 || r.LatencyMs.Max < r.LatencyMs.P50 {
+		t.Errorf("figures %+v", r)
+	}
+}

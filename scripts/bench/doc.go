@@ -1,0 +1,51 @@
+// Command bench is `make bench`: it measures carteiro against this
+// machine's own limits and prints a table, writing every raw figure to
+// bench/results.json.
+//
+// For each observability mode (off, then on: Jaeger and Prometheus running,
+// 100 % sampling) it starts a private native stack with scripts/dev.sh
+// (RATE_LIMIT=0, its own DEV_DIR, free loopback ports, a fresh database, a
+// private redis-server without persistence, Mailpit keeping every message)
+// and runs:
+//
+//  1. ceiling: pgbench, 16 clients, one single-row INSERT per transaction
+//     into the same emails table;
+//  2. accept path: wrk POSTing JSON through nginx at 16 and 64 connections;
+//     phases 1 and 2 alternate (pgbench, accept 16, accept 64) BENCH_ROUNDS
+//     times and the medians are compared;
+//  3. delivery: BENCH_N messages queued and on the stream with the worker
+//     stopped, then the worker started and timed until every row is sent and
+//     in Mailpit; ceiling: a plain SMTP client with as many connections as
+//     WORKER_CONCURRENCY pushing the same number of messages of the same
+//     size into the same Mailpit; alternated BENCH_ROUNDS times;
+//  4. end to end: an open-model (fixed rate) load at half of phase 2's median
+//     16-connection rate for BENCH_E2E_DURATION, then accepted → sent
+//     latency from the rows' timestamps and the highest queue depth seen;
+//  5. RSS of api and worker at the end of each phase.
+//
+// Timings are figures, never pass/fail: the exit status is non-zero only
+// when something broke (a component did not start, a request failed, a
+// message was lost). Everything it started is stopped on the way out, also
+// on failure or SIGINT.
+//
+// Settings (environment):
+//
+//	BENCH_DURATION       10s    each pgbench and accept run
+//	BENCH_N              20000  messages per delivery run (phase 3)
+//	BENCH_E2E_DURATION   60s    phase 4
+//	BENCH_ROUNDS         3      ceiling/measurement alternations
+//	BENCH_MODES          off,on observability modes, in order
+//	BENCH_OUT            bench/results.json
+//	BENCH_ACCEPT_WORKER  run    run: the worker delivers while phase 2 runs
+//	                            (the stack as deployed); stop: it is stopped
+//	                            during each accept run
+//	BENCH_KEEP           0      1: keep the run directory (logs) and the
+//	                            database afterwards (kept anyway on failure)
+//	BENCH_COMMAND               the command line recorded in the results
+//	                            (the Makefile sets it)
+//
+// Variables of the stack itself (WORKER_CONCURRENCY, LOG_LEVEL, PPROF,
+// GROUP_COMMIT_*, ...) pass through to scripts/dev.sh. DB_HOST must be a
+// loopback address; DB_ADMIN_USER (postgres) creates and drops the
+// database BENCH_DB (carteiro_bench) and runs pgbench.
+package main

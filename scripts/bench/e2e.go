@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Phase 4, end to end: an open-model load (requests start on a fixed
+// schedule whether or not earlier ones were answered) at a fixed rate
+// through nginx, then the accepted → sent latency of exactly those rows
+// (sent_at - created_at, percentile_cont in Postgres) and the deepest
+// queue seen by polling the api's /metrics every second.
+
+type e2eRun struct {
+	TargetRate   float64 `json:"target_rps"`
+	DurationS    float64 `json:"duration_s"`
+	Requests     int64   `json:"requests"`
+	AchievedRate float64 `json:"achieved_rps"`
+	Accepted     int64   `json:"accepted"`
+	Non202       int64   `json:"non_202"`
+	Transport    int64   `json:"transport_errors"`
+	// Late counts requests that started behind schedule because
+	// maxInFlight requests were already waiting.
+	Late int64 `json:"late_starts"`
+	// ClientLatencyMs is from each request's scheduled start to its answer.
+	ClientLatencyMs latencyMs `json:"client_latency_ms"`
+	// AcceptedToSentMs is from the row's created_at to its sent_at.
+	AcceptedToSentMs latencyMs `json:"accepted_to_sent_ms"`
+	Rows             int64     `json:"rows"`
+	Sent             int64     `json:"sent"`
+	InMailpit        int64     `json:"in_mailpit"`
+	DrainAfterLoadS  float64   `json:"drain_after_load_s"`
+	// MaxDepth is the highest carteiro_queue_depth seen per state, plus
+	// "waiting" (queued + sending + failed in one scrape) and
+	// "outbox_unpublished".
+	MaxDepth map[string]float64 `json:"max_queue_depth"`
+	Scrapes  int                `json:"depth_scrapes"`
+	Codes    map[string]int64   `json:"codes"`
+}
+
+// Errors are answers other than 202 and failed requests.
+func (r e2eRun) Errors() int64 { return r.Non202 + r.Transport }
+
+const maxInFlight = 1024
+
+func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix string, rate float64, dur time.Duration) (e2eRun, error) {
+	r := e2eRun{TargetRate: rate, DurationS: dur.Seconds(), MaxDepth: map[string]float64{}, Codes: map[string]int64{}}
+	if rate < 1 {
+		return r, fmt.Errorf("end-to-end rate %.2f/s is too low (phase 2 measured too little)", rate)
+	}
+	if err := mp.Clear(ctx); err != nil {
+		return r, err
+	}
+
+	// Depth polling, from the start of the load until the drain is over.
+	poll := startDepthPoll(ctx, st.url("API_INTERNAL_ADDR", "/metrics"))
+	defer poll.stop()
+
+	tr := &http.Transport{MaxIdleConns: maxInFlight, MaxIdleConnsPerHost: maxInFlight, IdleConnTimeout: 90 * time.Second}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url := st.url("NGINX_LISTEN", "/api/messages")
+
+	n := int(rate * dur.Seconds())
+	lat := make([]float64, n)
+	status := make([]int, n)
+	sem := make(chan struct{}, maxInFlight)
+	var late atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			late.Add(1)
+			sem <- struct{}{}
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(jsonBody(prefix, i)))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				status[i] = -1
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			status[i] = resp.StatusCode
+			lat[i] = float64(time.Since(due)) / float64(time.Millisecond)
+		})
+	}
+	wg.Wait()
+	loadEnd := time.Now()
+	elapsed := loadEnd.Sub(start).Seconds()
+	if err := ctx.Err(); err != nil {
+		return r, err
+	}
+
+	var ok []float64
+	for i, s := range status {
+		switch {
+		case s == 202:
+			r.Accepted++
+			ok = append(ok, lat[i])
+		case s < 0:
+			r.Transport++
+		default:
+			r.Non202++
+		}
+		if s != 0 {
+			r.Codes[strconv.Itoa(s)]++
+		}
+	}
+	r.Requests = int64(n)
+	r.AchievedRate = float64(n) / elapsed
+	r.Late = late.Load()
+	r.ClientLatencyMs = summarize(ok)
+
+	d, err := db.waitSent(ctx, prefix, r.Accepted, 10*time.Minute+time.Duration(r.Accepted/50)*time.Second)
+	r.DrainAfterLoadS = time.Since(loadEnd).Seconds()
+	r.MaxDepth, r.Scrapes = poll.stop()
+	r.Rows, r.Sent = d.Rows, d.Sent
+	r.AcceptedToSentMs = latencyMs{Min: d.Min * 1000, Mean: d.Mean * 1000, P50: d.P50 * 1000,
+		P90: d.P90 * 1000, P99: d.P99 * 1000, Max: d.Max * 1000}
+	if err != nil {
+		return r, err
+	}
+	got, err := mp.expect(ctx, r.Accepted)
+	r.InMailpit = got
+	if err != nil {
+		return r, err
+	}
+	if r.Errors() > 0 {
+		return r, fmt.Errorf("end to end: %d of %d request(s) failed (%d not 202, %d transport errors)",
+			r.Errors(), r.Requests, r.Non202, r.Transport)
+	}
+	return r, nil
+}
+
+// depthPoll scrapes the api's /metrics every second and keeps the
+// highest value of each queue-depth series.
+type depthPoll struct {
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	max     map[string]float64
+	scrapes int
+}
+
+func startDepthPoll(ctx context.Context, url string) *depthPoll {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &depthPoll{cancel: cancel, max: map[string]float64{}}
+	c := &http.Client{Timeout: 3 * time.Second}
+	p.wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			if m, err := scrapeDepth(ctx, c, url); err == nil {
+				p.mu.Lock()
+				p.scrapes++
+				for k, v := range m {
+					p.max[k] = max(p.max[k], v)
+				}
+				p.mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return p
+}
+
+// stop ends the polling (again: a no-op) and returns a copy of the maxima
+// and the number of scrapes.
+func (p *depthPoll) stop() (map[string]float64, int) {
+	p.cancel()
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string]float64, len(p.max))
+	for k, v := range p.max {
+		m[k] = v
+	}
+	return m, p.scrapes
+}
+
+func scrapeDepth(ctx context.Context, c *http.Client, url string) (map[string]float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		// name{labels} value [timestamp]
+		var key, value string
+		if rest, ok := strings.CutPrefix(line, `carteiro_queue_depth{state="`); ok {
+			state, after, ok := strings.Cut(rest, `"}`)
+			if !ok {
+				continue
+			}
+			key, value = state, after
+		} else if rest, ok := strings.CutPrefix(line, "carteiro_outbox_unpublished "); ok {
+			key, value = "outbox_unpublished", rest
+		} else {
+			continue
+		}
+		f := strings.Fields(value)
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		m[key] = v
+	}
+	m["waiting"] = m["queued"] + m["sending"] + m["failed"]
+	return m, sc.Err()
+}

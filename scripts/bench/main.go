@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() { os.Exit(run()) }
+
+// logger writes progress lines to stderr and to the run's bench.log.
+type logger struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *logger) printf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, "bench %s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s, err := loadSettings(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	repo, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	if err := prerequisites(repo, s); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	runDir, err := os.MkdirTemp("", "carteiro-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	logFile, err := os.Create(filepath.Join(runDir, "bench.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	defer logFile.Close()
+	log := &logger{w: io.MultiWriter(os.Stderr, logFile)}
+
+	res := &results{
+		Date:        time.Now().UTC().Format(time.RFC3339),
+		GitRevision: gitRevision(ctx, repo),
+		Command:     s.Command,
+		Settings:    s,
+		Machine:     describeMachine(),
+		Versions:    toolVersions(ctx, nginxBin()),
+		Method:      method(s),
+		Environment: benchEnvironment(),
+		RunDir:      runDir,
+	}
+	if res.Command == "" {
+		res.Command = strings.Join(os.Args, " ")
+	}
+	log.printf("run directory %s (logs of every component)", runDir)
+
+	b := &bench{s: s, repo: repo, runDir: runDir, log: log, logFile: logFile}
+	b.redis, err = startRedis(ctx, filepath.Join(runDir, "redis"), logFile)
+	if err != nil {
+		res.Errors = append(res.Errors, err.Error())
+	} else {
+		log.printf("private redis-server on %s", b.redis.Addr)
+		for _, mode := range s.Modes {
+			m := b.runMode(ctx, mode)
+			res.Modes = append(res.Modes, m)
+			for _, e := range m.Errors {
+				res.Errors = append(res.Errors, "observability "+mode+": "+e)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		b.redis.Stop()
+	}
+	if res.Postgres == nil {
+		res.Postgres = b.postgres
+	}
+	res.Machine.LoadEnd = loadavg()
+	res.Machine.FinishedAt = time.Now().UTC().Format(time.RFC3339)
+	if ctx.Err() != nil {
+		res.Errors = append(res.Errors, "interrupted")
+	}
+	res.OK = len(res.Errors) == 0
+	res.compare()
+
+	keep := s.Keep || !res.OK
+	if !keep {
+		res.RunDir = ""
+	}
+	out := s.Out
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(repo, out)
+	}
+	if err := res.write(out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: write results:", err)
+		res.OK = false
+	}
+	printTable(os.Stdout, res)
+	fmt.Printf("\nresults: %s\n", out)
+
+	cleanupCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if keep {
+		fmt.Printf("kept: run directory %s, database %s\n", runDir, s.DBName)
+	} else {
+		if err := dropDatabase(cleanupCtx, s); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.RemoveAll(runDir)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return 130
+	case !res.OK:
+		return 1
+	}
+	return 0
+}
+
+// repoRoot is the directory holding go.mod and scripts/dev.sh, from the
+// working directory up.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "scripts", "dev.sh")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from the carteiro repository (no scripts/dev.sh and go.mod found)")
+		}
+		dir = parent
+	}
+}
+
+// prerequisites checks, before anything starts, every program the run
+// needs.
+func prerequisites(repo string, s settings) error {
+	var missing []string
+	for _, p := range []struct{ name, hint string }{
+		{"wrk", "apt-get install wrk (scripts/ci-deps.sh installs it)"},
+		{"pgbench", "it comes with Debian's postgresql package"},
+		{"redis-server", "apt-get install redis-server"},
+		{"psql", "apt-get install postgresql-client"},
+	} {
+		if _, err := exec.LookPath(p.name); err != nil {
+			missing = append(missing, p.name+": "+p.hint)
+		}
+	}
+	bins := []string{"api", "worker", "mailpit"}
+	if contains(s.Modes, "on") {
+		bins = append(bins, "jaeger")
+	}
+	for _, b := range bins {
+		if _, err := os.Stat(filepath.Join(repo, "bin", b)); err != nil {
+			missing = append(missing, "bin/"+b+": make build tools jaeger (make bench does)")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing:\n  %s", strings.Join(missing, "\n  "))
+	}
+	return nil
+}
+
+func nginxBin() string {
+	if v := os.Getenv("NGINX_BIN"); v != "" {
+		return v
+	}
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	return "/usr/sbin/nginx"
+}
+
+// method records how each figure is measured, in the results themselves.
+func method(s settings) map[string]string {
+	worker := "the worker runs (delivering what is accepted) during each accept run"
+	if s.AcceptWorker == "stop" {
+		worker = "the worker is stopped during each accept run"
+	}
+	return map[string]string{
+		"stack": "scripts/dev.sh (native: nginx, api, worker, Mailpit --max 0) with RATE_LIMIT=0, its own DEV_DIR, " +
+			"free loopback ports, database " + s.DBName + " dropped and recreated per mode, a private redis-server " +
+			"(no persistence) flushed per mode; observability on = OBS=1 (Jaeger + Prometheus, default sampler " +
+			"parentbased_always_on: every trace sampled)",
+		"settle": "before every measured run: wait until nothing is queued, sending, failed or unpublished, " +
+			"clear Mailpit, CHECKPOINT, VACUUM (ANALYZE) emails",
+		"phase1": fmt.Sprintf("pgbench -n -M prepared -c %d -j %d -T <duration>: one INSERT per transaction into emails "+
+			"(id gen_random_uuid(), assunto, mensagem, traceparent, tracestate as the api; next_attempt_at 'infinity' "+
+			"so the outbox relay leaves the rows alone; deleted after each run)", s.PgbenchClients, s.PgbenchThreads),
+		"phase2": fmt.Sprintf("wrk -t %d -c <conns> -d <duration> --latency: POST /api/messages through nginx, one "+
+			"unique JSON message per request; errors = answers other than 202 + connect/read/write/timeout errors; "+
+			"ratio = median requests/s ÷ median pgbench tps; a 2 s warm-up at 16 connections first; %s",
+			s.WrkThreads, worker),
+		"phase3": "N messages queued by one direct INSERT (queued, unpublished, with a traceparent) while the worker " +
+			"is stopped; the api's outbox relay publishes them to the stream; Mailpit cleared; the worker started " +
+			"(scripts/dev.sh up); time = worker process start (/proc) → the last row's sent_at; all N sent and in " +
+			"Mailpit. Ceiling: net/smtp, WORKER_CONCURRENCY connections each kept for the whole run, the same N " +
+			"messages composed as the worker does (go-mail), into the same Mailpit; ceiling then drain, each round",
+		"phase4": "open model: requests start on a fixed schedule at half of phase 2's median c16 requests/s (Go " +
+			"net/http, up to 1024 in flight); accepted → sent = sent_at - created_at of exactly those rows " +
+			"(percentile_cont); queue depth: the api's /metrics (carteiro_queue_depth, carteiro_outbox_unpublished) " +
+			"polled every second until the drain ends; waiting = queued + sending + failed",
+		"phase5": "VmRSS (and VmHWM, the peak) from /proc/<pid>/status of the api and worker processes named by " +
+			"DEV_DIR's pid files, at the end of each phase; the worker restarts in phase 3",
+	}
+}
+
+// benchEnvironment returns the set variables that shape the run: the
+// bench's own and the stack's tuning knobs (passed through to dev.sh).
+func benchEnvironment() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "BENCH_COMMAND":
+		case strings.HasPrefix(k, "BENCH_"), strings.HasPrefix(k, "GROUP_COMMIT_"),
+			strings.HasPrefix(k, "WORKER_"), strings.HasPrefix(k, "OUTBOX_"),
+			strings.HasPrefix(k, "DB_") && !strings.Contains(k, "PASSWORD"),
+			k == "LOG_LEVEL", k == "PPROF", k == "API_INSTANCES", k == "MAILPIT_ARGS",
+			k == "MAX_ATTEMPTS", k == "SMTP_TIMEOUT", k == "JAEGER_MAX_TRACES":
+			m[k] = v
+		}
+	}
+	return m
+}

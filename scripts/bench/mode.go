@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// bench is one `make bench` run.
+type bench struct {
+	s        settings
+	repo     string
+	runDir   string
+	log      *logger
+	logFile  *os.File
+	redis    *redisServer
+	postgres map[string]string
+}
+
+const settleTimeout = 15 * time.Minute
+
+// runMode measures every phase with observability off or on. Errors that
+// leave the stack usable are recorded and the run goes on; the others end
+// this mode. Everything it started is stopped before it returns.
+func (b *bench) runMode(ctx context.Context, mode string) *modeResult {
+	m := &modeResult{Observability: mode}
+	b.log.printf("[%s] ==== observability %s", mode, mode)
+	if err := b.mode(ctx, mode, m); err != nil {
+		m.Errors = append(m.Errors, err.Error())
+		b.log.printf("[%s] stopped: %v", mode, err)
+	}
+	m.finish()
+	return m
+}
+
+func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error) {
+	s := b.s
+	note := func(what string, e error) {
+		if e != nil {
+			msg := what + ": " + e.Error()
+			m.Errors = append(m.Errors, msg)
+			b.log.printf("[%s] ERROR %s", mode, msg)
+		}
+	}
+	dir := filepath.Join(b.runDir, mode)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := dropDatabase(ctx, s); err != nil {
+		return err
+	}
+	if err := b.redis.Flush(ctx); err != nil {
+		return fmt.Errorf("flush redis: %w", err)
+	}
+
+	// Start the stack; a port taken between choosing and binding it (other
+	// test runs share the machine) gets one more try on new ports.
+	var st *stack
+	for attempt := 1; ; attempt++ {
+		st, err = newStack(b.repo, filepath.Join(dir, "dev"), mode == "on", b.redis.Addr, s, b.logFile)
+		if err != nil {
+			return err
+		}
+		b.log.printf("[%s] starting the stack (scripts/dev.sh up, DEV_DIR %s): nginx %s", mode, st.dir, st.addr["NGINX_LISTEN"])
+		err = st.up(ctx)
+		if err == nil {
+			break
+		}
+		if derr := st.down(); derr != nil {
+			b.log.printf("[%s] dev.sh down: %v", mode, derr)
+		}
+		if attempt == 2 || ctx.Err() != nil {
+			return fmt.Errorf("the stack did not start: %w", err)
+		}
+		b.log.printf("[%s] the stack did not start, trying once more on other ports: %v", mode, err)
+	}
+	defer func() {
+		b.log.printf("[%s] stopping the stack", mode)
+		if derr := st.down(); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+
+	db, err := openBenchDB(ctx, s)
+	if err != nil {
+		return fmt.Errorf("bench database: %w", err)
+	}
+	defer db.Close()
+	if b.postgres == nil {
+		b.postgres = db.serverInfo(ctx)
+	}
+	mp := newMailpit(st.url("MAILPIT_UI_ADDR", ""))
+	acceptURL := st.url("NGINX_LISTEN", "/api/messages")
+	m.RSS = append(m.RSS, sampleRSS(st, "start"))
+
+	settle := func(before string) error {
+		w, err := db.settle(ctx, settleTimeout)
+		if err != nil {
+			return fmt.Errorf("before %s: %w", before, err)
+		}
+		if err := mp.Clear(ctx); err != nil {
+			return err
+		}
+		m.Settles = append(m.Settles, settleRecord{Before: before, WaitedS: w.Seconds()})
+		return nil
+	}
+
+	// Warm-up: pools fill, pages get cached.
+	if err := settle("warm-up"); err != nil {
+		return err
+	}
+	warm, werr := runAccept(ctx, s, acceptURL, dir, runPrefix("warmup", mode, 0), s.Conns[0], 0, min(2*time.Second, s.Duration.D()))
+	note("warm-up", werr)
+	m.Warmup = &warm
+	if warm.Errors() > 0 {
+		note("warm-up", fmt.Errorf("%d error(s) in %d request(s)", warm.Errors(), warm.Requests))
+	}
+
+	// Phases 1 and 2, alternating.
+	for round := 1; round <= s.Rounds; round++ {
+		if err := settle(fmt.Sprintf("pgbench round %d", round)); err != nil {
+			return err
+		}
+		p, perr := runPgbench(ctx, s, db, dir, round)
+		note(fmt.Sprintf("pgbench round %d", round), perr)
+		if p.TPS > 0 {
+			m.Ceiling = append(m.Ceiling, p)
+		}
+		b.log.printf("[%s] round %d  pgbench         %8.0f tps (latency avg %.2f ms)", mode, round, p.TPS, p.LatencyAvgMs)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, conns := range s.Conns {
+			what := fmt.Sprintf("accept c%d round %d", conns, round)
+			if err := settle(what); err != nil {
+				return err
+			}
+			if s.AcceptWorker == "stop" {
+				if err := st.stopWorkers(ctx); err != nil {
+					return err
+				}
+			}
+			prefix := runPrefix(fmt.Sprintf("accept c%d", conns), mode, round)
+			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, conns, round, s.Duration.D())
+			a.WorkerStopped = s.AcceptWorker == "stop"
+			if a.WorkerStopped {
+				if err := st.up(ctx); err != nil {
+					return err
+				}
+			}
+			note(what, aerr)
+			if a.Errors() > 0 {
+				note(what, fmt.Errorf("%d error(s) in %d request(s): codes %v, transport %v", a.Errors(), a.Requests, a.Codes, a.WrkErrors))
+			}
+			if a.Accepted > 0 {
+				set := m.accept(conns)
+				set.Runs = append(set.Runs, a)
+			}
+			b.log.printf("[%s] round %d  accept c%-3d     %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d",
+				mode, round, conns, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors())
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	m.RSS = append(m.RSS, sampleRSS(st, "1-2"))
+
+	// Phase 3: plain SMTP ceiling, then the worker's drain, each round.
+	for round := 1; round <= s.Rounds; round++ {
+		if err := settle(fmt.Sprintf("delivery round %d", round)); err != nil {
+			return err
+		}
+		prefix := runPrefix("delivery", mode, round)
+		d, err := prepareDelivery(ctx, st, db, prefix, s.N)
+		if err != nil {
+			return fmt.Errorf("delivery round %d: %w", round, err)
+		}
+		d.Round, d.Concurrency = round, s.WorkerConcurrency
+		b.log.printf("[%s] round %d  queued %d (insert %.1f s), on the stream after %.1f s; worker stopped",
+			mode, round, s.N, d.QueueSeconds, d.PublishS)
+
+		if err := mp.Clear(ctx); err != nil {
+			return err
+		}
+		c, cerr := runSMTPCeiling(ctx, st.addr["MAILPIT_SMTP_ADDR"], runPrefix("smtp", mode, round), s.N, s.WorkerConcurrency, round)
+		note(fmt.Sprintf("smtp ceiling round %d", round), cerr)
+		if cerr == nil {
+			got, merr := mp.expect(ctx, int64(s.N))
+			c.InMailpit = got
+			note(fmt.Sprintf("smtp ceiling round %d", round), merr)
+			m.SMTPCeiling = append(m.SMTPCeiling, c)
+		}
+		b.log.printf("[%s] round %d  plain SMTP      %8.0f msg/s (%d connections, %d bytes each)", mode, round, c.Rate, c.Connections, c.AvgBytes)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+
+		timeout := 10*time.Minute + time.Duration(s.N/50)*time.Second
+		d, derr := runDelivery(ctx, st, db, mp, d, prefix, timeout)
+		note(fmt.Sprintf("delivery round %d", round), derr)
+		if derr == nil {
+			m.Delivery = append(m.Delivery, d)
+		}
+		b.log.printf("[%s] round %d  worker drain    %8.0f msg/s (%.2f s, worker ready after %.2f s)", mode, round, d.Rate, d.Seconds, d.WorkerReadyS)
+		if len(st.pids("worker")) == 0 {
+			return errors.New("no worker running after the delivery run")
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	m.RSS = append(m.RSS, sampleRSS(st, "3"))
+
+	// Phase 4: end to end at half the median accept rate at 16 connections.
+	if err := settle("end to end"); err != nil {
+		return err
+	}
+	var rate float64
+	if a := m.findAccept(s.Conns[0]); a != nil {
+		a.MedianRPS = median(pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }))
+		rate = a.MedianRPS / 2
+	}
+	b.log.printf("[%s] end to end at %.0f req/s for %s", mode, rate, s.E2EDuration)
+	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), rate, s.E2EDuration.D())
+	m.E2E = &e
+	note("end to end", eerr)
+	b.log.printf("[%s] end to end      %8.0f req/s  accepted→sent p50 %.0f  p99 %.0f ms  max waiting %.0f  errors %d",
+		mode, e.AchievedRate, e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99, e.MaxDepth["waiting"], e.Errors())
+	m.RSS = append(m.RSS, sampleRSS(st, "4"))
+
+	if st.obs {
+		c, err := checkObservability(ctx, st)
+		m.ObsCheck = &c
+		note("observability check", err)
+		b.log.printf("[%s] Jaeger services %v, Prometheus targets up %d of %d", mode, c.JaegerServices, c.PrometheusUp, c.PrometheusAll)
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// results is everything one `make bench` measured: bench/results.json.
+type results struct {
+	Date        string `json:"date"`
+	GitRevision string `json:"git_revision"`
+	Command     string `json:"command"`
+	// Environment holds the variables set for this run that change what
+	// is measured (BENCH_*, and the stack's own knobs passed through).
+	Environment map[string]string `json:"environment"`
+	Settings    settings          `json:"settings"`
+	Machine     machine           `json:"machine"`
+	Versions    map[string]string `json:"versions"`
+	Postgres    map[string]string `json:"postgres"`
+	Method      map[string]string `json:"method"`
+	Modes       []*modeResult     `json:"modes"`
+	// Comparison holds the observability on/off ratios (on ÷ off).
+	Comparison map[string]float64 `json:"comparison,omitempty"`
+	OK         bool               `json:"ok"`
+	Errors     []string           `json:"errors"`
+	RunDir     string             `json:"run_dir,omitempty"`
+}
+
+// modeResult is one observability mode's figures.
+type modeResult struct {
+	Observability string `json:"observability"`
+
+	Ceiling          []pgbenchRun `json:"phase1_pgbench"`
+	CeilingMedianTPS float64      `json:"phase1_median_tps"`
+
+	Warmup *acceptRun   `json:"phase2_warmup,omitempty"`
+	Accept []*acceptSet `json:"phase2_accept"`
+
+	SMTPCeiling       []smtpRun     `json:"phase3_smtp_ceiling"`
+	Delivery          []deliveryRun `json:"phase3_delivery"`
+	SMTPMedianRate    float64       `json:"phase3_smtp_ceiling_median_per_s"`
+	DeliveryMedian    float64       `json:"phase3_delivery_median_per_s"`
+	DeliveryRatio     float64       `json:"phase3_ratio_delivery_to_ceiling"`
+	DeliveryRoundRate []float64     `json:"phase3_round_ratios"`
+
+	E2E *e2eRun `json:"phase4_end_to_end,omitempty"`
+
+	RSS []rssSample `json:"phase5_rss"`
+
+	// ObsCheck (observability on): what Jaeger and Prometheus received.
+	ObsCheck *obsCheck `json:"observability_check,omitempty"`
+
+	Settles []settleRecord `json:"settles"`
+	Errors  []string       `json:"errors"`
+}
+
+// acceptSet is phase 2 at one connection count.
+type acceptSet struct {
+	Connections int         `json:"connections"`
+	Runs        []acceptRun `json:"runs"`
+	MedianRPS   float64     `json:"median_rps"`
+	// Median of each run's percentile (ms).
+	MedianP50 float64 `json:"median_p50_ms"`
+	MedianP99 float64 `json:"median_p99_ms"`
+	MedianMax float64 `json:"median_max_ms"`
+	Errors    int64   `json:"errors"`
+	// Ratio is MedianRPS over phase 1's median tps; RoundRatios each run
+	// over the pgbench run of its round.
+	Ratio       float64   `json:"ratio_to_pgbench"`
+	RoundRatios []float64 `json:"round_ratios"`
+}
+
+type settleRecord struct {
+	Before  string  `json:"before"`
+	WaitedS float64 `json:"waited_s"`
+}
+
+// accept returns the set for conns, made on first use.
+func (m *modeResult) accept(conns int) *acceptSet {
+	if a := m.findAccept(conns); a != nil {
+		return a
+	}
+	a := &acceptSet{Connections: conns}
+	m.Accept = append(m.Accept, a)
+	return a
+}
+
+func (m *modeResult) findAccept(conns int) *acceptSet {
+	for _, a := range m.Accept {
+		if a.Connections == conns {
+			return a
+		}
+	}
+	return nil
+}
+
+// finish computes the medians and ratios from the runs.
+func (m *modeResult) finish() {
+	m.CeilingMedianTPS = median(pluck(m.Ceiling, func(r pgbenchRun) float64 { return r.TPS }))
+	tpsOfRound := map[int]float64{}
+	for _, r := range m.Ceiling {
+		tpsOfRound[r.Round] = r.TPS
+	}
+	for _, a := range m.Accept {
+		a.MedianRPS = median(pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }))
+		a.MedianP50 = median(pluck(a.Runs, func(r acceptRun) float64 { return r.LatencyMs.P50 }))
+		a.MedianP99 = median(pluck(a.Runs, func(r acceptRun) float64 { return r.LatencyMs.P99 }))
+		a.MedianMax = median(pluck(a.Runs, func(r acceptRun) float64 { return r.LatencyMs.Max }))
+		a.Errors = 0
+		a.RoundRatios = nil
+		for _, r := range a.Runs {
+			a.Errors += r.Errors()
+			if t := tpsOfRound[r.Round]; t > 0 {
+				a.RoundRatios = append(a.RoundRatios, r.RPS/t)
+			}
+		}
+		a.Ratio = ratio(a.MedianRPS, m.CeilingMedianTPS)
+	}
+	m.SMTPMedianRate = median(pluck(m.SMTPCeiling, func(r smtpRun) float64 { return r.Rate }))
+	m.DeliveryMedian = median(pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }))
+	m.DeliveryRatio = ratio(m.DeliveryMedian, m.SMTPMedianRate)
+	ceilOfRound := map[int]float64{}
+	for _, r := range m.SMTPCeiling {
+		ceilOfRound[r.Round] = r.Rate
+	}
+	m.DeliveryRoundRate = nil
+	for _, r := range m.Delivery {
+		if c := ceilOfRound[r.Round]; c > 0 {
+			m.DeliveryRoundRate = append(m.DeliveryRoundRate, r.Rate/c)
+		}
+	}
+}
+
+// compare fills res.Comparison from the off and on modes.
+func (res *results) compare() {
+	var off, on *modeResult
+	for _, m := range res.Modes {
+		switch m.Observability {
+		case "off":
+			off = m
+		case "on":
+			on = m
+		}
+	}
+	if off == nil || on == nil {
+		return
+	}
+	res.Comparison = map[string]float64{}
+	for _, a := range off.Accept {
+		b := on.findAccept(a.Connections)
+		if b == nil {
+			continue
+		}
+		res.Comparison["accept"+strconv.Itoa(a.Connections)+"_rps_on_over_off"] = ratio(b.MedianRPS, a.MedianRPS)
+	}
+	res.Comparison["pgbench_tps_on_over_off"] = ratio(on.CeilingMedianTPS, off.CeilingMedianTPS)
+	res.Comparison["delivery_rate_on_over_off"] = ratio(on.DeliveryMedian, off.DeliveryMedian)
+	if off.E2E != nil && on.E2E != nil {
+		res.Comparison["e2e_p99_on_over_off"] = ratio(on.E2E.AcceptedToSentMs.P99, off.E2E.AcceptedToSentMs.P99)
+	}
+}
+
+func (res *results) write(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// settings are the knobs of one `make bench` run.
+type settings struct {
+	Duration    jsonDuration `json:"duration"`
+	N           int          `json:"n"`
+	E2EDuration jsonDuration `json:"e2e_duration"`
+	Rounds      int          `json:"rounds"`
+	Modes       []string     `json:"modes"`
+	Conns       []int        `json:"connections"`
+	// PgbenchClients and PgbenchThreads are pgbench's -c and -j.
+	PgbenchClients int `json:"pgbench_clients"`
+	PgbenchThreads int `json:"pgbench_threads"`
+	// WrkThreads is wrk's -t.
+	WrkThreads int `json:"wrk_threads"`
+	// WorkerConcurrency is the worker's WORKER_CONCURRENCY, and the SMTP
+	// ceiling's number of connections.
+	WorkerConcurrency int `json:"worker_concurrency"`
+	// AcceptWorker is "run" or "stop": the worker during phase 2.
+	AcceptWorker string `json:"accept_worker"`
+	Out          string `json:"out"`
+	Keep         bool   `json:"keep"`
+	DBName       string `json:"db_name"`
+	DBHost       string `json:"db_host"`
+	DBPort       string `json:"db_port"`
+	DBAdmin      string `json:"db_admin_user"`
+	// Command is the command line recorded in the results.
+	Command string `json:"-"`
+}
+
+// loadSettings reads the BENCH_* variables (and the few stack variables the
+// bench needs to know) through getenv.
+func loadSettings(getenv func(string) string) (settings, error) {
+	var errs []string
+	fail := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Sprintf("%s: %s", name, fmt.Sprintf(format, a...)))
+	}
+	dur := func(name string, def time.Duration) jsonDuration {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return jsonDuration(def)
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fail(name, "want a positive duration such as 10s, got %q", v)
+			return jsonDuration(def)
+		}
+		return jsonDuration(d)
+	}
+	num := func(name string, def, lo, hi int) int {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			fail(name, "want a whole number in %d..%d, got %q", lo, hi, v)
+			return def
+		}
+		return n
+	}
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+
+	s := settings{
+		Duration:          dur("BENCH_DURATION", 10*time.Second),
+		N:                 num("BENCH_N", 20000, 1, 10_000_000),
+		E2EDuration:       dur("BENCH_E2E_DURATION", 60*time.Second),
+		Rounds:            num("BENCH_ROUNDS", 3, 1, 99),
+		Conns:             []int{16, 64},
+		PgbenchClients:    16,
+		PgbenchThreads:    2,
+		WrkThreads:        2,
+		WorkerConcurrency: num("WORKER_CONCURRENCY", 4, 1, 256),
+		AcceptWorker:      str("BENCH_ACCEPT_WORKER", "run"),
+		Out:               str("BENCH_OUT", "bench/results.json"),
+		DBName:            str("BENCH_DB", "carteiro_bench"),
+		DBHost:            str("DB_HOST", "127.0.0.1"),
+		DBPort:            str("DB_PORT", "5432"),
+		DBAdmin:           str("DB_ADMIN_USER", "postgres"),
+		Command:           getenv("BENCH_COMMAND"),
+	}
+	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_KEEP"))) {
+	case "", "0", "false", "no", "off":
+	default:
+		s.Keep = true
+	}
+	for m := range strings.SplitSeq(str("BENCH_MODES", "off,on"), ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "off", "on":
+			s.Modes = append(s.Modes, m)
+		case "":
+		default:
+			fail("BENCH_MODES", "want a list of off and on, got %q", m)
+		}
+	}
+	if len(s.Modes) == 0 {
+		fail("BENCH_MODES", "no mode")
+	}
+	if s.AcceptWorker != "run" && s.AcceptWorker != "stop" {
+		fail("BENCH_ACCEPT_WORKER", "want run or stop, got %q", s.AcceptWorker)
+	}
+	if !isLoopback(s.DBHost) {
+		fail("DB_HOST", "the bench only targets this machine's loopback addresses, got %q", s.DBHost)
+	}
+	if v := getenv("REDIS_ADDR"); v != "" {
+		// The bench runs its own redis-server; a REDIS_ADDR from the shell
+		// would be overridden silently otherwise.
+		fmt.Fprintf(os.Stderr, "bench: ignoring REDIS_ADDR=%s: the bench starts its own redis-server\n", v)
+	}
+	if len(errs) > 0 {
+		return s, fmt.Errorf("bad settings:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return s, nil
+}
+
+// isLoopback reports whether host names this machine's loopback interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// jsonDuration is a time.Duration written as "10s" in the results.
+type jsonDuration time.Duration
+
+func (d jsonDuration) D() time.Duration { return time.Duration(d) }
+
+func (d jsonDuration) String() string { return time.Duration(d).String() }
+
+func (d jsonDuration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }

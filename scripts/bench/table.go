@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// printTable writes the human summary: one column per observability mode,
+// medians first and each run's figure in brackets.
+func printTable(w io.Writer, res *results) {
+	fmt.Fprintf(w, "\ncarteiro make bench — %s, revision %s\n", res.Date, res.GitRevision)
+	fmt.Fprintf(w, "machine: %d cores (%s), %d MiB; load at start %s\n",
+		res.Machine.Nproc, res.Machine.CPUModel, res.Machine.MemoryMiB, res.Machine.LoadStart)
+	fmt.Fprintf(w, "command: %s\n", res.Command)
+	s := res.Settings
+	fmt.Fprintf(w, "runs: %s each, %d rounds alternating ceiling and measurement (medians, each run in brackets); phase 3 N=%d; phase 4 %s\n\n",
+		s.Duration, s.Rounds, s.N, s.E2EDuration)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	head := []string{"phase", "figure"}
+	for _, m := range res.Modes {
+		head = append(head, "observability "+m.Observability)
+	}
+	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	row(head...)
+	perMode := func(phase, figure string, f func(m *modeResult) string) {
+		cells := []string{phase, figure}
+		for _, m := range res.Modes {
+			cells = append(cells, f(m))
+		}
+		row(cells...)
+	}
+
+	perMode("1 ceiling", "pgbench INSERT tps", func(m *modeResult) string {
+		return withRuns(m.CeilingMedianTPS, pluck(m.Ceiling, func(r pgbenchRun) float64 { return r.TPS }), "%.0f")
+	})
+	for _, conns := range s.Conns {
+		c := fmt.Sprint(conns)
+		phase := ""
+		if conns == s.Conns[0] {
+			phase = "2 accept"
+		}
+		perMode(phase, "c"+c+" requests/s", func(m *modeResult) string {
+			a := m.findAccept(conns)
+			if a == nil {
+				return "-"
+			}
+			return withRuns(a.MedianRPS, pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }), "%.0f")
+		})
+		perMode("", "c"+c+" p50 / p99 / max ms", func(m *modeResult) string {
+			a := m.findAccept(conns)
+			if a == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f / %.1f / %.0f", a.MedianP50, a.MedianP99, a.MedianMax)
+		})
+		perMode("", "c"+c+" errors", func(m *modeResult) string {
+			a := m.findAccept(conns)
+			if a == nil {
+				return "-"
+			}
+			return fmt.Sprint(a.Errors)
+		})
+		perMode("", "c"+c+" ÷ pgbench", func(m *modeResult) string {
+			a := m.findAccept(conns)
+			if a == nil {
+				return "-"
+			}
+			return withRuns(a.Ratio, a.RoundRatios, "%.2f")
+		})
+	}
+	perMode("3 delivery", "worker drain msg/s", func(m *modeResult) string {
+		return withRuns(m.DeliveryMedian, pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }), "%.0f")
+	})
+	perMode("", "plain SMTP msg/s", func(m *modeResult) string {
+		return withRuns(m.SMTPMedianRate, pluck(m.SMTPCeiling, func(r smtpRun) float64 { return r.Rate }), "%.0f")
+	})
+	perMode("", "drain ÷ SMTP", func(m *modeResult) string {
+		return withRuns(m.DeliveryRatio, m.DeliveryRoundRate, "%.2f")
+	})
+	e2e := func(f func(e *e2eRun) string) func(m *modeResult) string {
+		return func(m *modeResult) string {
+			if m.E2E == nil {
+				return "-"
+			}
+			return f(m.E2E)
+		}
+	}
+	perMode("4 end to end", "rate req/s (target)", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%.0f (%.0f)", e.AchievedRate, e.TargetRate)
+	}))
+	perMode("", "accepted→sent p50 / p99 ms", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%.0f / %.0f", e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99)
+	}))
+	perMode("", "202 p50 / p99 ms", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%.1f / %.1f", e.ClientLatencyMs.P50, e.ClientLatencyMs.P99)
+	}))
+	perMode("", "max depth waiting / lag", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%.0f / %.0f", e.MaxDepth["waiting"], e.MaxDepth["lag"])
+	}))
+	perMode("", "errors / lost", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%d / %d", e.Errors(), max(0, e.Accepted-e.Sent))
+	}))
+	var after []string
+	for _, m := range res.Modes {
+		for _, r := range m.RSS {
+			if !contains(after, r.After) {
+				after = append(after, r.After)
+			}
+		}
+	}
+	for i, kind := range []string{"api", "worker"} {
+		perMode(map[bool]string{true: "5 RSS"}[i == 0], kind+" MiB after "+strings.Join(after, " / "), func(m *modeResult) string {
+			var v []string
+			peak := 0.0
+			for _, a := range after {
+				v = append(v, "-")
+				for _, r := range m.RSS {
+					if r.After == a {
+						p, ok := r.Procs[kind]
+						if ok {
+							v[len(v)-1] = fmt.Sprintf("%.0f", p.RSSMiB)
+							peak = max(peak, p.HWMMiB)
+						}
+					}
+				}
+			}
+			return strings.Join(v, " / ") + fmt.Sprintf(" (peak %.0f)", peak)
+		})
+	}
+	tw.Flush()
+
+	if len(res.Comparison) > 0 {
+		fmt.Fprintln(w)
+		for _, conns := range s.Conns {
+			if r, ok := res.Comparison[fmt.Sprintf("accept%d_rps_on_over_off", conns)]; ok && r > 0 {
+				fmt.Fprintf(w, "observability on vs off: accept c%d throughput %+.0f %%\n", conns, (r-1)*100)
+			}
+		}
+		if r := res.Comparison["delivery_rate_on_over_off"]; r > 0 {
+			fmt.Fprintf(w, "observability on vs off: delivery rate %+.0f %%\n", (r-1)*100)
+		}
+	}
+	if len(res.Errors) > 0 {
+		fmt.Fprintf(w, "\nerrors (%d):\n", len(res.Errors))
+		for _, e := range res.Errors {
+			fmt.Fprintf(w, "  - %s\n", strings.ReplaceAll(e, "\n", "\n    "))
+		}
+	}
+}
+
+// withRuns formats a median followed by each run's value.
+func withRuns(med float64, runs []float64, format string) string {
+	if len(runs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(runs))
+	for i, r := range runs {
+		parts[i] = fmt.Sprintf(format, r)
+	}
+	return fmt.Sprintf(format, med) + " [" + strings.Join(parts, " ") + "]"
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
