@@ -33,6 +33,9 @@ var (
 	errKeyReused = &apiError{Status: http.StatusUnprocessableEntity,
 		Message: "this Idempotency-Key was already used with a different message"}
 	errInternal = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}
+	// errClientGone is recorded when the client closed the connection
+	// before the answer (nginx's 499 convention); nobody receives it.
+	errClientGone = &apiError{Status: 499, Message: "client closed the request"}
 )
 
 func errBadRequest(msg string) *apiError {

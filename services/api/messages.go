@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -150,6 +151,10 @@ func storeError(r *http.Request, log *slog.Logger, err error) *apiError {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errNotFound
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		log.InfoContext(r.Context(), "request cancelled by the client", "err", err)
+		return errClientGone
 	case store.Unavailable(err):
 		log.WarnContext(r.Context(), "database unavailable", "err", err)
 		return errUnavailable
