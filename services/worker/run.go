@@ -45,13 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	defer func() {
-		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tel.Shutdown(flushCtx); err != nil {
-			log.Warn("telemetry shutdown", "err", err)
-		}
-	}()
+	defer tel.Close(ctx, log)
 
 	// The worker's writes (claims and outcomes) need not wait for the WAL
 	// flush: if Postgres crashes and loses the last of them, the message

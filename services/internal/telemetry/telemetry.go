@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -128,6 +130,16 @@ func (t *Telemetry) Tracer(name string) trace.Tracer { return t.Traces.Tracer(na
 // for it, which is what carries exemplars.
 func (t *Telemetry) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: t.Registry})
+}
+
+// Close is Shutdown for a deferred call at the end of a process: it gives
+// the flush five seconds, whatever the state of ctx, and logs a failure.
+func (t *Telemetry) Close(ctx context.Context, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("telemetry shutdown", "err", err)
+	}
 }
 
 // Shutdown flushes buffered spans and stops the providers.
