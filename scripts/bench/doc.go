@@ -10,7 +10,8 @@
 //
 //  1. ceiling: pgbench, 16 clients, one single-row INSERT per transaction
 //     into the same emails table;
-//  2. accept path: wrk POSTing JSON through nginx at 16 and 64 connections;
+//  2. accept path: wrk POSTing JSON through nginx at 16 and 64 connections,
+//     the worker stopped meanwhile (BENCH_ACCEPT_WORKER);
 //     phases 1 and 2 alternate (pgbench, accept 16, accept 64) BENCH_ROUNDS
 //     times and the medians are compared;
 //  3. delivery: BENCH_N messages queued and on the stream with the worker
@@ -28,17 +29,24 @@
 // message was lost). Everything it started is stopped on the way out, also
 // on failure or SIGINT.
 //
+// The binaries of bin/ are copied at the start, so both modes run the same
+// build even if bin/ is rebuilt meanwhile.
+//
 // Settings (environment):
 //
 //	BENCH_DURATION       10s    each pgbench and accept run
 //	BENCH_N              20000  messages per delivery run (phase 3)
 //	BENCH_E2E_DURATION   60s    phase 4
 //	BENCH_ROUNDS         3      ceiling/measurement alternations
+//	BENCH_E2E_MAX_IN_FLIGHT 256 phase 4's requests waiting for an answer at
+//	                            once; past it starts are late (counted),
+//	                            as a real client pool would queue them
 //	BENCH_MODES          off,on observability modes, in order
 //	BENCH_OUT            bench/results.json
-//	BENCH_ACCEPT_WORKER  run    run: the worker delivers while phase 2 runs
-//	                            (the stack as deployed); stop: it is stopped
-//	                            during each accept run
+//	BENCH_ACCEPT_WORKER  stop   stop: the worker is stopped during each
+//	                            accept run (the accept path alone; what it
+//	                            accepted is delivered before the next run);
+//	                            run: it delivers while phase 2 runs
 //	BENCH_KEEP           0      1: keep the run directory (logs) and the
 //	                            database afterwards (kept anyway on failure)
 //	BENCH_COMMAND               the command line recorded in the results

@@ -27,9 +27,12 @@ type e2eRun struct {
 	Accepted     int64   `json:"accepted"`
 	Non202       int64   `json:"non_202"`
 	Transport    int64   `json:"transport_errors"`
-	// Late counts requests that started behind schedule because
-	// maxInFlight requests were already waiting.
-	Late int64 `json:"late_starts"`
+	// MaxInFlight caps the requests waiting for an answer at once (a
+	// load generator's clients; nginx's worker_connections is finite too).
+	// Late counts requests that started behind schedule because the cap
+	// was reached: the rate could not be offered.
+	MaxInFlight int   `json:"max_in_flight"`
+	Late        int64 `json:"late_starts"`
 	// ClientLatencyMs is from each request's scheduled start to its answer.
 	ClientLatencyMs latencyMs `json:"client_latency_ms"`
 	// AcceptedToSentMs is from the row's created_at to its sent_at.
@@ -49,10 +52,8 @@ type e2eRun struct {
 // Errors are answers other than 202 and failed requests.
 func (r e2eRun) Errors() int64 { return r.Non202 + r.Transport }
 
-const maxInFlight = 1024
-
-func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix string, rate float64, dur time.Duration) (e2eRun, error) {
-	r := e2eRun{TargetRate: rate, DurationS: dur.Seconds(), MaxDepth: map[string]float64{}, Codes: map[string]int64{}}
+func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix string, rate float64, dur time.Duration, maxInFlight int) (e2eRun, error) {
+	r := e2eRun{TargetRate: rate, DurationS: dur.Seconds(), MaxInFlight: maxInFlight, MaxDepth: map[string]float64{}, Codes: map[string]int64{}}
 	if rate < 1 {
 		return r, fmt.Errorf("end-to-end rate %.2f/s is too low (phase 2 measured too little)", rate)
 	}
@@ -120,7 +121,10 @@ func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix str
 		default:
 			r.Non202++
 		}
-		if s != 0 {
+		switch {
+		case s < 0:
+			r.Codes["transport_error"]++
+		case s > 0:
 			r.Codes[strconv.Itoa(s)]++
 		}
 	}
@@ -144,8 +148,8 @@ func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix str
 		return r, err
 	}
 	if r.Errors() > 0 {
-		return r, fmt.Errorf("end to end: %d of %d request(s) failed (%d not 202, %d transport errors)",
-			r.Errors(), r.Requests, r.Non202, r.Transport)
+		return r, fmt.Errorf("%d of %d request(s) failed (%d not 202, %d transport errors; codes %v)",
+			r.Errors(), r.Requests, r.Non202, r.Transport, r.Codes)
 	}
 	return r, nil
 }

@@ -76,8 +76,11 @@ func run() int {
 	}
 	log.printf("run directory %s (logs of every component)", runDir)
 
-	b := &bench{s: s, repo: repo, runDir: runDir, log: log, logFile: logFile}
-	b.redis, err = startRedis(ctx, filepath.Join(runDir, "redis"), logFile)
+	b := &bench{s: s, repo: repo, runDir: runDir, log: log, logFile: logFile, binDir: filepath.Join(runDir, "bin")}
+	res.Binaries, err = copyBinaries(repo, b.binDir, stackBinaries(s))
+	if err == nil {
+		b.redis, err = startRedis(ctx, filepath.Join(runDir, "redis"), logFile)
+	}
 	if err != nil {
 		res.Errors = append(res.Errors, err.Error())
 	} else {
@@ -174,11 +177,7 @@ func prerequisites(repo string, s settings) error {
 			missing = append(missing, p.name+": "+p.hint)
 		}
 	}
-	bins := []string{"api", "worker", "mailpit"}
-	if contains(s.Modes, "on") {
-		bins = append(bins, "jaeger")
-	}
-	for _, b := range bins {
+	for _, b := range stackBinaries(s) {
 		if _, err := os.Stat(filepath.Join(repo, "bin", b)); err != nil {
 			missing = append(missing, "bin/"+b+": make build tools jaeger (make bench does)")
 		}
@@ -187,6 +186,15 @@ func prerequisites(repo string, s settings) error {
 		return fmt.Errorf("missing:\n  %s", strings.Join(missing, "\n  "))
 	}
 	return nil
+}
+
+// stackBinaries are the programs of bin/ the stack runs.
+func stackBinaries(s settings) []string {
+	bins := []string{"api", "worker", "mailpit"}
+	if contains(s.Modes, "on") {
+		bins = append(bins, "jaeger")
+	}
+	return bins
 }
 
 func nginxBin() string {
@@ -201,12 +209,14 @@ func nginxBin() string {
 
 // method records how each figure is measured, in the results themselves.
 func method(s settings) map[string]string {
-	worker := "the worker runs (delivering what is accepted) during each accept run"
-	if s.AcceptWorker == "stop" {
-		worker = "the worker is stopped during each accept run"
+	worker := "the worker is stopped during each accept run (the accept path alone, as phase 3 is delivery " +
+		"alone; both together are phase 4) and started again for the settle that follows"
+	if s.AcceptWorker == "run" {
+		worker = "the worker runs during each accept run, delivering what is accepted (BENCH_ACCEPT_WORKER=run)"
 	}
 	return map[string]string{
 		"stack": "scripts/dev.sh (native: nginx, api, worker, Mailpit --max 0) with RATE_LIMIT=0, its own DEV_DIR, " +
+			"binaries copied from bin/ at the start (see binaries), " +
 			"free loopback ports, database " + s.DBName + " dropped and recreated per mode, a private redis-server " +
 			"(no persistence) flushed per mode; observability on = OBS=1 (Jaeger + Prometheus, default sampler " +
 			"parentbased_always_on: every trace sampled)",
@@ -225,7 +235,7 @@ func method(s settings) map[string]string {
 			"Mailpit. Ceiling: net/smtp, WORKER_CONCURRENCY connections each kept for the whole run, the same N " +
 			"messages composed as the worker does (go-mail), into the same Mailpit; ceiling then drain, each round",
 		"phase4": "open model: requests start on a fixed schedule at half of phase 2's median c16 requests/s (Go " +
-			"net/http, up to 1024 in flight); accepted → sent = sent_at - created_at of exactly those rows " +
+			"net/http, at most BENCH_E2E_MAX_IN_FLIGHT waiting at once, past which starts are late and counted); accepted → sent = sent_at - created_at of exactly those rows " +
 			"(percentile_cont); queue depth: the api's /metrics (carteiro_queue_depth, carteiro_outbox_unpublished) " +
 			"polled every second until the drain ends; waiting = queued + sending + failed",
 		"phase5": "VmRSS (and VmHWM, the peak) from /proc/<pid>/status of the api and worker processes named by " +

@@ -14,6 +14,7 @@ type bench struct {
 	s        settings
 	repo     string
 	runDir   string
+	binDir   string
 	log      *logger
 	logFile  *os.File
 	redis    *redisServer
@@ -60,7 +61,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	// test runs share the machine) gets one more try on new ports.
 	var st *stack
 	for attempt := 1; ; attempt++ {
-		st, err = newStack(b.repo, filepath.Join(dir, "dev"), mode == "on", b.redis.Addr, s, b.logFile)
+		st, err = newStack(b.repo, b.binDir, filepath.Join(dir, "dev"), mode == "on", b.redis.Addr, s, b.logFile)
 		if err != nil {
 			return err
 		}
@@ -224,11 +225,11 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		rate = a.MedianRPS / 2
 	}
 	b.log.printf("[%s] end to end at %.0f req/s for %s", mode, rate, s.E2EDuration)
-	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), rate, s.E2EDuration.D())
+	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), rate, s.E2EDuration.D(), s.E2EMaxInFlight)
 	m.E2E = &e
 	note("end to end", eerr)
-	b.log.printf("[%s] end to end      %8.0f req/s  accepted→sent p50 %.0f  p99 %.0f ms  max waiting %.0f  errors %d",
-		mode, e.AchievedRate, e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99, e.MaxDepth["waiting"], e.Errors())
+	b.log.printf("[%s] end to end      %8.0f req/s  accepted→sent p50 %.0f  p99 %.0f ms  max waiting %.0f  errors %d  late starts %d",
+		mode, e.AchievedRate, e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99, e.MaxDepth["waiting"], e.Errors(), e.Late)
 	m.RSS = append(m.RSS, sampleRSS(st, "4"))
 
 	if st.obs {

@@ -19,8 +19,10 @@ type results struct {
 	Machine     machine           `json:"machine"`
 	Versions    map[string]string `json:"versions"`
 	Postgres    map[string]string `json:"postgres"`
-	Method      map[string]string `json:"method"`
-	Modes       []*modeResult     `json:"modes"`
+	// Binaries are the api, worker, mailpit (and jaeger) the run used.
+	Binaries map[string]binary `json:"binaries"`
+	Method   map[string]string `json:"method"`
+	Modes    []*modeResult     `json:"modes"`
 	// Comparison holds the observability on/off ratios (on ÷ off).
 	Comparison map[string]float64 `json:"comparison,omitempty"`
 	OK         bool               `json:"ok"`

@@ -25,6 +25,8 @@ type settings struct {
 	// WorkerConcurrency is the worker's WORKER_CONCURRENCY, and the SMTP
 	// ceiling's number of connections.
 	WorkerConcurrency int `json:"worker_concurrency"`
+	// E2EMaxInFlight caps phase 4's requests in flight.
+	E2EMaxInFlight int `json:"e2e_max_in_flight"`
 	// AcceptWorker is "run" or "stop": the worker during phase 2.
 	AcceptWorker string `json:"accept_worker"`
 	Out          string `json:"out"`
@@ -80,18 +82,19 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		N:                 num("BENCH_N", 20000, 1, 10_000_000),
 		E2EDuration:       dur("BENCH_E2E_DURATION", 60*time.Second),
 		Rounds:            num("BENCH_ROUNDS", 3, 1, 99),
+		E2EMaxInFlight:    num("BENCH_E2E_MAX_IN_FLIGHT", 256, 1, 4096),
 		Conns:             []int{16, 64},
 		PgbenchClients:    16,
 		PgbenchThreads:    2,
 		WrkThreads:        2,
 		WorkerConcurrency: num("WORKER_CONCURRENCY", 4, 1, 256),
-		AcceptWorker:      str("BENCH_ACCEPT_WORKER", "run"),
+		AcceptWorker:      str("BENCH_ACCEPT_WORKER", "stop"),
 		Out:               str("BENCH_OUT", "bench/results.json"),
 		DBName:            str("BENCH_DB", "carteiro_bench"),
 		DBHost:            str("DB_HOST", "127.0.0.1"),
 		DBPort:            str("DB_PORT", "5432"),
 		DBAdmin:           str("DB_ADMIN_USER", "postgres"),
-		Command:           getenv("BENCH_COMMAND"),
+		Command:           strings.TrimSpace(getenv("BENCH_COMMAND")),
 	}
 	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_KEEP"))) {
 	case "", "0", "false", "no", "off":

@@ -39,7 +39,7 @@ var (
 )
 
 // newStack prepares (does not start) a stack in dir.
-func newStack(repo, dir string, obs bool, redisAddr string, s settings, log io.Writer) (*stack, error) {
+func newStack(repo, binDir, dir string, obs bool, redisAddr string, s settings, log io.Writer) (*stack, error) {
 	vars := append([]string(nil), stackAddrVars...)
 	if obs {
 		vars = append(vars, obsAddrVars...)

@@ -15,8 +15,10 @@ func printTable(w io.Writer, res *results) {
 		res.Machine.Nproc, res.Machine.CPUModel, res.Machine.MemoryMiB, res.Machine.LoadStart)
 	fmt.Fprintf(w, "command: %s\n", res.Command)
 	s := res.Settings
-	fmt.Fprintf(w, "runs: %s each, %d rounds alternating ceiling and measurement (medians, each run in brackets); phase 3 N=%d; phase 4 %s\n\n",
+	fmt.Fprintf(w, "runs: %s each, %d rounds alternating ceiling and measurement (medians, each run in brackets); phase 3 N=%d; phase 4 %s\n",
 		s.Duration, s.Rounds, s.N, s.E2EDuration)
+	fmt.Fprintf(w, "phase 2 with the worker %s (BENCH_ACCEPT_WORKER=%s); phase 3 queues by direct INSERT, the relay publishes\n\n",
+		map[string]string{"stop": "stopped", "run": "running"}[s.AcceptWorker], s.AcceptWorker)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := []string{"phase", "figure"}
@@ -88,8 +90,8 @@ func printTable(w io.Writer, res *results) {
 			return f(m.E2E)
 		}
 	}
-	perMode("4 end to end", "rate req/s (target)", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%.0f (%.0f)", e.AchievedRate, e.TargetRate)
+	perMode("4 end to end", "rate req/s (target), late starts", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%.0f (%.0f), %d late", e.AchievedRate, e.TargetRate, e.Late)
 	}))
 	perMode("", "accepted→sent p50 / p99 ms", e2e(func(e *e2eRun) string {
 		return fmt.Sprintf("%.0f / %.0f", e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99)
