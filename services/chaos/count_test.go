@@ -218,7 +218,7 @@ func (s *stack) settle(e expectation) tally {
 			report(t, c.line(e.name))
 			note(t, "%s: rows %s", e.name, c.statusLine())
 			t.Fatalf("%s: after %s, %d accepted message(s) not delivered (%s), %d row(s) still on their way\n%s",
-				e.name, e.timeout, c.lost, s.sampleLost(e.ids, c), open, s.logs())
+				e.name, e.timeout, c.lost, s.sampleLost(e.ids, c), open, s.Logs())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -291,7 +291,7 @@ func (s *stack) waitIdle(timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("after %s: %d row(s) still on their way (%v)\n%s", timeout, open, err, s.logs())
+			s.t.Fatalf("after %s: %d row(s) still on their way (%v)\n%s", timeout, open, err, s.Logs())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

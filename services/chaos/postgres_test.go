@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/carteiro/carteiro/services/internal/stacktest"
 )
 
 // Scenario 3: Postgres stops during a burst of POSTs, then starts again →
@@ -24,7 +26,7 @@ func TestPostgresStoppedDuringBurst(t *testing.T) {
 		// entries pending until the lease: keep it short.
 		"WORKER_LEASE": "5s", "SMTP_TIMEOUT": "4s",
 	}})
-	apiPid, workerPid := s.pid("api"), s.pid("worker")
+	apiPid, workerPid := s.PID("api"), s.PID("worker")
 
 	l := newLoad(s, "postgres-stop", 32)
 	ctx, stop := context.WithCancel(context.Background())
@@ -33,10 +35,10 @@ func TestPostgresStoppedDuringBurst(t *testing.T) {
 	go func() { l.paced(ctx, rate, 32); close(done) }()
 
 	time.Sleep(time.Second)
-	s.pg.Stop() // immediate shutdown, as a crash
+	s.Postgres.Stop() // immediate shutdown, as a crash
 	stoppedAt := time.Now()
 	time.Sleep(down)
-	s.pg.Start()
+	s.Postgres.Start()
 	startedAt := time.Now()
 	note(t, "postgres-stop: Postgres down for %s", startedAt.Sub(stoppedAt).Round(time.Millisecond))
 
@@ -53,7 +55,7 @@ func TestPostgresStoppedDuringBurst(t *testing.T) {
 			break
 		}
 		if time.Since(startedAt) > time.Minute {
-			t.Fatalf("no POST accepted within a minute of Postgres coming back (%s)\n%s", byStatus(l.snapshot()), s.logs())
+			t.Fatalf("no POST accepted within a minute of Postgres coming back (%s)\n%s", byStatus(l.snapshot()), s.Logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -75,7 +77,7 @@ func TestPostgresStoppedDuringBurst(t *testing.T) {
 	t.Logf("postgres-stop: every 503's latency: %s", strings.Join(each, " "))
 	if fs := failures(rs); len(fs) > 0 {
 		t.Errorf("postgres-stop: %d POST(s) answered neither 2xx nor 503: %s\napi errors:\n%s",
-			len(fs), describe(fs), strings.Join(s.errorLines("api"), "\n"))
+			len(fs), describe(fs), strings.Join(s.ErrorLines("api"), "\n"))
 	}
 	if len(slow) == 0 {
 		t.Errorf("postgres-stop: no 503 while Postgres was down (%s)", byStatus(rs))
@@ -83,11 +85,11 @@ func TestPostgresStoppedDuringBurst(t *testing.T) {
 
 	// The same processes: nothing restarted them.
 	for name, pid := range map[string]int{"api": apiPid, "worker": workerPid} {
-		if !alive(pid) || s.pid(name) != pid {
+		if !stacktest.Alive(pid) || s.PID(name) != pid {
 			t.Errorf("%s (pid %d) did not survive the outage", name, pid)
 		}
 	}
-	res, err := http.Get("http://" + s.apiInternal[0] + "/readyz")
+	res, err := http.Get("http://" + s.APIInternal[0] + "/readyz")
 	if err != nil {
 		t.Errorf("api /readyz: %v", err)
 	} else {

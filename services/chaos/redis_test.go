@@ -25,7 +25,7 @@ func TestRedisLost(t *testing.T) {
 		return nil
 	})
 	s := startStack(t, options{smtp: smtp, env: map[string]string{"WORKER_CONCURRENCY": "2"}})
-	rdb := s.redis.Client()
+	rdb := s.Redis.Client()
 
 	faults := []struct {
 		name   string
@@ -37,9 +37,9 @@ func TestRedisLost(t *testing.T) {
 			}
 		}},
 		{"redis-restart", func() {
-			s.redis.Stop() // killed: no persistence, everything gone
+			s.Redis.Stop() // killed: no persistence, everything gone
 			time.Sleep(500 * time.Millisecond)
-			s.redis.Start()
+			s.Redis.Start()
 		}},
 	}
 	for _, f := range faults {

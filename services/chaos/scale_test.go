@@ -46,7 +46,7 @@ func TestScaleOut(t *testing.T) {
 		n, posted.Round(time.Millisecond), float64(n)/posted.Seconds(), conns,
 		all.Round(time.Millisecond), float64(n)/all.Seconds(), latencies(lat))
 	var perAPI, perWorker []string
-	for i, addr := range s.apiInternal {
+	for i, addr := range s.APIInternal {
 		v, err := metric(addr, "carteiro_messages_accepted_total")
 		if err != nil {
 			t.Errorf("api %d metrics: %v", i+1, err)
@@ -56,7 +56,7 @@ func TestScaleOut(t *testing.T) {
 			t.Errorf("api %d accepted no message: nginx did not balance over the upstream", i+1)
 		}
 	}
-	for i, addr := range s.workerInternal {
+	for i, addr := range s.WorkerInternal {
 		v, err := metric(addr, `carteiro_messages_total{outcome="sent"}`)
 		if err != nil {
 			t.Logf("worker %d metrics: %v", i+1, err)

@@ -78,7 +78,7 @@ func TestSMTPFailures(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("smtp-550: %d of %d rejected messages dead after a minute (%v)\n%s", dead, len(rejectIDs), err, s.logs())
+			t.Fatalf("smtp-550: %d of %d rejected messages dead after a minute (%v)\n%s", dead, len(rejectIDs), err, s.Logs())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -132,7 +132,7 @@ func TestSMTPFailures(t *testing.T) {
 
 	// reprocess --dead, with the relay accepting again.
 	rejecting.Store(false)
-	out, err := s.workerCommand("reprocess", "--dead")
+	out, err := s.WorkerCommand("reprocess", "--dead")
 	if err != nil {
 		t.Fatalf("worker reprocess --dead: %v\n%s", err, out)
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/carteiro/carteiro/services/internal/stacktest"
 )
 
 // Scenario 7: a steady rate for SOAK_DURATION (default 1m; `make soak
@@ -32,8 +34,8 @@ func TestSoak(t *testing.T) {
 	}
 
 	s := startStack(t, options{})
-	apiPid, workerPid := s.pid("api"), s.pid("worker")
-	apiStart, workerStart := rss(apiPid), rss(workerPid)
+	apiPid, workerPid := s.PID("api"), s.PID("worker")
+	apiStart, workerStart := stacktest.RSS(apiPid), stacktest.RSS(workerPid)
 	note(t, "soak: %s at %.0f msg/s; RSS at start: api %d KiB, worker %d KiB", duration, rate, apiStart, workerStart)
 
 	l := newLoad(s, "soak", 8)
@@ -45,7 +47,7 @@ func TestSoak(t *testing.T) {
 	go func() {
 		select {
 		case <-time.After(duration / 2):
-			mid <- [2]int{rss(apiPid), rss(workerPid)}
+			mid <- [2]int{stacktest.RSS(apiPid), stacktest.RSS(workerPid)}
 		case <-ctx.Done():
 			mid <- [2]int{}
 		}
@@ -69,17 +71,17 @@ func TestSoak(t *testing.T) {
 	}
 	ids := accepted(rs)
 	s.settle(expectation{name: "soak", ids: ids})
-	apiEnd, workerEnd := rss(apiPid), rss(workerPid)
+	apiEnd, workerEnd := stacktest.RSS(apiPid), stacktest.RSS(workerPid)
 	note(t, "soak: %d POSTs in %s (%.1f/s); POST latency %s", len(rs), elapsed.Round(time.Millisecond),
 		float64(len(rs))/elapsed.Seconds(), latencies(lat))
 	note(t, "soak: RSS api %d → %d → %d KiB, worker %d → %d → %d KiB (start → half → end)",
 		apiStart, apiMid, apiEnd, workerStart, workerMid, workerEnd)
 
 	for name, pid := range map[string]int{"api": apiPid, "worker": workerPid} {
-		if !alive(pid) || s.pid(name) != pid {
+		if !stacktest.Alive(pid) || s.PID(name) != pid {
 			t.Errorf("soak: %s (pid %d) did not run the whole soak", name, pid)
 		}
-		if errs := s.errorLines(name); len(errs) > 0 {
+		if errs := s.ErrorLines(name); len(errs) > 0 {
 			t.Errorf("soak: %d error(s) in the %s log, e.g. %s", len(errs), name, errs[0])
 		}
 	}

@@ -71,12 +71,12 @@ func TestWorkerKilledInsideData(t *testing.T) {
 		for inside.Load() < concurrency && !(inside.Load() > 0 && time.Since(start) > time.Second) {
 			if time.Since(start) > 20*time.Second {
 				stop()
-				t.Fatalf("round %d: no DATA reached the SMTP server in 20s\n%s", round, s.logs())
+				t.Fatalf("round %d: no DATA reached the SMTP server in 20s\n%s", round, s.Logs())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		pid := s.signal("worker", syscall.SIGKILL)
-		if rc := s.exitStatus("worker", 10*time.Second); rc != 128+int(syscall.SIGKILL) {
+		pid := s.Signal("worker", syscall.SIGKILL)
+		if rc := s.ExitStatus("worker", 10*time.Second); rc != 128+int(syscall.SIGKILL) {
 			t.Errorf("round %d: worker exit status %d, want %d (SIGKILL)", round, rc, 128+int(syscall.SIGKILL))
 		}
 		inFlight := int(inside.Load())
@@ -91,7 +91,7 @@ func TestWorkerKilledInsideData(t *testing.T) {
 
 		<-done
 		stop()
-		s.up() // dev.sh up starts the missing worker
+		s.Up() // dev.sh up starts the missing worker
 	}
 	if f := failures(l.snapshot()); len(f) > 0 {
 		t.Fatalf("kill9: %d POST(s) failed: %s", len(f), describe(f))
@@ -111,7 +111,7 @@ func TestWorkerKilledInsideData(t *testing.T) {
 			return held[mid]
 		},
 	})
-	if c.duplicates > 0 && !strings.Contains(s.logText("worker"), "took over an abandoned entry") {
+	if c.duplicates > 0 && !strings.Contains(s.LogText("worker"), "took over an abandoned entry") {
 		t.Logf("kill9: no take-over logged by the new worker")
 	}
 }
@@ -146,24 +146,24 @@ func TestWorkerSIGTERMDrains(t *testing.T) {
 	start := time.Now()
 	for inside.Load() == 0 {
 		if time.Since(start) > 20*time.Second {
-			t.Fatalf("no send in flight after 20s\n%s", s.logs())
+			t.Fatalf("no send in flight after 20s\n%s", s.Logs())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	pid := s.signal("worker", syscall.SIGTERM)
+	pid := s.Signal("worker", syscall.SIGTERM)
 	inFlight := inside.Load()
 	var sending int
 	if err := s.scalar(`SELECT count(*) FROM emails WHERE status = 'sending'`, &sending); err != nil {
 		t.Fatal(err)
 	}
 	sigAt := time.Now()
-	rc := s.exitStatus("worker", 30*time.Second)
+	rc := s.ExitStatus("worker", 30*time.Second)
 	note(t, "sigterm: worker pid %d: SIGTERM with %d send(s) inside DATA, %d row(s) sending; exited %d after %s",
 		pid, inFlight, sending, rc, time.Since(sigAt).Round(time.Millisecond))
 	if rc != 0 {
-		t.Errorf("worker exit status after SIGTERM: %d, want 0\n%s", rc, s.logs())
+		t.Errorf("worker exit status after SIGTERM: %d, want 0\n%s", rc, s.Logs())
 	}
-	log := s.logText("worker")
+	log := s.LogText("worker")
 	if strings.Contains(log, "shutdown deadline passed") {
 		t.Errorf("worker log: the shutdown deadline passed, want every send drained")
 	}
@@ -179,7 +179,7 @@ func TestWorkerSIGTERMDrains(t *testing.T) {
 	if sending != 0 {
 		t.Errorf("after the drain: %d row(s) still sending, want 0", sending)
 	}
-	pending, err := s.redis.Client().XPending(context.Background(), "carteiro:emails", "carteiro-workers").Result()
+	pending, err := s.Redis.Client().XPending(context.Background(), "carteiro:emails", "carteiro-workers").Result()
 	if err != nil {
 		t.Errorf("XPENDING: %v", err)
 	} else if pending.Count != 0 {
@@ -187,7 +187,7 @@ func TestWorkerSIGTERMDrains(t *testing.T) {
 	}
 
 	time.Sleep(500 * time.Millisecond)
-	s.up() // a new worker delivers the rest
+	s.Up() // a new worker delivers the rest
 	<-done
 	rs := l.snapshot()
 	if f := failures(rs); len(f) > 0 {

@@ -1,11 +1,15 @@
 // Package stacktest starts carteiro's native stack for end-to-end tests:
 // scripts/dev.sh (the same script as `make dev`) with real nginx, api,
-// worker and Mailpit processes on free ports, against a fresh database and
-// a private Redis (package testenv). services/e2e and services/browser use
-// it; it is for tests only.
+// worker and Mailpit processes on free ports, against a fresh database (or
+// a private Postgres server) and a private Redis (package testenv). It can
+// run several api and worker processes, replace Mailpit with another SMTP
+// server, and read the pids, exit statuses and logs that dev.sh records.
+// services/e2e, services/browser and services/chaos use it; it is for tests
+// only.
 package stacktest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,14 +34,21 @@ import (
 // Stack is one native carteiro stack.
 type Stack struct {
 	T       *testing.T
-	Dir     string // DEV_DIR: logs, pids, rendered nginx config
+	Dir     string // DEV_DIR: <name>.log, <name>.pid, <name>.exit, nginx config
+	Bin     string // BIN_DIR: the api, worker and mailpit binaries
 	URL     string // nginx, e.g. http://127.0.0.1:40123
 	Mailpit string // Mailpit's HTTP API, when started
 	// Jaeger (query API) and Prometheus, with observability on.
 	Jaeger, Prometheus string
 	DB                 config.Postgres
-	Redis              *testenv.Redis
-	Env                []string // dev.sh's environment
+	// Postgres is the stack's own Postgres server, with
+	// Options.PrivatePostgres (DB is then its database); nil otherwise.
+	Postgres *testenv.Postgres
+	Redis    *testenv.Redis
+	Env      []string // dev.sh's environment
+	// APIInternal and WorkerInternal are each api's and each worker's
+	// internal listener (/metrics, /readyz), in instance order.
+	APIInternal, WorkerInternal []string
 }
 
 // Options change the stack.
@@ -45,6 +57,13 @@ type Options struct {
 	SMTPAddr string
 	// Observability also starts Jaeger and Prometheus (make dev OBS=1).
 	Observability bool
+	// APIs and Workers are how many api and worker processes dev.sh runs
+	// (API_INSTANCES, WORKER_INSTANCES); 0 means 1.
+	APIs, Workers int
+	// PrivatePostgres runs the stack's database on its own Postgres server
+	// (testenv.StartPostgres, in Stack.Postgres), for a test that stops it,
+	// instead of a fresh database on the shared one.
+	PrivatePostgres bool
 	// ExtraEnv is given to dev.sh last, over the defaults.
 	ExtraEnv map[string]string
 }
@@ -55,9 +74,10 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// Start starts a stack for t and stops it when t ends. Missing binaries
-// ($BIN_DIR or bin/: api, worker, mailpit) or a missing nginx are reported
-// with testenv.Missing.
+// Start starts a stack for t and stops it (dev.sh down) when t ends,
+// before its private servers are stopped. Missing binaries ($BIN_DIR or
+// bin/: api, worker, and mailpit unless Options.SMTPAddr is set) or a
+// missing nginx are reported with testenv.Missing.
 func Start(t *testing.T, o Options) *Stack {
 	t.Helper()
 	root := RepoRoot()
@@ -65,7 +85,11 @@ func Start(t *testing.T, o Options) *Stack {
 	if bin == "" {
 		bin = filepath.Join(root, "bin")
 	}
-	for _, b := range []string{"api", "worker", "mailpit"} {
+	binaries := []string{"api", "worker"}
+	if o.SMTPAddr == "" {
+		binaries = append(binaries, "mailpit")
+	}
+	for _, b := range binaries {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			testenv.Missing(t, "%s (run make build tools): %v", filepath.Join(bin, b), err)
 		}
@@ -75,13 +99,33 @@ func Start(t *testing.T, o Options) *Stack {
 			testenv.Missing(t, "nginx: %v", err)
 		}
 	}
-	s := &Stack{T: t, Dir: t.TempDir(), DB: testenv.NewDatabase(t), Redis: testenv.StartRedis(t)}
+	s := &Stack{T: t, Dir: t.TempDir(), Bin: bin}
+	if o.PrivatePostgres {
+		s.Postgres = testenv.StartPostgres(t)
+		s.DB = s.Postgres.Config
+	} else {
+		s.DB = testenv.NewDatabase(t)
+	}
+	s.Redis = testenv.StartRedis(t)
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
+	addrs := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = addr()
+		}
+		return out
+	}
+	apis, workers := max(o.APIs, 1), max(o.Workers, 1)
+	s.APIInternal, s.WorkerInternal = addrs(apis), addrs(workers)
 	nginx, ui := addr(), addr()
 	vars := map[string]string{
 		"DEV_DIR": s.Dir, "BIN_DIR": bin, "SKIP_DB_SETUP": "1", "RATE_LIMIT": "0", "OBS": "0",
-		"NGINX_LISTEN": nginx, "NGINX_STATUS_ADDR": addr(), "API_HTTP_ADDR": addr(), "API_INTERNAL_ADDR": addr(),
-		"WORKER_INTERNAL_ADDR": addr(), "MAILPIT_SMTP_ADDR": addr(), "MAILPIT_UI_ADDR": ui,
+		"NGINX_LISTEN": nginx, "NGINX_STATUS_ADDR": addr(),
+		"API_INSTANCES": strconv.Itoa(apis), "WORKER_INSTANCES": strconv.Itoa(workers),
+		"API_HTTP_ADDR":        strings.Join(addrs(apis), ","),
+		"API_INTERNAL_ADDR":    strings.Join(s.APIInternal, ","),
+		"WORKER_INTERNAL_ADDR": strings.Join(s.WorkerInternal, ","),
+		"MAILPIT_SMTP_ADDR":    addr(), "MAILPIT_UI_ADDR": ui,
 		"DB_HOST": s.DB.Host, "DB_PORT": strconv.Itoa(s.DB.Port), "DB_NAME": s.DB.Name,
 		"DB_USER": s.DB.User, "DB_SSLMODE": "disable",
 		"REDIS_ADDR":            s.Redis.Addr,
@@ -146,6 +190,15 @@ func (s *Stack) Script(cmd string) (string, error) {
 	return string(out), err
 }
 
+// Up runs dev.sh up again, which starts whatever is not running (a
+// component a test killed), and fails the test if it fails.
+func (s *Stack) Up() {
+	s.T.Helper()
+	if out, err := s.Script("up"); err != nil {
+		s.T.Fatalf("dev.sh up: %v\n%s\n%s", err, out, s.Logs())
+	}
+}
+
 // Logs returns the tail of every component's log, for failure messages.
 func (s *Stack) Logs() string {
 	var b strings.Builder
@@ -159,6 +212,110 @@ func (s *Stack) Logs() string {
 		fmt.Fprintf(&b, "== %s\n%s\n", filepath.Base(f), strings.Join(lines, "\n"))
 	}
 	return b.String()
+}
+
+// LogText is a component's whole log (api, worker, worker-2, mailpit…).
+func (s *Stack) LogText(name string) string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, name+".log"))
+	return string(b)
+}
+
+// ErrorLines returns the ERROR lines of a component's JSON log.
+func (s *Stack) ErrorLines(name string) []string {
+	var out []string
+	for _, line := range strings.Split(s.LogText(name), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// PID is the pid dev.sh recorded for a component (api, worker, worker-2…):
+// the component's own process.
+func (s *Stack) PID(name string) int {
+	s.T.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, name+".pid"))
+	if err != nil {
+		s.T.Fatalf("%s: no pid file: %v", name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		s.T.Fatalf("%s: pid file: %v", name, err)
+	}
+	return pid
+}
+
+// Signal sends sig to a component and returns its pid.
+func (s *Stack) Signal(name string, sig syscall.Signal) int {
+	s.T.Helper()
+	pid := s.PID(name)
+	if err := syscall.Kill(pid, sig); err != nil {
+		s.T.Fatalf("kill -%d %s (pid %d): %v", sig, name, pid, err)
+	}
+	return pid
+}
+
+// ExitStatus waits up to timeout for a component to end and returns its
+// exit status as dev.sh's wrapper recorded it in <name>.exit (128+N after
+// signal N).
+func (s *Stack) ExitStatus(name string, timeout time.Duration) int {
+	s.T.Helper()
+	f := filepath.Join(s.Dir, name+".exit")
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(f); err == nil {
+			rc, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				s.T.Fatalf("%s: %v", f, err)
+			}
+			return rc
+		}
+		if time.Now().After(deadline) {
+			s.T.Fatalf("%s did not exit within %s (no %s)\n%s", name, timeout, f, s.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WorkerCommand runs bin/worker with args (a subcommand such as
+// reprocess) in the stack's environment, as an operator would.
+func (s *Stack) WorkerCommand(args ...string) (string, error) {
+	c := exec.Command(filepath.Join(s.Bin, "worker"), args...)
+	c.Env = s.Env
+	out, err := c.CombinedOutput()
+	return string(out), err
+}
+
+// Alive reports whether pid runs (and is not a zombie).
+func Alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: Z is a zombie.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// RSS is a process's resident set size in KiB (VmRSS), 0 when unknown.
+func RSS(pid int) int {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
 }
 
 // Client is the HTTP client of the helpers.
