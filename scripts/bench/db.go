@@ -31,6 +31,26 @@ func dropDatabase(ctx context.Context, s settings) error {
 	return nil
 }
 
+// lockDatabase takes a session advisory lock named after the bench
+// database, held on the returned connection until it is closed, so that
+// two runs never use (and drop) the same database at once.
+func lockDatabase(ctx context.Context, s settings) (*pgx.Conn, error) {
+	c, err := pgx.Connect(ctx, connString(s, "postgres"))
+	if err != nil {
+		return nil, fmt.Errorf("postgres at %s:%s as %s: %w", s.DBHost, s.DBPort, s.DBAdmin, err)
+	}
+	var ok bool
+	if err := c.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('carteiro-bench:' || $1::text))", s.DBName).Scan(&ok); err != nil {
+		c.Close(ctx)
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if !ok {
+		c.Close(ctx)
+		return nil, fmt.Errorf("another make bench is using database %s on this Postgres; wait for it, or set BENCH_DB to another name", s.DBName)
+	}
+	return c, nil
+}
+
 // benchDB is the bench's own connection pool to the stack's database.
 type benchDB struct {
 	pool *pgxpool.Pool

@@ -47,6 +47,12 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
+	lock, err := lockDatabase(ctx, s)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	defer lock.Close(context.Background())
 	runDir, err := os.MkdirTemp("", "carteiro-bench-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -69,6 +75,7 @@ func run() int {
 		Versions:    toolVersions(ctx, nginxBin()),
 		Method:      method(s),
 		Environment: benchEnvironment(),
+		Errors:      []string{},
 		RunDir:      runDir,
 	}
 	if res.Command == "" {
@@ -102,7 +109,10 @@ func run() int {
 	}
 	res.Machine.LoadEnd = loadavg()
 	res.Machine.FinishedAt = time.Now().UTC().Format(time.RFC3339)
-	if ctx.Err() != nil {
+	// A signal from here on no longer changes the outcome: the figures
+	// are complete.
+	interrupted := ctx.Err() != nil
+	if interrupted {
 		res.Errors = append(res.Errors, "interrupted")
 	}
 	res.OK = len(res.Errors) == 0
@@ -131,10 +141,14 @@ func run() int {
 		if err := dropDatabase(cleanupCtx, s); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 		}
+		// A component's wrapper writes its .exit file just after the
+		// component ends: remove again once it has.
+		os.RemoveAll(runDir)
+		time.Sleep(time.Second)
 		os.RemoveAll(runDir)
 	}
 	switch {
-	case ctx.Err() != nil:
+	case interrupted:
 		return 130
 	case !res.OK:
 		return 1

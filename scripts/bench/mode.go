@@ -27,7 +27,7 @@ const settleTimeout = 15 * time.Minute
 // leave the stack usable are recorded and the run goes on; the others end
 // this mode. Everything it started is stopped before it returns.
 func (b *bench) runMode(ctx context.Context, mode string) *modeResult {
-	m := &modeResult{Observability: mode}
+	m := &modeResult{Observability: mode, Errors: []string{}}
 	b.log.printf("[%s] ==== observability %s", mode, mode)
 	if err := b.mode(ctx, mode, m); err != nil {
 		m.Errors = append(m.Errors, err.Error())
