@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/delivery"
 	"github.com/carteiro/carteiro/services/internal/health"
@@ -47,14 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer tel.Close(ctx, log)
 
-	// The worker's writes (claims and outcomes) need not wait for the WAL
-	// flush: if Postgres crashes and loses the last of them, the message
-	// is found in sending or queued again and sent once more, with the
-	// same Message-ID, which the delivery guarantee already allows. The
-	// api, whose commit is the promise behind a 202, keeps synchronous
-	// commits.
-	asyncCommit := func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["synchronous_commit"] = "off" }
-	db, err := store.Open(ctx, cfg.Postgres, log, tel.PgxOption(), asyncCommit)
+	db, err := store.Open(ctx, cfg.Postgres, log, tel.PgxOption())
 	if err != nil {
 		return err
 	}

@@ -107,7 +107,10 @@ func Start(t *testing.T, o Options) *Stack {
 		s.DB = testenv.NewDatabase(t)
 	}
 	s.Redis = testenv.StartRedis(t)
-	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
+	// Every address of the stack is distinct: the ports stay reserved until
+	// just before dev.sh binds them.
+	ports := testenv.NewPorts(t)
+	addr := ports.Addr
 	addrs := func(n int) []string {
 		out := make([]string, n)
 		for i := range out {
@@ -171,6 +174,7 @@ func Start(t *testing.T, o Options) *Stack {
 		s.Env = append(s.Env, k+"="+v)
 	}
 	s.URL = "http://" + nginx
+	ports.Release()
 	t.Cleanup(func() {
 		if out, err := s.Script("down"); err != nil {
 			t.Errorf("dev.sh down: %v\n%s", err, out)

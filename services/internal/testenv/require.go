@@ -35,6 +35,40 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// Ports hands out distinct free loopback ports: each stays bound until
+// Release, so two calls can never return the same port (as two FreePort
+// calls can, once the first port is free again).
+type Ports struct {
+	t         testing.TB
+	listeners []net.Listener
+}
+
+// NewPorts returns an empty set; Release is also called when t ends.
+func NewPorts(t testing.TB) *Ports {
+	p := &Ports{t: t}
+	t.Cleanup(p.Release)
+	return p
+}
+
+// Addr reserves a port and returns its 127.0.0.1:port address.
+func (p *Ports) Addr() string {
+	p.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		p.t.Fatalf("free port: %v", err)
+	}
+	p.listeners = append(p.listeners, ln)
+	return ln.Addr().String()
+}
+
+// Release frees every reserved port, for the processes that will bind them.
+func (p *Ports) Release() {
+	for _, ln := range p.listeners {
+		ln.Close()
+	}
+	p.listeners = nil
+}
+
 // Logger returns a logger that writes into the test's output.
 func Logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
