@@ -280,4 +280,3 @@ func missing(t *testing.T, format string, args ...any) {
 	}
 	t.Skipf("missing test dependency: "+format, args...)
 }
-
