@@ -18,8 +18,8 @@ import (
 const DevOnlyDBPassword = "carteiro-dev-only-NOT-A-SECRET"
 
 // Config is one native stack's settings, read once from an environment by
-// Load. Every knob keeps the name scripts/dev.sh gave it; the README's
-// "Configuration" section lists them with their defaults.
+// Load. The README's "Configuration" section lists every knob with its
+// default.
 type Config struct {
 	Root string // the repository: nginx/, web/, observability/
 	// Dir is DEV_DIR (default Root/.dev): logs, pid files, exit statuses,
@@ -160,7 +160,7 @@ func (e *env) bool(name string) bool {
 	}
 }
 
-// seconds reads whole seconds (dev.sh's unit) or a Go duration.
+// seconds reads whole seconds or a Go duration.
 func (e *env) seconds(name string, def time.Duration) time.Duration {
 	v := e.get(name, "")
 	if v == "" {
@@ -199,7 +199,8 @@ func checkListen(v string, zeroOK bool) error {
 }
 
 // Load reads a stack's configuration from environ ("NAME=value", as
-// os.Environ gives it) for the repository at root, with dev.sh's defaults.
+// os.Environ gives it) for the repository at root, with the defaults of
+// the README's "Configuration" section.
 // Relative DEV_DIR, BIN_DIR and WEB_ROOT are taken from the current
 // directory. Every bad value is reported, each naming its variable.
 func Load(root string, environ []string) (Config, error) {

@@ -108,7 +108,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}
 }
 
-// TestStandardComponents: the stack dev.sh ran, as data.
+// TestStandardComponents: carteiro's native stack, as data.
 func TestStandardComponents(t *testing.T) {
 	names := func(cs []Component) string {
 		var n []string

@@ -42,9 +42,9 @@ var nginxValueRe = regexp.MustCompile(`[;{}"'\\$]`)
 // statusAllowRe is one `allow` argument: an address or a CIDR, or all.
 var statusAllowRe = regexp.MustCompile(`^(all|[0-9A-Fa-f.:/]+)$`)
 
-// NginxConfig returns the native nginx of c, with every value checked as
-// scripts/render-nginx.sh did: nothing nginx would misread, WEB_ROOT has an
-// index.html, relative log paths made absolute.
+// NginxConfig returns the native nginx of c, with every value checked:
+// nothing nginx would misread, WEB_ROOT has an index.html, relative log
+// paths made absolute.
 func (c Config) NginxConfig() (NginxConfig, error) {
 	dir := filepath.Join(c.Dir, "nginx")
 	upstreams := make([]string, len(c.APIHTTPAddrs))
