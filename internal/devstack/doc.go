@@ -27,7 +27,8 @@
 //	<name>.url   the URL that answers once it is ready
 //	<name>.exit  its exit status once it ended: the code, 128+N after signal N
 //
-// and the rendered configurations: nginx/ (nginx/*.template rendered by
+// and devstack.lock (one up or down at a time), and the rendered
+// configurations: nginx/ (nginx/*.template rendered by
 // package nginxtemplate, the official image's rules; also nginx's pid file,
 // temporary folders and logs) and, with observability, prometheus.yml and
 // prometheus-data/.

@@ -61,9 +61,11 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.Config.Dir, 0o755); err != nil {
+	unlock, err := s.lock(ctx)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	path := getenv(s.Config.Environ, "PATH")
 	var missing []error
 	for _, c := range cs {
@@ -218,6 +220,38 @@ func (s *Stack) start(ctx context.Context, c Component) error {
 	}
 }
 
+// lock takes the folder's lock (flock on DEV_DIR/devstack.lock), so that
+// two `up` or `down` on one folder run one after the other; it waits for
+// the other to finish, or for ctx.
+func (s *Stack) lock(ctx context.Context) (unlock func(), err error) {
+	if err := os.MkdirAll(s.Config.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(s.Config.Dir, "devstack.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for waited := false; ; waited = true {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		if !waited {
+			s.logf("waiting for another up or down on %s", s.Config.Dir)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // ready reports whether every listen address accepts connections and the
 // ReadyURL answers 2xx.
 func (s *Stack) ready(ctx context.Context, c Component) bool {
@@ -265,6 +299,11 @@ func (s *Stack) waitExit(name string, timeout time.Duration) bool {
 // process that was started (Process). It returns the errors of the
 // components that could not be stopped.
 func (s *Stack) Down(ctx context.Context) error {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	names := s.names()
 	var errs []error
 	for i := len(names) - 1; i >= 0; i-- {

@@ -461,3 +461,24 @@ func TestOrder(t *testing.T) {
 		t.Error("a name twice: got no error")
 	}
 }
+
+// TestConcurrentUpStartsOnce: two `up` on one folder at once take turns;
+// the second finds the component running.
+func TestConcurrentUpStartsOnce(t *testing.T) {
+	s := testStack(t)
+	addr := reserve(t)
+	s.Components = []Component{serving("web", addr, 300*time.Millisecond)}
+	other := *s
+	errs := make(chan error, 2)
+	go func() { errs <- s.Up(context.Background()) }()
+	go func() { errs <- other.Up(context.Background()) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(s.Config.Dir, "web.log"))
+	if n := strings.Count(string(b), ": starting "); n != 1 {
+		t.Errorf("web.log: %d starts, want 1\n%s", n, b)
+	}
+}
