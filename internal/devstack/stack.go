@@ -96,7 +96,7 @@ func (s *Stack) Up(ctx context.Context) error {
 			s.checkEnv(c, r.Process)
 			continue
 		} else if err == nil || !os.IsNotExist(err) {
-			s.logf("%s: removing a stale pid file (%v)", c.Name, staleReason(r, err))
+			s.logf("%s: removing a stale pid file (%s)", c.Name, s.staleReason(c.Name, r, err))
 			s.removeFiles(c.Name)
 		}
 		if err := s.start(ctx, c); err != nil {
@@ -106,11 +106,15 @@ func (s *Stack) Up(ctx context.Context) error {
 	return nil
 }
 
-func staleReason(r record, err error) string {
-	if err != nil {
+// staleReason says why a pid file names no running process of ours.
+func (s *Stack) staleReason(name string, r record, err error) string {
+	switch rc, ok := s.ExitStatus(name); {
+	case err != nil:
 		return err.Error()
+	case ok:
+		return fmt.Sprintf("pid %d ended with status %d", r.Process.PID, rc)
 	}
-	return fmt.Sprintf("pid %d is not the process it recorded", r.Process.PID)
+	return fmt.Sprintf("pid %d has ended, or is another process now", r.Process.PID)
 }
 
 // checkEnv warns when a running component was started with other values of
