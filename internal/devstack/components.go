@@ -61,14 +61,17 @@ func instanceName(kind string, i int) string {
 
 func (c Config) jaeger() Component {
 	j := c.Jaeger
+	// The configuration reads these itself (${env:...}).
 	env := []string{"JAEGER_OTLP_GRPC_ADDR=" + j.OTLPGRPCAddr, "JAEGER_OTLP_HTTP_ADDR=" + j.OTLPHTTPAddr,
-		"JAEGER_QUERY_ADDR=" + j.QueryAddr, "JAEGER_QUERY_GRPC_ADDR=" + j.QueryGRPCAddr, "JAEGER_METRICS_LEVEL=none"}
+		"JAEGER_QUERY_ADDR=" + j.QueryAddr, "JAEGER_QUERY_GRPC_ADDR=" + j.QueryGRPCAddr}
 	listen := []string{j.OTLPGRPCAddr, j.OTLPHTTPAddr, j.QueryAddr, j.QueryGRPCAddr}
 	if j.MetricsAddr != "" {
 		m := DialAddr(j.MetricsAddr)
 		host, port, _ := net.SplitHostPort(m)
 		env = append(env, "JAEGER_METRICS_LEVEL="+j.MetricsLevel, "JAEGER_METRICS_HOST="+host, "JAEGER_METRICS_PORT="+port)
 		listen = append(listen, m)
+	} else {
+		env = append(env, "JAEGER_METRICS_LEVEL=none")
 	}
 	return Component{
 		Name: "jaeger", Path: filepath.Join(c.BinDir, "jaeger"), Args: []string{"--config", j.Config},
