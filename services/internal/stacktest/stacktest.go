@@ -42,7 +42,7 @@ type Stack struct {
 	Mailpit string // Mailpit's HTTP API, when started
 	// Jaeger (query API), Prometheus and Alertmanager, with observability on.
 	Jaeger, Prometheus, Alertmanager string
-	DB                 config.Postgres
+	DB                               config.Postgres
 	// Postgres is the stack's own Postgres server, with
 	// Options.PrivatePostgres (DB is then its database); nil otherwise.
 	Postgres *testenv.Postgres
