@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -77,7 +78,7 @@ var contractLabelValues = map[string][]string{
 var (
 	// A metric name: one of the contract's prefixes, or a recorded series
 	// (level:metric:operations, with colons).
-	metricNameRe = regexp.MustCompile(`\b(?:(?:carteiro|nginx|pg|redis)_[a-z0-9_]+|[a-z_][a-z0-9_]*:[a-z0-9_:]+)\b`)
+	metricNameRe = regexp.MustCompile(`\b(?:[a-z_][a-z0-9_]*:[a-z0-9_:]+|(?:carteiro|nginx|pg|redis)_[a-z0-9_]+)\b`)
 	stringLitRe  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	// label="a" or label=~"a|b" for a label with a closed value set.
 	closedMatcherRe = regexp.MustCompile(`\b(state|outcome|job|slo)\s*(=~|=|!~|!=)\s*"([^"]*)"`)
@@ -381,15 +382,23 @@ func walkJSON(v any, path string, fn func(path string, obj map[string]any)) {
 	}
 }
 
+// labelValuesRe is a Grafana variable query: label_values(metric, label).
+var labelValuesRe = regexp.MustCompile(`^label_values\(\s*[a-z_:][a-z0-9_:]*(\{[^}]*\})?\s*,\s*[a-z_][a-z0-9_]*\s*\)$`)
+
 func TestGrafanaDashboards(t *testing.T) {
 	ds := grafanaDatasources(t)
 	files, _ := filepath.Glob(filepath.Join(repoRoot(t), "observability", "grafana", "dashboards", "*.json"))
 	wantUIDs := map[string]string{
-		"overview.json": "carteiro-overview",
-		"queue.json":    "carteiro-queue",
-		"delivery.json": "carteiro-delivery",
-		"k6.json":       "carteiro-k6", // load tests (TestK6Dashboard)
+		"overview.json":   "carteiro-overview",
+		"queue.json":      "carteiro-queue",
+		"delivery.json":   "carteiro-delivery",
+		"slo.json":        "carteiro-slo",
+		"datastores.json": "carteiro-datastores",
+		"k6.json":         "carteiro-k6", // load tests (TestK6Dashboard)
 	}
+	// The default time range: the last half hour, but for the SLOs, whose
+	// windows run to days.
+	wantFrom := map[string]string{"slo.json": "now-6h"}
 	var names []string
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
@@ -439,6 +448,9 @@ func TestGrafanaDashboards(t *testing.T) {
 				Refresh       string `json:"refresh"`
 				Time          struct{ From, To string }
 				Panels        []dashboardPanel `json:"panels"`
+				Templating    struct {
+					List []struct{ Name, Type, Definition string }
+				}
 			}
 			if err := json.Unmarshal(b, &d); err != nil {
 				t.Fatal(err)
@@ -446,8 +458,16 @@ func TestGrafanaDashboards(t *testing.T) {
 			if d.UID != wantUIDs[name] || d.Title == "" {
 				t.Errorf("uid/title: got %q/%q, want %q and a title", d.UID, d.Title, wantUIDs[name])
 			}
-			if d.SchemaVersion < 39 || d.Refresh != "10s" || d.Time.From != "now-30m" || d.Time.To != "now" {
-				t.Errorf("schemaVersion/refresh/time: got %d/%q/%s..%s, want >=39/10s/now-30m..now", d.SchemaVersion, d.Refresh, d.Time.From, d.Time.To)
+			from := cmp.Or(wantFrom[name], "now-30m")
+			if d.SchemaVersion < 39 || d.Refresh != "10s" || d.Time.From != from || d.Time.To != "now" {
+				t.Errorf("schemaVersion/refresh/time: got %d/%q/%s..%s, want >=39/10s/%s..now", d.SchemaVersion, d.Refresh, d.Time.From, d.Time.To, from)
+			}
+			// A dashboard variable is a query of label values that the
+			// end-to-end test can resolve as Grafana does.
+			for _, v := range d.Templating.List {
+				if v.Type != "query" || !labelValuesRe.MatchString(v.Definition) || len(checkPromQL(v.Definition)) > 0 {
+					t.Errorf("variable %s: got type %q definition %q, want a query label_values(<contract metric>, <label>)", v.Name, v.Type, v.Definition)
+				}
 			}
 			ids := map[int]bool{}
 			exprs := 0
