@@ -484,7 +484,13 @@ func (s *Stack) MailByMessageID(mid string) (MailpitMessage, int) {
 	if len(found) == 0 {
 		return MailpitMessage{}, 0
 	}
-	res, err := Client.Get(s.Mailpit + "/api/v1/message/" + found[0].ID)
+	return s.Mail(found[0].ID), len(found)
+}
+
+// Mail returns one mail of Mailpit in full, by Mailpit's id (a summary's ID).
+func (s *Stack) Mail(id string) MailpitMessage {
+	s.T.Helper()
+	res, err := Client.Get(s.Mailpit + "/api/v1/message/" + id)
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -493,5 +499,5 @@ func (s *Stack) MailByMessageID(mid string) (MailpitMessage, int) {
 	if err := json.NewDecoder(res.Body).Decode(&full); err != nil {
 		s.T.Fatal(err)
 	}
-	return full, len(found)
+	return full
 }
