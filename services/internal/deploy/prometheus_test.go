@@ -162,8 +162,8 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 	// The port a service listens on, from its command's listen flag.
 	listenPort := func(svc string) string {
 		for _, arg := range merged.Services[svc].Command {
-			for _, flag := range []string{"--web.listen-address=", "-web.listen-address="} {
-				if v, ok := strings.CutPrefix(arg, flag); ok {
+			for _, word := range strings.Fields(arg) { // one argument may be a shell command
+				if v, ok := strings.CutPrefix(word, "--web.listen-address="); ok {
 					_, p, _ := net.SplitHostPort(v)
 					return p
 				}
