@@ -24,7 +24,22 @@ OBS ?= 0
 # The tools module is independent of the root go.mod.
 TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
 
-.PHONY: help build tools jaeger dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
+# kube-apiserver and kubectl (make kubernetes): their own tools module,
+# scripts/tools/kubernetes (see its go.mod). KUBERNETES_VERSION must be the
+# k8s.io/kubernetes version that module requires (a test checks it); it is
+# stamped into both binaries, as Kubernetes' own build does, or they report
+# v0.0.0. KUBE_TOOLS_DIR/crds pins the modules whose CRD manifests the tests
+# install (KEDA, Prometheus Operator, Gateway API); nothing is built there.
+KUBE_TOOLS_DIR := $(TOOLS_DIR)/kubernetes
+KUBERNETES_VERSION := v1.37.2
+KUBE_VERSION_LDFLAGS = $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) \
+	-X $(pkg).gitMajor=$(word 1,$(subst ., ,$(KUBERNETES_VERSION:v%=%))) \
+	-X $(pkg).gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION:v%=%))) \
+	-X $(pkg).gitTreeState=clean)
+KUBE_GO := cd $(KUBE_TOOLS_DIR) && GOWORK=off CGO_ENABLED=0 $(GO)
+
+.PHONY: help build tools jaeger kubernetes test-kubernetes dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -56,6 +71,16 @@ jaeger: $(BIN_DIR)/jaeger ## Build bin/jaeger (Jaeger v2, slow: minutes; not par
 $(BIN_DIR)/jaeger: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/jaegertracing/jaeger/cmd/jaeger
 	touch $@
+
+kubernetes: $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl ## Build bin/kube-apiserver and bin/kubectl (slow on a cold build cache: minutes; only when scripts/tools/kubernetes changed)
+
+# One go build for both: they share most packages. A grouped target (&:), so
+# make runs the recipe once for the pair.
+$(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl &: $(KUBE_TOOLS_DIR)/go.mod $(KUBE_TOOLS_DIR)/go.sum
+	@mkdir -p $(BIN_DIR)
+	$(KUBE_GO) build -trimpath -ldflags '-s -w $(strip $(KUBE_VERSION_LDFLAGS))' -o $(CURDIR)/$(BIN_DIR)/ \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+	touch $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl
 
 dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus; RATE_LIMIT=0: no rate limit)
 	$(if $(RATE_LIMIT),RATE_LIMIT=$(RATE_LIMIT)) OBS=$(OBS) scripts/dev.sh up
