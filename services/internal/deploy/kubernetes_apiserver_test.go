@@ -39,8 +39,8 @@ type crdFile struct {
 type crd struct {
 	Metadata struct{ Name string }
 	Spec     struct {
-		Group string
-		Names struct{ Kind string }
+		Group    string
+		Names    struct{ Kind string }
 		Versions []struct {
 			Name   string
 			Served bool

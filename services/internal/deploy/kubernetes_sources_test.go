@@ -569,9 +569,9 @@ func TestKubernetesTelemetryMatchesCompose(t *testing.T) {
 			ScrapeProtocols []string `json:"scrape_protocols"`
 		}
 		ScrapeConfigs []struct {
-			JobName        string `json:"job_name"`
-			ScrapeInterval string `json:"scrape_interval"`
-			MetricsPath    string `json:"metrics_path"`
+			JobName        string                       `json:"job_name"`
+			ScrapeInterval string                       `json:"scrape_interval"`
+			MetricsPath    string                       `json:"metrics_path"`
 			StaticConfigs  []struct{ Targets []string } `json:"static_configs"`
 		} `json:"scrape_configs"`
 	}
