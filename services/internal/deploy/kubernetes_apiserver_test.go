@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -172,9 +173,21 @@ func applyOverlay(t *testing.T, k *testenv.Kubernetes, m *manifest) {
 func TestKubernetesAPIServer(t *testing.T) {
 	// Render before starting anything: a kustomize error is reported as
 	// such, without the cost of a control plane.
+	began := time.Now()
 	dev, production := loadManifest(t, "dev"), loadManifest(t, "production")
 	index := crdIndex(t)
+	rendered := time.Now()
 	k := testenv.StartKubernetes(t)
+	started := time.Now()
+	// Figures for the report (what this test adds to make test), never
+	// asserted: the machine is shared.
+	defer func() {
+		kubeReport(t, "kube-apiserver", []string{
+			fmt.Sprintf("  rendered both overlays and indexed the CRD modules in %s", rendered.Sub(began).Round(time.Millisecond)),
+			fmt.Sprintf("  etcd and kube-apiserver ready in %s", started.Sub(rendered).Round(time.Millisecond)),
+			fmt.Sprintf("  both overlays, the CRDs and the non-compliant fixture applied in %s", time.Since(started).Round(time.Millisecond)),
+		})
+	}()
 
 	// dev must apply to a bare cluster (kind, minikube): no CRD installed yet.
 	t.Run("dev without CRDs", func(t *testing.T) {
