@@ -78,8 +78,11 @@ kubernetes: $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl ## Build bin/kube-apise
 # make runs the recipe once for the pair.
 $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl &: $(KUBE_TOOLS_DIR)/go.mod $(KUBE_TOOLS_DIR)/go.sum
 	@mkdir -p $(BIN_DIR)
+	@echo "kubernetes: building kube-apiserver and kubectl $(KUBERNETES_VERSION) (minutes on a cold build cache)"
+	@start=$$(date +%s); \
 	$(KUBE_GO) build -trimpath -ldflags '-s -w $(strip $(KUBE_VERSION_LDFLAGS))' -o $(CURDIR)/$(BIN_DIR)/ \
-		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl; \
+	echo "kubernetes: built in $$(( $$(date +%s) - start )) s"
 	touch $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl
 
 dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus; RATE_LIMIT=0: no rate limit)

@@ -5,6 +5,8 @@
 // checked against go.sum like any dependency, and no CRD is copied into the
 // repository. A separate module from ../go.mod so that these modules'
 // requirements cannot change the versions kube-apiserver is built with.
+// Do not run `go mod tidy` here: with no Go code to import them, it would
+// drop the requirements. go.sum holds exactly their two hashes each.
 module github.com/carteiro/carteiro/scripts/tools/kubernetes/crds
 
 go 1.26.8
