@@ -185,6 +185,13 @@ func kubeRules() []kubeRule {
 			},
 		},
 		{
+			name:  "pods behind a Service wait for it to forget them before stopping",
+			check: checkPreStop,
+			breaks: func(t *testing.T, m *manifest) {
+				m.editPod(t, "frontend", func(p *corev1.PodSpec) { p.Containers[0].Lifecycle = nil })
+			},
+		},
+		{
 			name:  "spread across nodes",
 			check: checkTopologySpread,
 			breaks: func(t *testing.T, m *manifest) {
@@ -852,4 +859,24 @@ func checkHTTPRoute(t *testing.T, m *manifest) []string {
 // fromMap converts a map read from an unstructured object.
 func fromMap(m map[string]any, v any) error {
 	return runtimeConverter.FromUnstructured(m, v)
+}
+
+// checkPreStop: the pods of app and frontend (the ones Services send
+// traffic to) sleep before SIGTERM, so that connections opened before every
+// node removed them from the Service are still served; the grace period
+// covers the sleep.
+func checkPreStop(t *testing.T, m *manifest) []string {
+	var out []string
+	for _, name := range []string{"app", "frontend"} {
+		w := m.workload(t, name)
+		c := w.pod.Spec.Containers[0]
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds < 1 {
+			out = append(out, name+": no preStop sleep")
+			continue
+		}
+		if g := w.pod.Spec.TerminationGracePeriodSeconds; g == nil || *g <= c.Lifecycle.PreStop.Sleep.Seconds {
+			out = append(out, fmt.Sprintf("%s: grace period %v does not outlast the preStop sleep", name, g))
+		}
+	}
+	return out
 }
