@@ -38,15 +38,19 @@ type crdFile struct {
 
 // crd is what the tests read of a CustomResourceDefinition.
 type crd struct {
-	Metadata struct{ Name string }
-	Spec     struct {
-		Group    string
-		Names    struct{ Kind string }
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Group string `json:"group"`
+		Names struct {
+			Kind string `json:"kind"`
+		} `json:"names"`
 		Versions []struct {
-			Name   string
-			Served bool
-		}
-	}
+			Name   string `json:"name"`
+			Served bool   `json:"served"`
+		} `json:"versions"`
+	} `json:"spec"`
 }
 
 // crdIndex downloads the CRD modules (go mod download in the crds module,

@@ -112,6 +112,9 @@ func StartKubernetes(t testing.TB) *Kubernetes {
 		"--service-account-key-file", filepath.Join(k.dir, "sa.key"),
 		"--service-account-signing-key-file", filepath.Join(k.dir, "sa.key"),
 		"--service-cluster-ip-range", "10.96.0.0/16",
+		// No kubernetes Service endpoints to keep: a loopback address may
+		// not be advertised in them.
+		"--endpoint-reconciler-type", "none",
 		"--profiling=false",
 	)
 	k.Server = "https://" + secure
