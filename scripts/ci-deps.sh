@@ -10,10 +10,13 @@ set -euo pipefail
 # observability end-to-end test (bin/jaeger is built from the tools module).
 # wrk drives `make bench`'s accept-path load (pgbench comes with postgresql).
 # nodejs parses and evaluates the k6 scripts (services/internal/deploy/k6_test.go).
+# gettext-base's envsubst is what the official nginx image renders templates
+# with: the tests compare internal/nginxtemplate's output with it.
 # etcd-server is the store of the kube-apiserver that validates the Kubernetes
-# manifests (services/internal/deploy/kubernetes_test.go starts its own etcd on
-# free loopback ports; the package's own service is kept from starting below).
-PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs etcd-server)
+# manifests (services/internal/deploy/kubernetes_apiserver_test.go starts its
+# own etcd on free loopback ports; the package's own service is kept from
+# starting below).
+PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs gettext-base etcd-server)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
