@@ -13,8 +13,12 @@ set -euo pipefail
 # nodejs parses and evaluates the k6 scripts (services/internal/deploy/k6_test.go).
 # gettext-base's envsubst is what the official nginx image renders templates
 # with: the tests compare internal/nginxtemplate's output with it.
+# etcd-server is the store of the kube-apiserver that validates the Kubernetes
+# manifests (services/internal/deploy/kubernetes_apiserver_test.go starts its
+# own etcd on free loopback ports; the package's own service is kept from
+# starting below).
 PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter prometheus-alertmanager
-    prometheus-postgres-exporter prometheus-redis-exporter curl ca-certificates wrk nodejs gettext-base)
+    prometheus-postgres-exporter prometheus-redis-exporter curl ca-certificates wrk nodejs gettext-base etcd-server)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
@@ -39,8 +43,8 @@ install_packages() {
     log "installing: ${missing[*]}"
 
     # Keep the packages' own services (nginx on :80, prometheus on :9090,
-    # alertmanager on :9093, the exporters on :9113, :9187 and :9121) from
-    # starting: the tests run their own instances.
+    # alertmanager on :9093, the exporters on :9113, :9187 and :9121, etcd
+    # on :2379) from starting: the tests run their own instances.
     local policy=/usr/sbin/policy-rc.d created_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
@@ -113,6 +117,8 @@ versions() {
     echo "${v:-prometheus-redis-exporter: not found}"
     psql --version
     redis-server --version
+    v=$(etcd --version 2>&1 | head -n 1) || true
+    echo "${v:-etcd: not found}"
     v=$(wrk --version 2>&1 | head -n 1) || true
     echo "${v:-wrk: not found}"
     v=$(curl --version | head -n 1) || true
