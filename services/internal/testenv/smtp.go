@@ -28,6 +28,12 @@ type SMTPServer struct {
 	// replyFor is reply with the message (ReplyFor); it wins over reply.
 	replyFor func(n int, m *mail.Message) error
 	tries    []Try
+	// pace decides the wait before each reply (Pace); replies logs the
+	// replies written.
+	pace    func(Reply) time.Duration
+	replies []Reply
+	// closed ends every wait when the server closes.
+	closed chan struct{}
 }
 
 // Try is one DATA the server received, accepted or not.
@@ -41,7 +47,7 @@ type Try struct {
 // StartSMTP starts a server on a free loopback port, closed when t ends.
 func StartSMTP(t testing.TB) *SMTPServer {
 	t.Helper()
-	s := &SMTPServer{}
+	s := &SMTPServer{closed: make(chan struct{})}
 	s.srv = smtp.NewServer(backend{s})
 	s.srv.Domain = "localhost"
 	s.srv.AllowInsecureAuth = true
@@ -50,8 +56,11 @@ func StartSMTP(t testing.TB) *SMTPServer {
 		t.Fatalf("smtp listen: %v", err)
 	}
 	s.Addr = ln.Addr().String()
-	go s.srv.Serve(ln)
-	t.Cleanup(func() { s.srv.Close() })
+	go s.srv.Serve(pacedListener{ln, s})
+	t.Cleanup(func() {
+		close(s.closed)
+		s.srv.Close()
+	})
 	return s
 }
 
