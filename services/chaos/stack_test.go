@@ -1,13 +1,7 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -122,24 +116,4 @@ func (s *stack) scalar(sql string, dest any) error {
 	}
 	defer c.Close(context.Background())
 	return c.QueryRow(ctx, sql).Scan(dest)
-}
-
-// metric reads one unlabelled (or fully labelled, as written) sample from
-// a process's /metrics; -1 when absent.
-func metric(addr, name string) (float64, error) {
-	res, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1, err
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
-			return f, err
-		}
-	}
-	return -1, errors.Join(sc.Err(), fmt.Errorf("%s: no sample %s", addr, name))
 }
