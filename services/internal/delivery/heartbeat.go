@@ -80,14 +80,26 @@ func (p *Pool) renew(ctx context.Context, budget time.Duration) {
 	if len(attempts) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
 	leases := make([]store.Lease, len(attempts))
 	ids := make([]string, len(attempts))
 	byID := make(map[string]*attempt, len(attempts))
 	for i, a := range attempts {
 		leases[i], ids[i], byID[a.lease.ID] = a.lease, a.entry.StreamID, a
 	}
+	// Each store on its own budget, at once: a Postgres that stopped
+	// answering must not keep the stream entries from being renewed.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, budget)
+		defer cancel()
+		if _, err := p.d.Queue.Touch(ctx, p.d.Config.Name, ids...); err != nil {
+			p.d.Metrics.renewFailures.Inc()
+			p.d.Log.WarnContext(ctx, "worker: renewing the stream entries in flight failed", "in_flight", len(ids), "err", err)
+		}
+	})
+	defer wg.Wait()
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
 	lost, err := p.d.Store.RenewLeases(ctx, leases, p.d.Config.Lease)
 	if err != nil {
 		p.d.Metrics.renewFailures.Inc()
@@ -105,9 +117,5 @@ func (p *Pool) renew(ctx context.Context, budget time.Duration) {
 		p.d.Log.WarnContext(ctx, "worker: claim lost while sending: another attempt holds the message; stopping this one",
 			"message_id", l.ID, "stream_id", a.entry.StreamID, "token", l.Token)
 		a.stop(errClaimLost)
-	}
-	if _, err := p.d.Queue.Touch(ctx, p.d.Config.Name, ids...); err != nil {
-		p.d.Metrics.renewFailures.Inc()
-		p.d.Log.WarnContext(ctx, "worker: renewing the stream entries in flight failed", "in_flight", len(ids), "err", err)
 	}
 }
