@@ -48,6 +48,19 @@ func copies(c tally, smtp *testenv.SMTPServer, ids []string) string {
 	return strings.Join(parts, " ")
 }
 
+// postAtOnce posts n messages at once and returns their ids; every one
+// must be accepted.
+func postAtOnce(t *testing.T, s *stack, tag string, n int) []string {
+	t.Helper()
+	l := newLoad(s, tag, n)
+	l.burst(context.Background(), n, n)
+	ids := accepted(l.snapshot())
+	if len(ids) != n {
+		t.Fatalf("%s: %d of %d POSTs accepted: %s", tag, len(ids), n, describe(failures(l.snapshot())))
+	}
+	return ids
+}
+
 // replies counts the replies the relay wrote to command.
 func replies(smtp *testenv.SMTPServer, command string, code int) int {
 	n := 0
@@ -67,12 +80,7 @@ func TestSlowSMTP(t *testing.T) {
 	smtp := slowSMTP(t)
 	s := startStack(t, options{smtp: smtp, env: slowEnv})
 
-	l := newLoad(s, "slow-smtp", n)
-	l.burst(context.Background(), n, n)
-	if f := failures(l.snapshot()); len(f) > 0 {
-		t.Fatalf("slow-smtp: %d POST(s) failed: %s", len(f), describe(f))
-	}
-	ids := accepted(l.snapshot())
+	ids := postAtOnce(t, s, "slow-smtp", n)
 	c := s.settle(expectation{name: "slow-smtp", ids: ids, maxDuplicates: 0})
 	note(t, "slow-smtp: every reply after %s (SMTP_TIMEOUT=4s, WORKER_LEASE=5s); copies per message (inbox/DATA): %s",
 		slowReply, copies(c, smtp, ids))
@@ -108,12 +116,7 @@ func TestSlowSMTPWorkerKilled(t *testing.T) {
 	smtp := slowSMTP(t)
 	s := startStack(t, options{smtp: smtp, env: slowEnv})
 
-	l := newLoad(s, "slow-smtp-kill9", n)
-	l.burst(context.Background(), n, n)
-	if f := failures(l.snapshot()); len(f) > 0 {
-		t.Fatalf("slow-smtp-kill9: %d POST(s) failed: %s", len(f), describe(f))
-	}
-	ids := accepted(l.snapshot())
+	ids := postAtOnce(t, s, "slow-smtp-kill9", n)
 	// Mid-transaction: the relay answered MAIL for all three (claimed,
 	// three replies to go each).
 	for start := time.Now(); replies(smtp, "MAIL", 250) < n; {
@@ -186,12 +189,7 @@ func TestSlowSMTPSIGTERMAfter250(t *testing.T) {
 	})
 	s = startStack(t, options{smtp: smtp, env: env})
 
-	l := newLoad(s, "slow-smtp-sigterm", 1)
-	l.burst(ctx, 1, 1)
-	ids := accepted(l.snapshot())
-	if len(ids) != 1 {
-		t.Fatalf("slow-smtp-sigterm: POST: %s", describe(l.snapshot()))
-	}
+	ids := postAtOnce(t, s, "slow-smtp-sigterm", 1)
 	var tx pgx.Tx
 	select {
 	case tx = <-locked:

@@ -94,6 +94,17 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 	}
 }
 
+// paceOnly makes the server wait d before its reply to command, and
+// answer everything else at once.
+func paceOnly(srv *testenv.SMTPServer, command string, d time.Duration) {
+	srv.Pace(func(r testenv.Reply) time.Duration {
+		if r.Command == command {
+			return d
+		}
+		return 0
+	})
+}
+
 func message(id string) Message {
 	return Message{ID: id, Assunto: "a", Mensagem: "b", Date: time.Now()}
 }
@@ -125,12 +136,7 @@ func TestEachReplyHasItsOwnTimeout(t *testing.T) {
 // of that command.
 func TestReplyLaterThanTimeoutFails(t *testing.T) {
 	srv := testenv.StartSMTP(t)
-	srv.Pace(func(r testenv.Reply) time.Duration {
-		if r.Command == "MAIL" {
-			return 5 * time.Second
-		}
-		return 0
-	})
+	paceOnly(srv, "MAIL", 5*time.Second)
 	s := newSenderWith(t, srv.Port(), time.Second, 10*time.Second)
 	_, err := s.Send(context.Background(), message("late"))
 	if err == nil {
@@ -147,12 +153,7 @@ func TestReplyLaterThanTimeoutFails(t *testing.T) {
 // The final dot's reply has the longer SMTP_DATA_TIMEOUT.
 func TestFinalDotHasDataTimeout(t *testing.T) {
 	srv := testenv.StartSMTP(t)
-	srv.Pace(func(r testenv.Reply) time.Duration {
-		if r.Command == "." {
-			return 3 * time.Second
-		}
-		return 0
-	})
+	paceOnly(srv, ".", 3*time.Second)
 	s := newSenderWith(t, srv.Port(), time.Second, 30*time.Second)
 	if _, err := s.Send(context.Background(), message("scanned")); err != nil {
 		t.Fatalf("send: %v", err)
@@ -168,12 +169,7 @@ func TestFinalDotHasDataTimeout(t *testing.T) {
 // with the same Message-ID.
 func TestFinalDotTimeoutAfterAcceptance(t *testing.T) {
 	srv := testenv.StartSMTP(t)
-	srv.Pace(func(r testenv.Reply) time.Duration {
-		if r.Command == "." {
-			return 5 * time.Second
-		}
-		return 0
-	})
+	paceOnly(srv, ".", 5*time.Second)
 	s := newSenderWith(t, srv.Port(), time.Second, time.Second)
 	_, err := s.Send(context.Background(), message("rfc1047"))
 	if err == nil || Permanent(err) || !strings.Contains(err.Error(), "final dot") {
@@ -225,5 +221,54 @@ func TestStoredMessageID(t *testing.T) {
 	}
 	if got := srv.Messages()[0].Header.Get("Message-Id"); got != "<0193@old-domain.example>" {
 		t.Errorf("Message-ID: got %q, want <0193@old-domain.example>", got)
+	}
+}
+
+// TLS, both ways, with SMTP AUTH: the sender's own dialer keeps go-mail's
+// STARTTLS and authentication working, and the per-reply deadlines hold
+// under TLS (implicit TLS: every reply paced, seven replies longer
+// together than the timeout).
+func TestSendOverTLSWithAuth(t *testing.T) {
+	for _, mode := range []string{"starttls", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := testenv.StartSMTPWith(t, testenv.SMTPOptions{TLS: mode, Username: "carteiro", Password: "s3cret"})
+			if mode == "tls" {
+				srv.PaceEvery(300 * time.Millisecond)
+			}
+			p, _ := strconv.Atoi(srv.Port())
+			s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: mode, Username: "carteiro", Password: "s3cret",
+				Timeout: time.Second, DataTimeout: time.Second},
+				"carteiro@example.test", "contato@example.test", 1, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			s.tlsConfig.RootCAs = srv.CertPool()
+			for i := range 2 {
+				if _, err := s.Send(context.Background(), message(strconv.Itoa(i))); err != nil {
+					t.Fatalf("send %d: %v", i, err)
+				}
+			}
+			if got := len(srv.Messages()); got != 2 {
+				t.Errorf("messages: got %d, want 2", got)
+			}
+			if got := srv.Logins(); len(got) != 1 || got[0] != "carteiro" {
+				t.Errorf("logins: got %v, want one, as carteiro, on one pooled connection", got)
+			}
+		})
+	}
+	// Wrong credentials fail the connection, transiently (configuration,
+	// not the message).
+	srv := testenv.StartSMTPWith(t, testenv.SMTPOptions{TLS: "starttls", Username: "carteiro", Password: "s3cret"})
+	p, _ := strconv.Atoi(srv.Port())
+	s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: "starttls", Username: "carteiro", Password: "wrong",
+		Timeout: time.Second, DataTimeout: time.Second}, "carteiro@example.test", "contato@example.test", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tlsConfig.RootCAs = srv.CertPool()
+	_, err = s.Send(context.Background(), message("x"))
+	if err == nil || Permanent(err) || !strings.Contains(err.Error(), "535") {
+		t.Errorf("wrong password: got %v, want a transient failure carrying the 535", err)
 	}
 }

@@ -66,8 +66,8 @@ func (l pacedListener) Accept() (net.Conn, error) {
 // pacedConn follows the client's commands as the server reads them (no
 // client of carteiro's pipelines, so the last command read is the one the
 // next reply answers) and holds each reply's first line for the paced
-// wait. It only understands plain text SMTP, which is all the server
-// speaks.
+// wait. It understands plain text SMTP: under implicit TLS it sits above
+// the TLS layer; after STARTTLS it lets the TLS records through unpaced.
 type pacedConn struct {
 	net.Conn
 	s *SMTPServer
@@ -83,6 +83,9 @@ type pacedConn struct {
 	tail   []byte
 	// inReply is set while a multi-line reply is being written.
 	inReply bool
+	// encrypted is set once STARTTLS was answered: from then on the
+	// connection carries TLS records, neither followed nor paced.
+	encrypted bool
 }
 
 // dataEnd ends the message data (RFC 5321 §4.1.1.4).
@@ -91,7 +94,9 @@ var dataEnd = []byte("\r\n.\r\n")
 func (c *pacedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.mu.Lock()
-	c.follow(b[:n])
+	if !c.encrypted {
+		c.follow(b[:n])
+	}
 	c.mu.Unlock()
 	return n, err
 }
@@ -131,6 +136,10 @@ func (c *pacedConn) follow(b []byte) {
 
 func (c *pacedConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
+	if c.encrypted {
+		c.mu.Unlock()
+		return c.Conn.Write(b)
+	}
 	first := !c.inReply
 	r := Reply{Command: c.last}
 	if len(b) >= 3 {
@@ -157,12 +166,15 @@ func (c *pacedConn) Write(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(b)
 	if final && err == nil {
-		if r.Code == 354 {
-			c.mu.Lock()
+		c.mu.Lock()
+		switch {
+		case r.Code == 354:
 			// The data may be empty: the final dot then follows at once.
 			c.inData, c.tail = true, []byte("\r\n")
-			c.mu.Unlock()
+		case r.Code == 220 && r.Command == "STARTTLS":
+			c.encrypted = true
 		}
+		c.mu.Unlock()
 		r.At = time.Now()
 		c.s.mu.Lock()
 		c.s.replies = append(c.s.replies, r)
