@@ -18,7 +18,7 @@ type Reply struct {
 	Command string
 	// Code is the reply code: 220, 250, 354, 451, ...
 	Code int
-	// At is when the reply was written (Replies only).
+	// At is when the reply was sent, after its wait (Replies only).
 	At time.Time
 }
 
@@ -40,8 +40,9 @@ func (s *SMTPServer) PaceEvery(d time.Duration) {
 	s.Pace(func(Reply) time.Duration { return d })
 }
 
-// Replies returns the replies written so far, on every connection, in
-// order (a multi-line reply once, when its last line is written).
+// Replies returns the replies sent so far, on every connection, in order
+// (a multi-line reply once, as its last line is sent; a reply is listed
+// before the client can have read it).
 func (s *SMTPServer) Replies() []Reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,8 +165,9 @@ func (c *pacedConn) Write(b []byte) (int, error) {
 			}
 		}
 	}
-	n, err := c.Conn.Write(b)
-	if final && err == nil {
+	if final {
+		// Followed and logged as it leaves, so that a client that has
+		// read the reply finds it in Replies.
 		c.mu.Lock()
 		switch {
 		case r.Code == 354:
@@ -180,5 +182,5 @@ func (c *pacedConn) Write(b []byte) (int, error) {
 		c.s.replies = append(c.s.replies, r)
 		c.s.mu.Unlock()
 	}
-	return n, err
+	return c.Conn.Write(b)
 }
