@@ -10,7 +10,9 @@ set -euo pipefail
 # observability end-to-end test (bin/jaeger is built from the tools module).
 # wrk drives `make bench`'s accept-path load (pgbench comes with postgresql).
 # nodejs parses and evaluates the k6 scripts (services/internal/deploy/k6_test.go).
-PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs)
+# gettext-base's envsubst is what the official nginx image renders templates
+# with: the tests compare internal/nginxtemplate's output with it.
+PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs gettext-base)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
