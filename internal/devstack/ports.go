@@ -1,10 +1,15 @@
 package devstack
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -19,11 +24,12 @@ type Ports struct {
 	held map[string]net.Listener // by "127.0.0.1:port"
 }
 
-// Reserve binds a new free port on 127.0.0.1 and returns its address.
+// Reserve binds a new free port on 127.0.0.1 (ListenFree) and returns its
+// address.
 func (p *Ports) Reserve() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := ListenFree()
 	if err != nil {
-		return "", fmt.Errorf("reserve a port: %w", err)
+		return "", err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -58,6 +64,58 @@ func (p *Ports) Close() {
 		ln.Close()
 	}
 	p.held = nil
+}
+
+// lowestPort is where ListenFree starts looking: above the registered
+// ports that system services commonly use.
+const lowestPort = 10000
+
+// ListenFree binds a free TCP port on 127.0.0.1 that lies below the
+// kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+// default). The kernel hands out ephemeral ports as the source ports of
+// outgoing connections: a port taken from that range (what listening on
+// port 0 returns) can become some connection's source port between the
+// moment its reservation is released and the moment the component binds
+// it, and the component then fails with "address already in use". A port
+// below the range is never chosen that way. When the range leaves no room
+// below it, ListenFree falls back to port 0.
+func ListenFree() (net.Listener, error) {
+	low := ephemeralLow()
+	if low-lowestPort >= 1000 {
+		for range 200 {
+			port := lowestPort + rand.IntN(low-lowestPort)
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err == nil {
+				return ln, nil
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("reserve a port: %w", err)
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("reserve a port: %w", err)
+	}
+	return ln, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // DialAddr turns a listen address into the host:port to connect to: nginx

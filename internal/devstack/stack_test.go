@@ -222,6 +222,12 @@ func TestPorts(t *testing.T) {
 			t.Fatalf("Reserve: got %s twice", a)
 		}
 		seen[a] = true
+		// Outside the ephemeral range, so no outgoing connection can take
+		// it as its source port once it is released.
+		_, port, _ := net.SplitHostPort(a)
+		if n, _ := strconv.Atoi(port); n < lowestPort || n >= ephemeralLow() {
+			t.Errorf("Reserve: got port %d, want within [%d, %d)", n, lowestPort, ephemeralLow())
+		}
 		// Reserved: nobody else can bind it.
 		if ln, err := net.Listen("tcp", a); err == nil {
 			ln.Close()
