@@ -24,7 +24,7 @@ OBS ?= 0
 # The tools module is independent of the root go.mod.
 TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
 
-.PHONY: help build tools jaeger dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
+.PHONY: help build tools jaeger docker-tools dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -56,6 +56,53 @@ jaeger: $(BIN_DIR)/jaeger ## Build bin/jaeger (Jaeger v2, slow: minutes; not par
 $(BIN_DIR)/jaeger: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/jaegertracing/jaeger/cmd/jaeger
 	touch $@
+
+# --- Docker Engine tooling (make up, make test-compose) ----------------------
+# Compose v5 and buildx as Docker CLI plugins, and Prometheus 3 for the
+# compose test's stand-in image, each from its own tools module (their
+# dependency graphs and Jaeger's do not agree). File targets: a rerun reuses
+# them until the module's go.mod or go.sum changes. The versions are read from
+# the go.mod files (renovate.json keeps them current) and stamped into the
+# binaries: Compose refuses a buildx that reports no version.
+COMPOSE_TOOLS := $(TOOLS_DIR)/compose
+BUILDX_TOOLS := $(TOOLS_DIR)/buildx
+PROMETHEUS_TOOLS := $(TOOLS_DIR)/prometheus
+module_version = $(shell awk '$$1 == "$(2)" { print $$2; exit }' $(1)/go.mod)
+COMPOSE_VERSION := $(call module_version,$(COMPOSE_TOOLS),github.com/docker/compose/v5)
+BUILDX_VERSION := $(call module_version,$(BUILDX_TOOLS),github.com/docker/buildx)
+# Go module v0.3XX.Y of github.com/prometheus/prometheus is Prometheus 3.XX.Y.
+PROMETHEUS_MODULE_VERSION := $(call module_version,$(PROMETHEUS_TOOLS),github.com/prometheus/prometheus)
+PROMETHEUS_VERSION := $(shell echo '$(PROMETHEUS_MODULE_VERSION)' | \
+	awk -F. '{ sub(/^v0/, "", $$1); printf "%d.%d.%s", $$2 / 100, $$2 % 100, $$3 }')
+# Where the docker CLI looks for plugins.
+CLI_PLUGINS_DIR := $(or $(DOCKER_CONFIG),$(HOME)/.docker)/cli-plugins
+DOCKER_PLUGINS := $(CLI_PLUGINS_DIR)/docker-compose $(CLI_PLUGINS_DIR)/docker-buildx
+
+docker-tools: $(DOCKER_PLUGINS) $(BIN_DIR)/prometheus ## Build and install the docker-compose and docker-buildx CLI plugins, build bin/prometheus (minutes on a cold cache)
+
+$(BIN_DIR)/docker-compose: $(COMPOSE_TOOLS)/go.mod $(COMPOSE_TOOLS)/go.sum
+	cd $(COMPOSE_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags '-s -w -X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)' \
+		-o $(CURDIR)/$@ github.com/docker/compose/v5/cmd
+	touch $@
+
+$(BIN_DIR)/docker-buildx: $(BUILDX_TOOLS)/go.mod $(BUILDX_TOOLS)/go.sum
+	cd $(BUILDX_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags '-s -w -X github.com/docker/buildx/version.Version=$(BUILDX_VERSION) -X github.com/docker/buildx/version.Package=github.com/docker/buildx' \
+		-o $(CURDIR)/$@ github.com/docker/buildx/cmd/buildx
+	touch $@
+
+# Static (CGO_ENABLED=0): the stand-in image copies it as is. The web UI's
+# assets are not embedded (they need an npm build): the API, /-/ready and
+# /metrics are what the tests use.
+$(BIN_DIR)/prometheus: $(PROMETHEUS_TOOLS)/go.mod $(PROMETHEUS_TOOLS)/go.sum
+	cd $(PROMETHEUS_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags '-s -w -X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION) -X github.com/prometheus/common/version.Branch=$(PROMETHEUS_MODULE_VERSION) -X github.com/prometheus/common/version.BuildUser=carteiro' \
+		-o $(CURDIR)/$@ github.com/prometheus/prometheus/cmd/prometheus
+	touch $@
+
+$(CLI_PLUGINS_DIR)/docker-%: $(BIN_DIR)/docker-%
+	install -D -m 0755 $< $@
 
 dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus; RATE_LIMIT=0: no rate limit)
 	$(if $(RATE_LIMIT),RATE_LIMIT=$(RATE_LIMIT)) OBS=$(OBS) scripts/dev.sh up
