@@ -4,6 +4,7 @@ package main
 // (ProbeReport there).
 type report struct {
 	Dials      []dial  `json:"dials"`
+	Reads      []read  `json:"reads,omitempty"`
 	Routes     []route `json:"routes"`
 	Interfaces []iface `json:"interfaces"`
 }
@@ -27,4 +28,12 @@ type route struct {
 type iface struct {
 	Name  string   `json:"name"`
 	Addrs []string `json:"addrs"`
+}
+
+// read is the outcome of reading one file: its size, never its content.
+type read struct {
+	Path  string `json:"path"`
+	OK    bool   `json:"ok"`
+	Bytes int    `json:"bytes"`
+	Error string `json:"error,omitempty"`
 }
