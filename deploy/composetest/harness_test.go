@@ -175,9 +175,11 @@ func (h *harness) cleanup(t *testing.T) {
 	if _, err := h.project.Compose(ctx, "down", "-v", "--remove-orphans", "--timeout", "10"); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
-	out, err := h.engine.Run(ctx, "image", "ls", "-q", "--filter", "label=com.docker.compose.project="+h.project.Name)
+	// The app and worker images compose built for this project (named
+	// <project>-<service>); the stand-ins stay for the next run.
+	out, err := h.engine.Run(ctx, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+h.project.Name+"-*")
 	if err == nil && strings.TrimSpace(out) != "" {
-		if _, err := h.engine.Run(ctx, append([]string{"image", "rm", "-f"}, strings.Fields(out)...)...); err != nil {
+		if _, err := h.engine.Run(ctx, append([]string{"image", "rm"}, strings.Fields(out)...)...); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
