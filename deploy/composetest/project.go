@@ -108,8 +108,10 @@ func (p *Project) Containers(ctx context.Context) (map[string]Container, error) 
 
 // Network is the part of `docker network inspect` the test reads.
 type Network struct {
+	ID       string `json:"Id"`
 	Name     string
 	Internal bool
+	Options  map[string]string
 	IPAM     struct {
 		Config []struct {
 			Subnet  string
@@ -117,6 +119,18 @@ type Network struct {
 		}
 	}
 	Labels map[string]string
+}
+
+// Bridge is the host interface of a bridge network: the
+// com.docker.network.bridge.name option, else br-<first 12 of its ID>.
+func (n Network) Bridge() string {
+	if b := n.Options["com.docker.network.bridge.name"]; b != "" {
+		return b
+	}
+	if len(n.ID) < 12 {
+		return ""
+	}
+	return "br-" + n.ID[:12]
 }
 
 // Networks inspects the project's networks, by their name in the compose

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,9 +40,8 @@ var segmentationRules = []struct {
 // each target by name and by each of its addresses, so that a failed name
 // lookup cannot pass for isolation, and an address on a network the source
 // does not share must not answer either. Containers on internal networks
-// only have no default route (their routing table is read, nothing outside
-// the project is dialled); a default route always leaves through a
-// non-internal network.
+// only have no route out (their routing table and the host's isolation
+// rules are read; nothing outside the project is dialled).
 func (h *harness) testSegmentation(t *testing.T) {
 	ctx := context.Background()
 	cs, err := h.project.Containers(ctx)
@@ -79,6 +79,7 @@ func (h *harness) testSegmentation(t *testing.T) {
 		}
 	}
 
+	rules := isolationRules(t)
 	var summary []string
 	for _, src := range sortedKeys(cs) {
 		t.Run(src, func(t *testing.T) {
@@ -121,24 +122,70 @@ func (h *harness) testSegmentation(t *testing.T) {
 					cannot = append(cannot, tg.addr)
 				}
 			}
-			summary = append(summary, fmt.Sprintf("  %-15s opens %d, cannot open %d (by name and by address)", src, len(can), len(cannot)))
 
-			// Routing table: a default route only through a non-internal
-			// network; none at all when every network is internal.
+			// Routing table. A container on internal networks only has no
+			// route out: either no default route at all, or (Engine 20.10
+			// gives one through an internal network's bridge) a default
+			// route whose traffic the host drops as soon as it leaves that
+			// network's subnet: Docker's isolation rules for the bridge,
+			// read from the host's iptables, nothing dialled.
 			defaults := rep.DefaultRoutes()
-			if h.topo.OnlyInternal(src) && len(defaults) > 0 {
-				t.Errorf("%s is on internal networks only (%v): got default routes via %v, want none", src, h.topo.Networks[src], defaults)
-			}
+			var via []string
 			for iface, prefixes := range defaults {
 				for _, p := range prefixes {
 					for name, subnet := range subnetOf {
-						if subnet == p && h.topo.Internal[name] {
-							t.Errorf("%s: default route via %s on internal network %s", src, iface, name)
+						if subnet != p {
+							continue
 						}
+						if !h.topo.Internal[name] {
+							via = append(via, iface+" on "+name)
+							continue
+						}
+						if missing := isolationMissing(rules, nets[name].Bridge(), subnet.String()); len(missing) > 0 {
+							t.Errorf("%s: default route via %s on internal network %s, and the host lacks %q", src, iface, name, missing)
+						}
+						via = append(via, iface+" on internal "+name+" (dropped beyond "+subnet.String()+")")
 					}
 				}
 			}
+			if h.topo.OnlyInternal(src) {
+				for _, v := range via {
+					if !strings.Contains(v, "internal") {
+						t.Errorf("%s is on internal networks only: got a default route via %s", src, v)
+					}
+				}
+			}
+			routes := "no default route"
+			if len(via) > 0 {
+				routes = "default route via " + strings.Join(via, ", ")
+			}
+			summary = append(summary, fmt.Sprintf("  %-15s opens %d, cannot open %d (by name and by address); %s", src, len(can), len(cannot), routes))
 		})
 	}
 	t.Logf("probed from every container's network namespace:\n%s", strings.Join(summary, "\n"))
+}
+
+// isolationRules is the host's DOCKER-ISOLATION-STAGE-1 chain (iptables
+// -S), where Docker drops whatever would leave an internal network.
+func isolationRules(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("iptables", "-S", "DOCKER-ISOLATION-STAGE-1").CombinedOutput()
+	need(t, err, "iptables -S DOCKER-ISOLATION-STAGE-1 (the host's isolation rules; root)")
+	return string(out)
+}
+
+// isolationMissing returns the rules Docker writes for an internal bridge
+// network (drop what enters the bridge from outside the subnet, and what
+// leaves it for outside the subnet) that rules lacks.
+func isolationMissing(rules, bridge, subnet string) []string {
+	var missing []string
+	for _, want := range []string{
+		"-A DOCKER-ISOLATION-STAGE-1 ! -s " + subnet + " -o " + bridge + " -j DROP",
+		"-A DOCKER-ISOLATION-STAGE-1 ! -d " + subnet + " -i " + bridge + " -j DROP",
+	} {
+		if !slices.Contains(strings.Split(rules, "\n"), want) {
+			missing = append(missing, want)
+		}
+	}
+	return missing
 }
