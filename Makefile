@@ -1,8 +1,9 @@
 # carteiro — the one entry point. `make` (or `make help`) lists the targets.
 #
-# Native development: `make dev` builds bin/api, bin/worker, bin/mailpit and
-# starts Mailpit, api, worker and nginx in the background (scripts/dev.sh);
-# Postgres and Redis must already run on 127.0.0.1. `make dev-down` stops them.
+# Native development: `make dev` builds bin/api, bin/worker, bin/devstack,
+# bin/mailpit and starts Mailpit, api, worker and nginx in the background
+# (bin/devstack up: cmd/devstack, package internal/devstack); Postgres and
+# Redis must already run on 127.0.0.1. `make dev-down` stops them.
 # `make dev OBS=1` also builds bin/jaeger and starts Jaeger (traces, UI on
 # 127.0.0.1:16686), Prometheus (127.0.0.1:9090) and the nginx exporter.
 # Containers: `make up` / `make down` (needs a Docker engine).
@@ -24,7 +25,7 @@ OBS ?= 0
 # The tools module is independent of the root go.mod.
 TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
 
-.PHONY: help build tools jaeger docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
+.PHONY: help build devstack tools jaeger docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -35,13 +36,18 @@ help: ## List the targets
 	@echo 'variables: OBS=1 (dev with Jaeger, Prometheus and the nginx exporter:'
 	@echo '                  make dev OBS=1; UIs on 127.0.0.1:16686 and 127.0.0.1:9090),'
 	@echo '           RATE_LIMIT=0 (dev without the nginx /api rate limit),'
+	@echo '           API_INSTANCES, WORKER_INSTANCES, DEV_DIR, listen addresses...'
+	@echo '                  (every knob of make dev: README "Configuration"),'
 	@echo '           GO_TEST_FLAGS (default: $(GO_TEST_FLAGS)),'
 	@echo '           DURATION, SOAK_RATE (make soak DURATION=10m SOAK_RATE=20),'
 	@echo '           BENCH_DURATION, BENCH_N, BENCH_E2E_DURATION (make bench; scripts/bench/doc.go)'
 
-build: ## Build bin/api and bin/worker
+build: devstack ## Build bin/api, bin/worker and bin/devstack (the native stack launcher)
 	$(GO) build -o $(BIN_DIR)/api ./services/api
 	$(GO) build -o $(BIN_DIR)/worker ./services/worker
+
+devstack: ## Build bin/devstack alone (make dev-down and dev-status need only it)
+	$(GO) build -o $(BIN_DIR)/devstack ./cmd/devstack
 
 tools: $(BIN_DIR)/mailpit ## Build bin/mailpit (only when missing or scripts/tools/go.sum changed)
 
@@ -104,14 +110,17 @@ $(BIN_DIR)/prometheus: $(PROMETHEUS_TOOLS)/go.mod $(PROMETHEUS_TOOLS)/go.sum
 $(CLI_PLUGINS_DIR)/docker-%: $(BIN_DIR)/docker-%
 	install -D -m 0755 $< $@
 
+# Every knob of the native stack is an environment variable (README
+# "Configuration"); make passes its command-line variables on as such:
+# make dev API_INSTANCES=2 RATE_LIMIT=0.
 dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus; RATE_LIMIT=0: no rate limit)
-	$(if $(RATE_LIMIT),RATE_LIMIT=$(RATE_LIMIT)) OBS=$(OBS) scripts/dev.sh up
+	OBS=$(OBS) $(BIN_DIR)/devstack up
 
-dev-down: ## Stop the native stack started by `make dev`
-	scripts/dev.sh down
+dev-down: devstack ## Stop the native stack started by `make dev`
+	$(BIN_DIR)/devstack down
 
-dev-status: ## One line per native component
-	scripts/dev.sh status
+dev-status: devstack ## One line per native component
+	$(BIN_DIR)/devstack status
 
 # bin/jaeger is a prerequisite because the observability end-to-end test
 # starts a private stack with OBS=1 (Jaeger, Prometheus) on free ports.
@@ -223,7 +232,7 @@ secrets: ## Create .secrets/db_password, redis_password and grafana_admin_passwo
 		fi; \
 	done
 
-clean: ## Stop the native stack, remove bin/, .dev/ and coverage files
-	scripts/dev.sh down
+clean: devstack ## Stop the native stack, remove bin/, .dev/ and coverage files
+	$(BIN_DIR)/devstack down
 	rm -rf $(BIN_DIR) .dev
 	rm -f coverage.out coverage.html cover.out *.coverprofile

@@ -10,9 +10,11 @@ set -euo pipefail
 # observability end-to-end test (bin/jaeger is built from the tools module).
 # wrk drives `make bench`'s accept-path load (pgbench comes with postgresql).
 # nodejs parses and evaluates the k6 scripts (services/internal/deploy/k6_test.go).
+# gettext-base's envsubst is what the official nginx image renders templates
+# with: the tests compare internal/nginxtemplate's output with it.
 # docker.io (the Docker Engine) and debootstrap (the stand-ins' Debian base)
 # serve `make test-compose` (deploy/composetest).
-PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs docker.io debootstrap)
+PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs gettext-base docker.io debootstrap)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {

@@ -11,13 +11,13 @@ import (
 )
 
 // connString for the admin role (DB_ADMIN_USER: a superuser, as
-// scripts/dev.sh's database setup uses) to database name.
+// the stack's database setup uses) to database name.
 func connString(s settings, name string) string {
 	return fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable connect_timeout=5 application_name=carteiro-bench",
 		s.DBHost, s.DBPort, s.DBAdmin, name)
 }
 
-// dropDatabase removes the bench database (scripts/dev.sh creates it again,
+// dropDatabase removes the bench database (the stack creates it again,
 // and the api migrates it).
 func dropDatabase(ctx context.Context, s settings) error {
 	c, err := pgx.Connect(ctx, connString(s, "postgres"))

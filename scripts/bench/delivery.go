@@ -61,13 +61,13 @@ func runDelivery(ctx context.Context, st *stack, db *benchDB, mp *mailpit, r del
 		return r, err
 	}
 	r.WorkerReadyS = time.Since(t).Seconds()
-	pids := st.pids("worker")
-	if len(pids) == 0 {
-		return r, fmt.Errorf("no worker after scripts/dev.sh up")
+	procs := st.procs("worker")
+	if len(procs) == 0 {
+		return r, fmt.Errorf("no worker after the stack's up")
 	}
 	var started time.Time
-	for _, pid := range pids {
-		s, err := startTime(pid)
+	for _, p := range procs {
+		s, err := p.StartTime()
 		if err != nil {
 			return r, err
 		}

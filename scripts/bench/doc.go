@@ -3,10 +3,10 @@
 // bench/results.json.
 //
 // For each observability mode (off, then on: Jaeger and Prometheus running,
-// 100 % sampling) it starts a private native stack with scripts/dev.sh
-// (RATE_LIMIT=0, its own DEV_DIR, free loopback ports, a fresh database, a
-// private redis-server without persistence, Mailpit keeping every message)
-// and runs:
+// 100 % sampling) it starts a private native stack with package devstack,
+// the launcher of make dev (RATE_LIMIT=0, its own DEV_DIR, free loopback
+// ports, a fresh database, a private redis-server without persistence,
+// Mailpit keeping every message) and runs:
 //
 //  1. ceiling: pgbench, 16 clients, one single-row INSERT per transaction
 //     into the same emails table;
@@ -53,7 +53,7 @@
 //	                            (the Makefile sets it)
 //
 // Variables of the stack itself (WORKER_CONCURRENCY, LOG_LEVEL, PPROF,
-// GROUP_COMMIT_*, ...) pass through to scripts/dev.sh. DB_HOST must be a
+// GROUP_COMMIT_*, ...) pass through to the stack. DB_HOST must be a
 // loopback address; DB_ADMIN_USER (postgres) creates and drops the
 // database BENCH_DB (carteiro_bench) and runs pgbench.
 package main

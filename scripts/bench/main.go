@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/carteiro/carteiro/internal/devstack"
 )
 
 func main() { os.Exit(run()) }
@@ -141,10 +142,7 @@ func run() int {
 		if err := dropDatabase(cleanupCtx, s); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 		}
-		// A component's wrapper writes its .exit file just after the
-		// component ends: remove again once it has.
-		os.RemoveAll(runDir)
-		time.Sleep(time.Second)
+		// The stacks are down: every supervisor has recorded its exit.
 		os.RemoveAll(runDir)
 	}
 	switch {
@@ -156,25 +154,17 @@ func run() int {
 	return 0
 }
 
-// repoRoot is the directory holding go.mod and scripts/dev.sh, from the
-// working directory up.
+// repoRoot is the repository holding the working directory.
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "scripts", "dev.sh")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				return dir, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from the carteiro repository (no scripts/dev.sh and go.mod found)")
-		}
-		dir = parent
+	root, err := devstack.FindRoot(dir)
+	if err != nil {
+		return "", fmt.Errorf("run from the carteiro repository: %w", err)
 	}
+	return root, nil
 }
 
 // prerequisites checks, before anything starts, every program the run
@@ -204,7 +194,7 @@ func prerequisites(repo string, s settings) error {
 
 // stackBinaries are the programs of bin/ the stack runs.
 func stackBinaries(s settings) []string {
-	bins := []string{"api", "worker", "mailpit"}
+	bins := []string{"api", "worker", "mailpit", "devstack"}
 	if contains(s.Modes, "on") {
 		bins = append(bins, "jaeger")
 	}
@@ -229,7 +219,7 @@ func method(s settings) map[string]string {
 		worker = "the worker runs during each accept run, delivering what is accepted (BENCH_ACCEPT_WORKER=run)"
 	}
 	return map[string]string{
-		"stack": "scripts/dev.sh (native: nginx, api, worker, Mailpit --max 0) with RATE_LIMIT=0, its own DEV_DIR, " +
+		"stack": "package devstack, as make dev (native: nginx, api, worker, Mailpit --max 0) with RATE_LIMIT=0, its own DEV_DIR, " +
 			"binaries copied from bin/ at the start (see binaries), " +
 			"free loopback ports, database " + s.DBName + " dropped and recreated per mode, a private redis-server " +
 			"(no persistence) flushed per mode; observability on = OBS=1 (Jaeger + Prometheus, default sampler " +
@@ -245,7 +235,7 @@ func method(s settings) map[string]string {
 			s.WrkThreads, worker),
 		"phase3": "N messages queued by one direct INSERT (queued, unpublished, with a traceparent) while the worker " +
 			"is stopped; the api's outbox relay publishes them to the stream; Mailpit cleared; the worker started " +
-			"(scripts/dev.sh up); time = worker process start (/proc) → the last row's sent_at; all N sent and in " +
+			"(the stack's up); time = worker process start (/proc) → the last row's sent_at; all N sent and in " +
 			"Mailpit. Ceiling: net/smtp, WORKER_CONCURRENCY connections each kept for the whole run, the same N " +
 			"messages composed as the worker does (go-mail), into the same Mailpit; ceiling then drain, each round",
 		"phase4": "open model: requests start on a fixed schedule at half of phase 2's median c16 requests/s (Go " +
@@ -258,7 +248,7 @@ func method(s settings) map[string]string {
 }
 
 // benchEnvironment returns the set variables that shape the run: the
-// bench's own and the stack's tuning knobs (passed through to dev.sh).
+// bench's own and the stack's tuning knobs (passed through to the stack).
 func benchEnvironment() map[string]string {
 	m := map[string]string{}
 	for _, kv := range os.Environ() {

@@ -65,13 +65,13 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		if err != nil {
 			return err
 		}
-		b.log.printf("[%s] starting the stack (scripts/dev.sh up, DEV_DIR %s): nginx %s", mode, st.dir, st.addr["NGINX_LISTEN"])
+		b.log.printf("[%s] starting the stack (DEV_DIR %s): nginx %s", mode, st.dir, st.addr["NGINX_LISTEN"])
 		err = st.up(ctx)
 		if err == nil {
 			break
 		}
 		if derr := st.down(); derr != nil {
-			b.log.printf("[%s] dev.sh down: %v", mode, derr)
+			b.log.printf("[%s] stack down: %v", mode, derr)
 		}
 		if attempt == 2 || ctx.Err() != nil {
 			return fmt.Errorf("the stack did not start: %w", err)

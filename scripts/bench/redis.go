@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/carteiro/carteiro/internal/devstack"
 )
 
 // redisServer is the bench's private redis-server: a free loopback port,
@@ -22,18 +25,23 @@ func startRedis(ctx context.Context, dir string, logf *os.File) (*redisServer, e
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, fmt.Errorf("redis-server not found: %w", err)
 	}
-	ports, err := freePorts(1)
+	// Reserved until just before redis-server binds it.
+	var ports devstack.Ports
+	defer ports.Close()
+	addr, err := ports.Reserve()
 	if err != nil {
 		return nil, err
 	}
-	r := &redisServer{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	_, port, _ := net.SplitHostPort(addr)
+	r := &redisServer{Addr: addr}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(ports[0]),
+	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port,
 		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ports.Release(addr)
 	if err := r.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}

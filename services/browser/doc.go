@@ -1,6 +1,6 @@
 // Package browser tests the page as people meet it: a real headless
 // Chromium, driven from Go with chromedp over the DevTools protocol, against
-// the native stack (package stacktest: scripts/dev.sh with nginx, api,
+// the native stack (package stacktest: package devstack with nginx, api,
 // worker and Mailpit on free ports, a fresh database and a private Redis).
 //
 // The tests fill and send the form and watch the status reach "enviada"

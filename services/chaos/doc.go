@@ -1,5 +1,5 @@
 // Package chaos is carteiro's fault-injection suite: it starts the native
-// stack with scripts/dev.sh (real nginx, api, worker, Postgres, Redis, and
+// stack with package devstack (real nginx, api, worker, Postgres, Redis, and
 // Mailpit or an in-process SMTP server whose replies a test scripts), posts
 // a known number of messages through nginx, breaks something for real
 // (kill -9 a worker inside DATA, flush or restart Redis, stop Postgres,

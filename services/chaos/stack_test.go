@@ -21,7 +21,7 @@ import (
 const mailDomain = "carteiro.test"
 
 // stack is one native carteiro stack (package stacktest) started by
-// scripts/dev.sh in its own DEV_DIR, on free ports, with a fresh database
+// package devstack in its own DEV_DIR, on free ports, with a fresh database
 // (or a private Postgres) and a private Redis, plus the inbox the scenario
 // counts.
 type stack struct {
@@ -41,7 +41,7 @@ type options struct {
 	env           map[string]string
 }
 
-// startStack starts a stack and stops it (dev.sh down) when t ends, before
+// startStack starts a stack and stops it (Down) when t ends, before
 // its private servers are stopped.
 func startStack(t *testing.T, o options) *stack {
 	t.Helper()

@@ -91,7 +91,7 @@ func TestWorkerKilledInsideData(t *testing.T) {
 
 		<-done
 		stop()
-		s.Up() // dev.sh up starts the missing worker
+		s.Up() // starts the missing worker
 	}
 	if f := failures(l.snapshot()); len(f) > 0 {
 		t.Fatalf("kill9: %d POST(s) failed: %s", len(f), describe(f))

@@ -39,8 +39,6 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	return &stack{Stack: s, t: t, dir: s.Dir, db: s.DB, redis: s.Redis, env: s.Env}
 }
 
-func (s *stack) script(cmd string) (string, error) { return s.Script(cmd) }
-
 // logs returns the tail of every component's log, for failure messages.
 func (s *stack) logs() string { return s.Logs() }
 

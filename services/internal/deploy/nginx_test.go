@@ -16,20 +16,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/carteiro/carteiro/internal/devstack"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
-// renderNginx runs scripts/render-nginx.sh into a new directory with vars
-// added to the environment and returns the directory.
-func renderNginx(t *testing.T, vars ...string) string {
+// renderNginx renders nginx/ as make dev does (package devstack) with the
+// stack's knobs vars, in DEV_DIR dev (a new folder when ""), and returns
+// the native nginx it rendered.
+func renderNginx(t *testing.T, dev string, vars ...string) devstack.NginxConfig {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "nginx")
-	cmd := exec.Command("sh", filepath.Join(repoRoot(t), "scripts", "render-nginx.sh"), out)
-	cmd.Env = append(os.Environ(), vars...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("render-nginx.sh %v: %v\n%s", vars, err, b)
+	if dev == "" {
+		dev = t.TempDir()
 	}
-	return out
+	c, err := devstack.Load(repoRoot(t), append(vars, "DEV_DIR="+dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.NginxConfig()
+	if err != nil {
+		t.Fatalf("nginx %v: %v", vars, err)
+	}
+	if err := n.Render(); err != nil {
+		t.Fatalf("render nginx %v: %v", vars, err)
+	}
+	return n
 }
 
 // renderedConfs maps each rendered *.conf (relative path) to its content.
@@ -55,12 +65,10 @@ func renderedConfs(t *testing.T, dir string) map[string][]byte {
 // tree, and the rendered configurations differ in exactly one line: the
 // include of snippets/tracing-<flavour>.conf.
 func TestNginxTracingFlavours(t *testing.T) {
-	// Same run dir and logs for both, so only the flavour differs.
-	run := t.TempDir()
-	common := []string{"NGINX_USER=nobody", "NGINX_RUN_DIR=" + run,
-		"NGINX_ACCESS_LOG=" + run + "/access.log", "NGINX_ERROR_LOG=" + run + "/error.log"}
-	native := renderedConfs(t, renderNginx(t, append(common, "NGINX_TRACING=native")...))
-	otel := renderedConfs(t, renderNginx(t, append(common, "NGINX_TRACING=otel")...))
+	// Same DEV_DIR (run dir and logs) for both, so only the flavour differs.
+	dev := t.TempDir()
+	native := renderedConfs(t, renderNginx(t, dev, "NGINX_TRACING=native").Dir)
+	otel := renderedConfs(t, renderNginx(t, dev, "NGINX_TRACING=otel").Dir)
 	if g, w := sortedKeys(otel), sortedKeys(native); !slices.Equal(g, w) {
 		t.Fatalf("rendered files: got %v with otel, want %v as with native", g, w)
 	}
@@ -114,9 +122,9 @@ func nginxBin(t *testing.T) string {
 func startNginx(t *testing.T, status string, vars ...string) {
 	t.Helper()
 	bin := nginxBin(t)
-	dir := renderNginx(t, vars...)
-	cmd := exec.Command(bin, "-p", dir+"/", "-c", filepath.Join(dir, "nginx.conf"),
-		"-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+	n := renderNginx(t, "", vars...)
+	dir := n.Dir
+	cmd := exec.Command(bin, n.Args()...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -178,8 +186,8 @@ func TestNginxStatusListener(t *testing.T) {
 	} {
 		t.Run("allow "+c.allow, func(t *testing.T) {
 			public, status := addr(), addr()
-			startNginx(t, status, "NGINX_LISTEN="+public, "NGINX_STATUS_LISTEN="+status,
-				"NGINX_STATUS_ALLOW="+c.allow, "API_UPSTREAM="+addr())
+			startNginx(t, status, "NGINX_LISTEN="+public, "NGINX_STATUS_ADDR="+status,
+				"NGINX_STATUS_ALLOW="+c.allow, "API_HTTP_ADDR="+addr())
 			code, body := get(t, "http://"+status+"/nginx-status")
 			if code != c.want {
 				t.Errorf("GET %s/nginx-status allowing %s: got %d, want %d", status, c.allow, code, c.want)

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/carteiro/carteiro/internal/devstack"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
@@ -25,7 +26,8 @@ const (
 )
 
 // nativePlaceholders are the ${...} of prometheus.native.yml.template, with
-// test values. scripts/dev.sh renders the template with these names.
+// test values. The native stack (package devstack) renders the template
+// with these names.
 var nativePlaceholders = map[string]string{
 	"API_METRICS_TARGET":    "127.0.0.1:9101",
 	"WORKER_METRICS_TARGET": "127.0.0.1:9102",
@@ -36,7 +38,7 @@ var nativePlaceholders = map[string]string{
 
 var placeholderRe = regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)\}`)
 
-// renderNativeConfig renders the native template as scripts/dev.sh does
+// renderNativeConfig renders the native template as the native stack does
 // (plain substitution) and fails on a placeholder left over.
 func renderNativeConfig(t *testing.T) []byte {
 	t.Helper()
@@ -100,7 +102,7 @@ func (c promConfig) jobs() map[string][]string {
 // TestPrometheusConfigsAgree: the compose and native scrape configs have the
 // same jobs (the contract's job names) and rules, compose targets are the
 // services' real listeners, and the template's placeholders are exactly the
-// ones scripts/dev.sh provides.
+// ones the native stack (package devstack) provides.
 func TestPrometheusConfigsAgree(t *testing.T) {
 	root := repoRoot(t)
 	b, err := os.ReadFile(filepath.Join(root, promComposeConfig))
@@ -172,7 +174,7 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 		t.Errorf("%s rule_files: got %v, want %v", promNativeTemplate, native.RuleFiles, w)
 	}
 
-	// Placeholders of the template = the names above = what dev.sh passes.
+	// Placeholders of the template = the names above = what devstack passes.
 	tmpl, err := os.ReadFile(filepath.Join(root, promNativeTemplate))
 	if err != nil {
 		t.Fatal(err)
@@ -184,14 +186,12 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 	if g, w := sortedKeys(used), sortedKeys(nativePlaceholders); !slices.Equal(g, w) {
 		t.Errorf("%s placeholders: got %v, want %v", promNativeTemplate, g, w)
 	}
-	dev, err := os.ReadFile(filepath.Join(root, "scripts", "dev.sh"))
+	dev, err := devstack.Load(root, []string{"DEV_DIR=" + t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range sortedKeys(nativePlaceholders) {
-		if !strings.Contains(string(dev), k+"=") {
-			t.Errorf("scripts/dev.sh: got no %s=..., want it passed when rendering %s", k, promNativeTemplate)
-		}
+	if g, w := sortedKeys(dev.PrometheusVars()), sortedKeys(nativePlaceholders); !slices.Equal(g, w) {
+		t.Errorf("devstack renders %s with %v, want %v", promNativeTemplate, g, w)
 	}
 }
 

@@ -1,11 +1,12 @@
-// Package stacktest starts carteiro's native stack for end-to-end tests:
-// scripts/dev.sh (the same script as `make dev`) with real nginx, api,
-// worker and Mailpit processes on free ports, against a fresh database (or
-// a private Postgres server) and a private Redis (package testenv). It can
-// run several api and worker processes, replace Mailpit with another SMTP
-// server, and read the pids, exit statuses and logs that dev.sh records.
-// services/e2e, services/browser and services/chaos use it; it is for tests
-// only.
+// Package stacktest starts carteiro's native stack for end-to-end tests
+// with package devstack, the launcher `make dev` runs: real nginx, api,
+// worker and Mailpit processes (each under the devstack binary's
+// supervisor, $BIN_DIR/devstack) on free ports, against a fresh database
+// (or a private Postgres server) and a private Redis (package testenv). It
+// can run several api and worker processes, replace Mailpit with another
+// SMTP server, and read the pids, exit statuses and logs the supervisors
+// record. services/e2e, services/browser and services/chaos use it; it is
+// for tests only.
 package stacktest
 
 import (
@@ -27,6 +28,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/carteiro/carteiro/internal/devstack"
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
@@ -35,7 +37,7 @@ import (
 type Stack struct {
 	T       *testing.T
 	Dir     string // DEV_DIR: <name>.log, <name>.pid, <name>.exit, nginx config
-	Bin     string // BIN_DIR: the api, worker and mailpit binaries
+	Bin     string // BIN_DIR: the api, worker, mailpit and devstack binaries
 	URL     string // nginx, e.g. http://127.0.0.1:40123
 	Mailpit string // Mailpit's HTTP API, when started
 	// Jaeger (query API) and Prometheus, with observability on.
@@ -45,10 +47,14 @@ type Stack struct {
 	// Options.PrivatePostgres (DB is then its database); nil otherwise.
 	Postgres *testenv.Postgres
 	Redis    *testenv.Redis
-	Env      []string // dev.sh's environment
+	// Env is the environment the stack was configured from
+	// (devstack.Load): the test's, less OTEL_*, plus the stack's settings.
+	Env []string
 	// APIInternal and WorkerInternal are each api's and each worker's
 	// internal listener (/metrics, /readyz), in instance order.
 	APIInternal, WorkerInternal []string
+	// Devstack is the launcher: its Config, Components and methods.
+	Devstack *devstack.Stack
 }
 
 // Options change the stack.
@@ -57,14 +63,15 @@ type Options struct {
 	SMTPAddr string
 	// Observability also starts Jaeger and Prometheus (make dev OBS=1).
 	Observability bool
-	// APIs and Workers are how many api and worker processes dev.sh runs
+	// APIs and Workers are how many api and worker processes run
 	// (API_INSTANCES, WORKER_INSTANCES); 0 means 1.
 	APIs, Workers int
 	// PrivatePostgres runs the stack's database on its own Postgres server
 	// (testenv.StartPostgres, in Stack.Postgres), for a test that stops it,
 	// instead of a fresh database on the shared one.
 	PrivatePostgres bool
-	// ExtraEnv is given to dev.sh last, over the defaults.
+	// ExtraEnv is applied last, over the defaults: any devstack knob
+	// (README "Configuration") or setting of the api and worker.
 	ExtraEnv map[string]string
 }
 
@@ -74,10 +81,11 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// Start starts a stack for t and stops it (dev.sh down) when t ends,
-// before its private servers are stopped. Missing binaries ($BIN_DIR or
-// bin/: api, worker, and mailpit unless Options.SMTPAddr is set) or a
-// missing nginx are reported with testenv.Missing.
+// Start starts a stack for t and stops it (Down) when t ends, before its
+// private servers are stopped. The binaries come from $BIN_DIR, else bin/
+// (make build tools: api, worker, devstack, and mailpit unless
+// Options.SMTPAddr is set); a missing one, or a missing nginx, is reported
+// with testenv.Missing.
 func Start(t *testing.T, o Options) *Stack {
 	t.Helper()
 	root := RepoRoot()
@@ -85,7 +93,7 @@ func Start(t *testing.T, o Options) *Stack {
 	if bin == "" {
 		bin = filepath.Join(root, "bin")
 	}
-	binaries := []string{"api", "worker"}
+	binaries := []string{"api", "worker", "devstack"}
 	if o.SMTPAddr == "" {
 		binaries = append(binaries, "mailpit")
 	}
@@ -107,10 +115,17 @@ func Start(t *testing.T, o Options) *Stack {
 		s.DB = testenv.NewDatabase(t)
 	}
 	s.Redis = testenv.StartRedis(t)
-	// Every address of the stack is distinct: the ports stay reserved until
-	// just before dev.sh binds them.
-	ports := testenv.NewPorts(t)
-	addr := ports.Addr
+	// Every address of the stack is distinct, and each stays reserved
+	// until just before the process that listens there starts.
+	ports := &devstack.Ports{}
+	t.Cleanup(ports.Close)
+	addr := func() string {
+		a, err := ports.Reserve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
 	addrs := func(n int) []string {
 		out := make([]string, n)
 		for i := range out {
@@ -164,42 +179,58 @@ func Start(t *testing.T, o Options) *Stack {
 		vars[k] = v
 	}
 	// The stack's environment is the test's, less any telemetry settings
-	// of the shell that runs the tests, plus the variables above.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OTEL_") {
-			s.Env = append(s.Env, kv)
-		}
-	}
+	// of the shell that runs the tests, plus the variables above (which
+	// come first: devstack reads the first value of a name).
 	for k, v := range vars {
 		s.Env = append(s.Env, k+"="+v)
 	}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ours := vars[k]; !ours && !strings.HasPrefix(k, "OTEL_") {
+			s.Env = append(s.Env, kv)
+		}
+	}
 	s.URL = "http://" + nginx
-	ports.Release()
+	cfg, err := devstack.Load(root, s.Env)
+	if err != nil {
+		t.Fatalf("stack configuration: %v", err)
+	}
+	cfg.Supervisor = filepath.Join(bin, "devstack")
+	s.Devstack = devstack.New(cfg, t.Output())
+	s.Devstack.Ports = ports
 	t.Cleanup(func() {
-		if out, err := s.Script("down"); err != nil {
-			t.Errorf("dev.sh down: %v\n%s", err, out)
+		if err := s.Devstack.Down(context.Background()); err != nil {
+			t.Errorf("stack down: %v", err)
 		}
 	})
-	if out, err := s.Script("up"); err != nil {
-		t.Fatalf("dev.sh up: %v\n%s\n%s", err, out, s.Logs())
-	}
+	s.Up()
 	return s
 }
 
-// Script runs scripts/dev.sh cmd with the stack's environment.
-func (s *Stack) Script(cmd string) (string, error) {
-	c := exec.Command("bash", filepath.Join(RepoRoot(), "scripts", "dev.sh"), cmd)
-	c.Env = s.Env
-	out, err := c.CombinedOutput()
-	return string(out), err
-}
-
-// Up runs dev.sh up again, which starts whatever is not running (a
-// component a test killed), and fails the test if it fails.
+// Up starts whatever is not running (a component a test killed or
+// stopped) and waits until it is ready; it fails the test if it cannot.
 func (s *Stack) Up() {
 	s.T.Helper()
-	if out, err := s.Script("up"); err != nil {
-		s.T.Fatalf("dev.sh up: %v\n%s\n%s", err, out, s.Logs())
+	if err := s.Devstack.Up(context.Background()); err != nil {
+		s.T.Fatalf("stack up: %v\n%s", err, s.Logs())
+	}
+}
+
+// Down stops every component, as make dev-down does; Up starts them again.
+func (s *Stack) Down() {
+	s.T.Helper()
+	if err := s.Devstack.Down(context.Background()); err != nil {
+		s.T.Fatalf("stack down: %v", err)
+	}
+}
+
+// Stop stops the named components (api, worker-2, nginx, ...) together:
+// SIGTERM, then SIGKILL after STOP_TIMEOUT. It returns once each has ended
+// and its exit status is recorded (ExitStatus); Up starts them again.
+func (s *Stack) Stop(names ...string) {
+	s.T.Helper()
+	if err := s.Devstack.Stop(context.Background(), names...); err != nil {
+		s.T.Fatalf("stop %v: %v", names, err)
 	}
 }
 
@@ -235,8 +266,8 @@ func (s *Stack) ErrorLines(name string) []string {
 	return out
 }
 
-// PID is the pid dev.sh recorded for a component (api, worker, worker-2…):
-// the component's own process.
+// PID is the pid recorded for a component (api, worker, worker-2…): the
+// component's own process (it may have ended since; see Alive).
 func (s *Stack) PID(name string) int {
 	s.T.Helper()
 	b, err := os.ReadFile(filepath.Join(s.Dir, name+".pid"))
@@ -250,33 +281,29 @@ func (s *Stack) PID(name string) int {
 	return pid
 }
 
-// Signal sends sig to a component and returns its pid.
+// Signal sends sig to a running component and returns its pid; the test
+// fails if the component does not run.
 func (s *Stack) Signal(name string, sig syscall.Signal) int {
 	s.T.Helper()
-	pid := s.PID(name)
-	if err := syscall.Kill(pid, sig); err != nil {
-		s.T.Fatalf("kill -%d %s (pid %d): %v", sig, name, pid, err)
+	p, err := s.Devstack.Signal(name, sig)
+	if err != nil {
+		s.T.Fatalf("kill -%d %s: %v", sig, name, err)
 	}
-	return pid
+	return p.PID
 }
 
 // ExitStatus waits up to timeout for a component to end and returns its
-// exit status as dev.sh's wrapper recorded it in <name>.exit (128+N after
+// exit status as its supervisor recorded it in <name>.exit (128+N after
 // signal N).
 func (s *Stack) ExitStatus(name string, timeout time.Duration) int {
 	s.T.Helper()
-	f := filepath.Join(s.Dir, name+".exit")
 	deadline := time.Now().Add(timeout)
 	for {
-		if b, err := os.ReadFile(f); err == nil {
-			rc, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
-				s.T.Fatalf("%s: %v", f, err)
-			}
+		if rc, ok := s.Devstack.ExitStatus(name); ok {
 			return rc
 		}
 		if time.Now().After(deadline) {
-			s.T.Fatalf("%s did not exit within %s (no %s)\n%s", name, timeout, f, s.Logs())
+			s.T.Fatalf("%s did not exit within %s (no %s.exit)\n%s", name, timeout, name, s.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/carteiro/carteiro/internal/devstack"
 )
 
 // CI reports whether the tests run in CI, where nothing may be skipped.
@@ -24,10 +26,12 @@ func Missing(t testing.TB, format string, args ...any) {
 	t.Skipf("missing test dependency: "+format, args...)
 }
 
-// FreePort returns a loopback TCP port nobody listens on right now.
+// FreePort returns a loopback TCP port nobody listens on right now, below
+// the kernel's ephemeral range (devstack.ListenFree), so no outgoing
+// connection takes it as its source port before the server binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := devstack.ListenFree()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
@@ -53,7 +57,7 @@ func NewPorts(t testing.TB) *Ports {
 // Addr reserves a port and returns its 127.0.0.1:port address.
 func (p *Ports) Addr() string {
 	p.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := devstack.ListenFree()
 	if err != nil {
 		p.t.Fatalf("free port: %v", err)
 	}

@@ -1,0 +1,39 @@
+package devstack
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/carteiro/carteiro/internal/nginxtemplate"
+)
+
+// PrometheusVars are the values the prometheus component renders
+// observability/prometheus/prometheus.native.yml.template with: the first
+// api and worker instances' internal listeners, the nginx exporter, the
+// interval and the rules folder.
+func (c Config) PrometheusVars() map[string]string {
+	return map[string]string{
+		"API_METRICS_TARGET":    DialAddr(c.APIInternalAddrs[0]),
+		"WORKER_METRICS_TARGET": DialAddr(c.WorkerInternalAddrs[0]),
+		"NGINX_EXPORTER_TARGET": DialAddr(c.NginxExporter.Listen),
+		"SCRAPE_INTERVAL":       c.Prometheus.ScrapeInterval,
+		"RULES_DIR":             filepath.Join(c.Root, "observability", "prometheus", "rules"),
+	}
+}
+
+// RenderPrometheus renders the scrape configuration template into out
+// with c.PrometheusVars (${NAME} and $NAME, as envsubst). A ${NAME} left
+// over is an error: the template wants a value the stack does not give.
+func (c Config) RenderPrometheus(out string) error {
+	b, err := os.ReadFile(c.Prometheus.Template)
+	if err != nil {
+		return fmt.Errorf("Prometheus template (PROMETHEUS_TEMPLATE): %w", err)
+	}
+	vars := c.PrometheusVars()
+	text := nginxtemplate.Expand(string(b), vars)
+	if left := placeholderRe.FindAllString(text, -1); len(left) > 0 {
+		return fmt.Errorf("%s: placeholders %v are not provided (only %v)", c.Prometheus.Template, left, sortedKeys(vars))
+	}
+	return writeFileAtomic(out, []byte(text))
+}
