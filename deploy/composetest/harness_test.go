@@ -127,7 +127,7 @@ func newHarness(t *testing.T) *harness {
 	h.env["CARTEIRO_PROMETHEUS_PORT"] = h.promPort
 	// Grafana does not start; its port only has to be a valid number.
 	h.env["CARTEIRO_GRAFANA_PORT"] = freePorts(t, 1)[0]
-	h.env["OBSERVABILIDADE_SUBNET"] = freeSubnet(t, e)
+	h.env["TELEMETRIA_BORDA_SUBNET"] = freeSubnet(t, e)
 
 	name := "carteiro-composetest-" + randomHex(4)
 	h.engine = &Engine{Dir: root, Env: CommandEnv(os.Getenv, h.env)}
@@ -136,8 +136,8 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatalf("load the compose files: %v", err)
 	}
-	t.Logf("project %s: frontend on :%s, Mailpit 127.0.0.1:%s, Jaeger 127.0.0.1:%s, Prometheus 127.0.0.1:%s, observabilidade %s",
-		name, h.httpPort, h.mailPort, h.jaegerPort, h.promPort, h.env["OBSERVABILIDADE_SUBNET"])
+	t.Logf("project %s: frontend on :%s, Mailpit 127.0.0.1:%s, Jaeger 127.0.0.1:%s, Prometheus 127.0.0.1:%s, telemetria_borda %s",
+		name, h.httpPort, h.mailPort, h.jaegerPort, h.promPort, h.env["TELEMETRIA_BORDA_SUBNET"])
 	for _, k := range sortedKeys(vars) {
 		t.Logf("  %s=%s", k, vars[k])
 	}
