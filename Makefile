@@ -100,9 +100,11 @@ $(BIN_DIR)/docker-buildx: $(BUILDX_TOOLS)/go.mod $(BUILDX_TOOLS)/go.sum
 
 # Static (CGO_ENABLED=0): the stand-in image copies it as is. The web UI's
 # assets are not embedded (they need an npm build): the API, /-/ready and
-# /metrics are what the tests use.
+# /metrics are what the tests use. remove_all_sd (Prometheus's own build tag)
+# leaves out the cloud service discoveries (1,021 packages to compile instead
+# of 1,462 for v0.313.2): carteiro's configurations use static targets only.
 $(BIN_DIR)/prometheus: $(PROMETHEUS_TOOLS)/go.mod $(PROMETHEUS_TOOLS)/go.sum
-	cd $(PROMETHEUS_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \
+	cd $(PROMETHEUS_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -tags remove_all_sd \
 		-ldflags '-s -w -X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION) -X github.com/prometheus/common/version.Branch=$(PROMETHEUS_MODULE_VERSION) -X github.com/prometheus/common/version.BuildUser=carteiro' \
 		-o $(CURDIR)/$@ github.com/prometheus/prometheus/cmd/prometheus
 	touch $@
