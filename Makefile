@@ -25,7 +25,22 @@ OBS ?= 0
 # The tools module is independent of the root go.mod.
 TOOLS_GO := cd $(TOOLS_DIR) && GOWORK=off $(GO)
 
-.PHONY: help build devstack tools jaeger docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
+# kube-apiserver and kubectl (make kubernetes): their own tools module,
+# scripts/tools/kubernetes (see its go.mod). KUBERNETES_VERSION must be the
+# k8s.io/kubernetes version that module requires (a test checks it); it is
+# stamped into both binaries, as Kubernetes' own build does, or they report
+# v0.0.0. KUBE_TOOLS_DIR/crds pins the modules whose CRD manifests the tests
+# install (KEDA, Prometheus Operator, Gateway API); nothing is built there.
+KUBE_TOOLS_DIR := $(TOOLS_DIR)/kubernetes
+KUBERNETES_VERSION := v1.37.2
+KUBE_VERSION_LDFLAGS = $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=$(KUBERNETES_VERSION) \
+	-X $(pkg).gitMajor=$(word 1,$(subst ., ,$(KUBERNETES_VERSION:v%=%))) \
+	-X $(pkg).gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION:v%=%))) \
+	-X $(pkg).gitTreeState=clean)
+KUBE_GO := cd $(KUBE_TOOLS_DIR) && GOWORK=off CGO_ENABLED=0 $(GO)
+
+.PHONY: help build devstack tools jaeger kubernetes test-kubernetes images docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -112,6 +127,19 @@ $(BIN_DIR)/prometheus: $(PROMETHEUS_TOOLS)/go.mod $(PROMETHEUS_TOOLS)/go.sum
 $(CLI_PLUGINS_DIR)/docker-%: $(BIN_DIR)/docker-%
 	install -D -m 0755 $< $@
 
+kubernetes: $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl ## Build bin/kube-apiserver and bin/kubectl (slow on a cold build cache: minutes; only when scripts/tools/kubernetes changed)
+
+# One go build for both: they share most packages. A grouped target (&:), so
+# make runs the recipe once for the pair.
+$(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl &: $(KUBE_TOOLS_DIR)/go.mod $(KUBE_TOOLS_DIR)/go.sum
+	@mkdir -p $(BIN_DIR)
+	@echo "kubernetes: building kube-apiserver and kubectl $(KUBERNETES_VERSION) (minutes on a cold build cache)"
+	@start=$$(date +%s); \
+	$(KUBE_GO) build -trimpath -ldflags '-s -w $(strip $(KUBE_VERSION_LDFLAGS))' -o $(CURDIR)/$(BIN_DIR)/ \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl; \
+	echo "kubernetes: built in $$(( $$(date +%s) - start )) s"
+	touch $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl
+
 # Every knob of the native stack is an environment variable (README
 # "Configuration"); make passes its command-line variables on as such:
 # make dev API_INSTANCES=2 RATE_LIMIT=0.
@@ -125,12 +153,17 @@ dev-status: devstack ## One line per native component
 	$(BIN_DIR)/devstack status
 
 # bin/jaeger is a prerequisite because the observability end-to-end test
-# starts a private stack with OBS=1 (Jaeger, Prometheus) on free ports.
-test: build tools jaeger ## go vet, every test (e2e tests use bin/, including bin/jaeger; the chaos suite's short version), then each fuzz target briefly
+# starts a private stack with OBS=1 (Jaeger, Prometheus) on free ports;
+# bin/kube-apiserver and bin/kubectl because the Kubernetes manifest tests
+# (services/internal/deploy/kubernetes*_test.go, also `make test-kubernetes`)
+# render the overlays and apply them to a private API server.
+test: build tools jaeger kubernetes ## go vet, every test (e2e tests use bin/, including bin/jaeger; the Kubernetes manifests against a real kube-apiserver; the chaos suite's short version), then each fuzz target briefly
 	$(GO) vet ./...
-	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
-	BIN_DIR=$(CURDIR)/$(BIN_DIR) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) $(GO) test $(GO_TEST_FLAGS) ./...
+	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT) $(KUBERNETES_REPORT)
+	BIN_DIR=$(CURDIR)/$(BIN_DIR) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
+		$(GO) test $(GO_TEST_FLAGS) ./...
 	@if [ -s $(CHAOS_REPORT) ]; then echo 'chaos (short version):'; cat $(CHAOS_REPORT); fi
+	@if [ -s $(KUBERNETES_REPORT) ]; then echo 'kubernetes:'; cat $(KUBERNETES_REPORT); fi
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-compose
 
@@ -151,6 +184,34 @@ test-compose: ## Run make up's compose stack under the Docker Engine with stand-
 		-run '^TestComposeUnderEngine$$' ./deploy/composetest/ || rc=$$?; \
 	echo "test-compose: $$(( $$(date +%s) - start )) s, tool and image builds included (exit $$rc)"; \
 	exit $$rc
+
+# The Kubernetes manifest tests alone: every overlay rendered by kubectl
+# kustomize, applied to a private kube-apiserver (Debian's etcd-server),
+# checked against the policy, docker-compose.yml and the code, and the
+# NetworkPolicies compared with compose's networks (printed).
+KUBERNETES_REPORT := artifacts/kubernetes-report.txt
+KUBERNETES_TESTS := ^(TestKubernetes.*|TestNetworkEvaluator|TestFrontendImage)$$
+
+test-kubernetes: kubernetes ## Only the Kubernetes manifest tests (deploy/kubernetes), against bin/kube-apiserver
+	@mkdir -p $(dir $(KUBERNETES_REPORT)) && rm -f $(KUBERNETES_REPORT)
+	BIN_DIR=$(CURDIR)/$(BIN_DIR) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
+		$(GO) test -count=1 -run '$(KUBERNETES_TESTS)' ./services/internal/deploy/
+	@cat $(KUBERNETES_REPORT)
+
+# The images the Kubernetes overlays run (deploy/kubernetes; dev uses the tag
+# dev), from the same pins as compose (.env). Load them into a local cluster
+# with `kind load docker-image …` or `minikube image load …`.
+IMAGE_TAG ?= dev
+dotenv = $(shell sed -n 's/^$(1)=//p' .env)
+
+images: ## Build carteiro/api, carteiro/worker and carteiro/frontend (IMAGE_TAG, default dev) for Kubernetes
+	for s in api worker; do \
+		docker build -f services/Dockerfile --target $$s --build-arg SERVICE=$$s \
+			--build-arg GO_IMAGE='$(call dotenv,GO_IMAGE)' --build-arg RUNTIME_IMAGE='$(call dotenv,RUNTIME_IMAGE)' \
+			-t carteiro/$$s:$(IMAGE_TAG) . ; \
+	done
+	docker build -f deploy/frontend/Dockerfile --build-arg NGINX_IMAGE='$(call dotenv,NGINX_IMAGE)' \
+		-t carteiro/frontend:$(IMAGE_TAG) .
 
 # The fault-injection suite (services/chaos): each scenario prints
 # `<scenario>: accepted=N sent=N lost=0 duplicates=K`. go test shows a

@@ -12,9 +12,13 @@ set -euo pipefail
 # nodejs parses and evaluates the k6 scripts (services/internal/deploy/k6_test.go).
 # gettext-base's envsubst is what the official nginx image renders templates
 # with: the tests compare internal/nginxtemplate's output with it.
+# etcd-server is the store of the kube-apiserver that validates the Kubernetes
+# manifests (services/internal/deploy/kubernetes_apiserver_test.go starts its
+# own etcd on free loopback ports; the package's own service is kept from
+# starting below).
 # docker.io (the Docker Engine) and debootstrap (the stand-ins' Debian base)
-# serve `make test-compose` (deploy/composetest).
-PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs gettext-base docker.io debootstrap)
+# serve `make test-compose` (deploy/composetest); dockerd is started below.
+PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs gettext-base etcd-server docker.io debootstrap)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
@@ -39,8 +43,8 @@ install_packages() {
     log "installing: ${missing[*]}"
 
     # Keep the packages' own services (nginx on :80, prometheus on :9090,
-    # the nginx exporter on :9113) from starting: the tests run their own
-    # instances.
+    # the nginx exporter on :9113, etcd on :2379) from starting: the tests
+    # run their own instances.
     local policy=/usr/sbin/policy-rc.d created_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
@@ -125,6 +129,8 @@ versions() {
     echo "${v:-prometheus-nginx-exporter: not found}"
     psql --version
     redis-server --version
+    v=$(etcd --version 2>&1 | head -n 1) || true
+    echo "${v:-etcd: not found}"
     v=$(wrk --version 2>&1 | head -n 1) || true
     echo "${v:-wrk: not found}"
     v=$(curl --version | head -n 1) || true

@@ -5,6 +5,8 @@
 //
 //	api              serve (configuration from the environment)
 //	api healthcheck  exit 0 when the running api is ready (for containers)
+//	api migrate      apply the database migrations and exit (an init step;
+//	                 several may run at once: they take turns on a lock)
 package main
 
 import (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -32,8 +33,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		switch args[1] {
 		case "healthcheck":
 			return health.Check(ctx, cfg.InternalAddr)
+		case "migrate":
+			return migrate(ctx, cfg, logging.New(stdout, cfg.LogLevel).With("service", "carteiro-api"))
 		default:
-			return fmt.Errorf("unknown command %q (want: healthcheck)", args[1])
+			return fmt.Errorf("unknown command %q (want: healthcheck, migrate)", args[1])
 		}
 	}
 	log := logging.New(stdout, cfg.LogLevel).With("service", "carteiro-api")
@@ -48,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer db.Close()
+	// Also run by `api migrate` (a Kubernetes init container); applying
+	// them again here is a no-op, and keeps `make dev` and compose simple.
 	if err := db.Migrate(ctx); err != nil {
 		return fmt.Errorf("%w (database %s)", err, cfg.Postgres)
 	}
@@ -137,4 +142,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	stopRelay()
 	wg.Wait()
 	return err
+}
+
+// migrate brings the schema up to date and returns: `api migrate`, for an
+// init container or a job that runs before the api serves. Several may run
+// at once (Store.Migrate takes an advisory lock).
+func migrate(ctx context.Context, cfg config.API, log *slog.Logger) error {
+	db, err := store.Open(ctx, cfg.Postgres, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return fmt.Errorf("%w (database %s)", err, cfg.Postgres)
+	}
+	log.InfoContext(ctx, "schema up to date", "database", cfg.Postgres.String())
+	return nil
 }
