@@ -899,7 +899,7 @@ func TestObservabilityOverlay(t *testing.T) {
 
 	// app and worker join observabilidade. frontend, the edge, joins only
 	// telemetria_borda: with jaeger, nginx-exporter and k6, never beside the
-	// internal ports of app and worker or Prometheus.
+	// worker, Prometheus or Grafana.
 	joins := map[string]string{"app": "observabilidade", "worker": "observabilidade", "frontend": "telemetria_borda"}
 	own := map[string][]string{
 		"jaeger":         {"observabilidade", "observabilidade_ui", "telemetria_borda"},
