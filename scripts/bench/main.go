@@ -259,7 +259,7 @@ func benchEnvironment() map[string]string {
 			strings.HasPrefix(k, "WORKER_"), strings.HasPrefix(k, "OUTBOX_"),
 			strings.HasPrefix(k, "DB_") && !strings.Contains(k, "PASSWORD"),
 			k == "LOG_LEVEL", k == "PPROF", k == "API_INSTANCES", k == "MAILPIT_ARGS",
-			k == "MAX_ATTEMPTS", k == "SMTP_TIMEOUT", k == "JAEGER_MAX_TRACES":
+			k == "MAX_ATTEMPTS", k == "SMTP_TIMEOUT", k == "SMTP_DATA_TIMEOUT", k == "JAEGER_MAX_TRACES":
 			m[k] = v
 		}
 	}

@@ -47,7 +47,7 @@ func TestScaleOut(t *testing.T) {
 		all.Round(time.Millisecond), float64(n)/all.Seconds(), latencies(lat))
 	var perAPI, perWorker []string
 	for i, addr := range s.APIInternal {
-		v, err := metric(addr, "carteiro_messages_accepted_total")
+		v, err := testenv.Metric(addr, "carteiro_messages_accepted_total")
 		if err != nil {
 			t.Errorf("api %d metrics: %v", i+1, err)
 		}
@@ -57,7 +57,7 @@ func TestScaleOut(t *testing.T) {
 		}
 	}
 	for i, addr := range s.WorkerInternal {
-		v, err := metric(addr, `carteiro_messages_total{outcome="sent"}`)
+		v, err := testenv.Metric(addr, `carteiro_messages_total{outcome="sent"}`)
 		if err != nil {
 			t.Logf("worker %d metrics: %v", i+1, err)
 		}

@@ -1,13 +1,7 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,11 +42,11 @@ func startStack(t *testing.T, o options) *stack {
 	env := map[string]string{
 		"RETRY_MAX_DELAY":         "1s",
 		"WORKER_SHUTDOWN_TIMEOUT": "10s", "STOP_TIMEOUT": "15", "READY_TIMEOUT": "30",
-		// A send that outlives the lease is taken over and sent again, so
-		// where nothing is killed the lease is long enough for a busy
-		// machine (go test runs packages in parallel on 2 cores).
-		// Scenarios that kill or starve the worker set a short one, so
-		// recovery fits in a test. SMTP_TIMEOUT must be shorter.
+		// The lease is renewed while a send runs, so it only says how
+		// soon a dead worker's messages are taken over: long enough that
+		// a worker starved on a busy machine (go test runs packages in
+		// parallel on 2 cores) keeps its claims, short where a scenario
+		// kills or starves the worker, so recovery fits in a test.
 		"WORKER_LEASE": "30s", "SMTP_TIMEOUT": "10s",
 		"LOG_LEVEL": "info",
 		// Mailpit keeps 500 messages unless told otherwise.
@@ -122,24 +116,4 @@ func (s *stack) scalar(sql string, dest any) error {
 	}
 	defer c.Close(context.Background())
 	return c.QueryRow(ctx, sql).Scan(dest)
-}
-
-// metric reads one unlabelled (or fully labelled, as written) sample from
-// a process's /metrics; -1 when absent.
-func metric(addr, name string) (float64, error) {
-	res, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1, err
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
-			return f, err
-		}
-	}
-	return -1, errors.Join(sc.Err(), fmt.Errorf("%s: no sample %s", addr, name))
 }

@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// poll would be a root span per second of nothing.
 	if err := tel.InstrumentRedis(rdb, func(cmd string) bool {
 		switch cmd {
-		case "xreadgroup", "xautoclaim", "xgroup", "ping":
+		case "xreadgroup", "xpending", "xclaim", "xgroup", "ping":
 			return true
 		}
 		return false
@@ -113,7 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := pool.Shutdown(shutdownCtx); err != nil {
-		log.Warn("shutdown deadline passed; unfinished messages will be recovered after the lease", "err", err)
+		log.Warn("shutdown deadline passed: sends in flight were interrupted; their messages are queued again, or recovered after the lease", "err", err)
 	}
 	log.Info("stopped")
 	return nil

@@ -30,12 +30,14 @@ type rig struct {
 	smtp   *testenv.SMTPServer
 	stream string
 	env    map[string]string
+	// logs holds every worker's log, also written to the test's output.
+	logs *testenv.LogBuffer
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	r := &rig{t: t, db: testenv.NewDatabase(t), redis: testenv.StartRedis(t), smtp: testenv.StartSMTP(t),
-		stream: "carteiro:test:" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+		stream: "carteiro:test:" + strconv.FormatInt(time.Now().UnixNano(), 36), logs: testenv.NewLogBuffer(t)}
 	ctx := context.Background()
 	var err error
 	r.store, err = store.Open(ctx, r.db, testenv.Logger(t))
@@ -79,7 +81,7 @@ func (r *rig) startWorker(name string, opts ...telemetry.Option) (stop func() er
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"worker"}, testenv.Env(env), r.t.Output(), opts...) }()
+	go func() { done <- run(ctx, []string{"worker"}, testenv.Env(env), r.logs, opts...) }()
 	stopped := false
 	var result error
 	stop = func() error {
@@ -337,7 +339,7 @@ func TestRecoversWorkOfCrashedWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, ok, err := r.store.Claim(ctx, id, id+"@example.test", 2*time.Second); err != nil || !ok {
+	if _, ok, err := r.store.Claim(ctx, id, id+"@example.test", 2*time.Second, 3); err != nil || !ok {
 		t.Fatalf("claim as the crashed worker: ok %v err %v", ok, err)
 	}
 	// The crashed worker never acknowledges nor records anything.
@@ -401,7 +403,7 @@ func TestRecoversSendingRowWithoutEntry(t *testing.T) {
 	for n, _ := rdb.XLen(ctx, r.stream).Result(); n == 0; n, _ = rdb.XLen(ctx, r.stream).Result() {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, ok, err := r.store.Claim(ctx, id, id+"@example.test", 2*time.Second); err != nil || !ok {
+	if _, ok, err := r.store.Claim(ctx, id, id+"@example.test", 2*time.Second, 3); err != nil || !ok {
 		t.Fatalf("claim as the crashed worker: ok %v err %v", ok, err)
 	}
 	if err := rdb.FlushAll(ctx).Err(); err != nil {

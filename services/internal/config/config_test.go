@@ -30,27 +30,50 @@ func TestLoadAPIDefaults(t *testing.T) {
 
 func TestLoadNamesEveryBadVariable(t *testing.T) {
 	_, err := LoadWorker(env(map[string]string{
-		"DB_PORT":            "abc",
-		"WORKER_CONCURRENCY": "0",
-		"WORKER_LEASE":       "soon",
-		"SMTP_TLS":           "maybe",
-		"MAIL_TO":            "not an address",
-		"LOG_LEVEL":          "loud",
+		"DB_PORT":               "abc",
+		"WORKER_CONCURRENCY":    "0",
+		"WORKER_LEASE":          "soon",
+		"SMTP_TLS":              "maybe",
+		"MAIL_TO":               "not an address",
+		"LOG_LEVEL":             "loud",
+		"WORKER_MAX_DELIVERIES": "0",
 	}))
 	if err == nil {
 		t.Fatal("got nil, want an error")
 	}
-	for _, name := range []string{"DB_PORT", "WORKER_CONCURRENCY", "WORKER_LEASE", "SMTP_TLS", "MAIL_TO", "LOG_LEVEL"} {
+	for _, name := range []string{"DB_PORT", "WORKER_CONCURRENCY", "WORKER_LEASE", "SMTP_TLS", "MAIL_TO", "LOG_LEVEL", "WORKER_MAX_DELIVERIES"} {
 		if !strings.Contains(err.Error(), name+":") {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
 	}
 }
 
-func TestSMTPTimeoutMustBeShorterThanLease(t *testing.T) {
-	_, err := LoadWorker(env(map[string]string{"SMTP_TIMEOUT": "90s", "WORKER_LEASE": "60s"}))
-	if err == nil || !strings.Contains(err.Error(), "SMTP_TIMEOUT") {
-		t.Errorf("got %v, want an error naming SMTP_TIMEOUT", err)
+// The lease is renewed while a send runs, so a send may outlast it: the
+// two are independent.
+func TestSMTPTimeoutsAndLease(t *testing.T) {
+	c, err := LoadWorker(env(map[string]string{"SMTP_TIMEOUT": "90s", "WORKER_LEASE": "5s"}))
+	if err != nil {
+		t.Fatalf("SMTP_TIMEOUT longer than WORKER_LEASE: got %v, want nil", err)
+	}
+	if c.SMTP.Timeout != 90*time.Second || c.SMTP.DataTimeout != 10*time.Minute || c.Lease != 5*time.Second {
+		t.Errorf("got timeout %s, data timeout %s, lease %s; want 90s, 10m, 5s", c.SMTP.Timeout, c.SMTP.DataTimeout, c.Lease)
+	}
+	_, err = LoadWorker(env(map[string]string{"SMTP_TIMEOUT": "2m", "SMTP_DATA_TIMEOUT": "1m"}))
+	if err == nil || !strings.Contains(err.Error(), "SMTP_DATA_TIMEOUT:") {
+		t.Errorf("SMTP_DATA_TIMEOUT shorter than SMTP_TIMEOUT: got %v, want an error naming SMTP_DATA_TIMEOUT", err)
+	}
+}
+
+func TestLoadWorkerDefaults(t *testing.T) {
+	c, err := LoadWorker(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTP.Timeout != time.Minute || c.SMTP.DataTimeout != 10*time.Minute {
+		t.Errorf("SMTP timeouts: got %s and %s, want 1m per reply and 10m for the final dot", c.SMTP.Timeout, c.SMTP.DataTimeout)
+	}
+	if c.Lease != 30*time.Second || c.MaxDeliveries != 5 || c.MaxAttempts != 5 {
+		t.Errorf("got lease %s, max deliveries %d, max attempts %d; want 30s, 5, 5", c.Lease, c.MaxDeliveries, c.MaxAttempts)
 	}
 }
 

@@ -23,9 +23,17 @@ type Worker struct {
 	Name string
 	// Concurrency is the number of messages sent at once.
 	Concurrency int
-	// Lease is how long a message may stay in flight before another worker
-	// may take it over (XAUTOCLAIM and the sending-row sweep).
+	// Lease is how long a claim lasts without being renewed: the time to
+	// notice that a worker died (or lost Postgres and Redis) before
+	// another takes its messages over. A live send renews its claim every
+	// Lease/3, however long the relay takes, so Lease does not bound a
+	// send.
 	Lease time.Duration
+	// MaxDeliveries is how many times one stream entry is handed to a
+	// worker (its delivery count in the consumer group) before it is
+	// treated as poison: its message recorded dead and the entry
+	// acknowledged. Heartbeats do not count.
+	MaxDeliveries int
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
 	ShutdownTimeout time.Duration
 	// MaxAttempts is the number of sends tried before a message is dead.
@@ -44,8 +52,16 @@ type SMTP struct {
 	Username string
 	Password string
 	// TLS is none, starttls (required) or tls (implicit).
-	TLS     string
+	TLS string
+	// Timeout bounds the connection and each wait for a reply: the
+	// greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA and each block of
+	// message data (RFC 5321 §4.5.3.2), never the whole transaction.
 	Timeout time.Duration
+	// DataTimeout bounds the wait for the reply to the final dot, when
+	// the relay processes the message (RFC 5321 §4.5.3.2.6: 10 minutes).
+	// A timeout here may leave a message the relay did accept recorded
+	// as failed and sent again (RFC 1047), so it is long.
+	DataTimeout time.Duration
 }
 
 // LoadWorker reads the worker's configuration through getenv.
@@ -63,13 +79,19 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 			Username: r.string("SMTP_USERNAME", ""),
 			Password: r.secret("SMTP_PASSWORD"),
 			TLS:      r.oneOf("SMTP_TLS", "none", "none", "starttls", "tls"),
-			Timeout:  r.duration("SMTP_TIMEOUT", 30*time.Second, 100*time.Millisecond),
+			// RFC 5321 asks 2 to 5 minutes per reply of a relay on the
+			// Internet; carteiro talks to its own relay, where a reply a
+			// minute late means trouble, and a timeout before the final
+			// dot only costs a retry.
+			Timeout:     r.duration("SMTP_TIMEOUT", time.Minute, 100*time.Millisecond),
+			DataTimeout: r.duration("SMTP_DATA_TIMEOUT", 10*time.Minute, 100*time.Millisecond),
 		},
 		From:            address(r, "MAIL_FROM", "carteiro@carteiro.localhost"),
 		To:              address(r, "MAIL_TO", "contato@carteiro.localhost"),
 		Name:            r.string("WORKER_NAME", fmt.Sprintf("%s-%d", host, os.Getpid())),
 		Concurrency:     r.int("WORKER_CONCURRENCY", 4, 1, 256),
-		Lease:           r.duration("WORKER_LEASE", 60*time.Second, time.Second),
+		Lease:           r.duration("WORKER_LEASE", 30*time.Second, time.Second),
+		MaxDeliveries:   r.int("WORKER_MAX_DELIVERIES", 5, 1, 1000),
 		ShutdownTimeout: r.duration("WORKER_SHUTDOWN_TIMEOUT", 20*time.Second, 0),
 		MaxAttempts:     r.int("MAX_ATTEMPTS", 5, 1, 100),
 		RetryBaseDelay:  r.duration("RETRY_BASE_DELAY", 2*time.Second, time.Millisecond),
@@ -79,8 +101,8 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 	if c.RetryMaxDelay < c.RetryBaseDelay {
 		r.fail("RETRY_MAX_DELAY", "%s is shorter than RETRY_BASE_DELAY %s", c.RetryMaxDelay, c.RetryBaseDelay)
 	}
-	if c.SMTP.Timeout >= c.Lease {
-		r.fail("SMTP_TIMEOUT", "%s must be shorter than WORKER_LEASE %s, or a slow send is taken over while in flight", c.SMTP.Timeout, c.Lease)
+	if c.SMTP.DataTimeout < c.SMTP.Timeout {
+		r.fail("SMTP_DATA_TIMEOUT", "%s is shorter than SMTP_TIMEOUT %s", c.SMTP.DataTimeout, c.SMTP.Timeout)
 	}
 	return c, r.err()
 }

@@ -9,6 +9,9 @@ const (
 	OutcomeSent  = "sent"
 	OutcomeRetry = "retry"
 	OutcomeDead  = "dead"
+	// OutcomeReleased is an attempt this worker interrupted itself (the
+	// shutdown deadline): the message goes back on the queue, uncounted.
+	OutcomeReleased = "released"
 )
 
 // Metrics are the worker's delivery measurements.
@@ -17,6 +20,18 @@ type Metrics struct {
 	latency  prometheus.Histogram
 	outcomes *prometheus.CounterVec
 	inflight prometheus.Gauge
+	// stale counts outcome writes refused because their claim was no
+	// longer held, by write (sent, retry, dead, released).
+	stale *prometheus.CounterVec
+	// takeovers counts claims that replaced one whose lease expired.
+	takeovers prometheus.Counter
+	// lost counts attempts stopped because a heartbeat found their claim
+	// taken over.
+	lost prometheus.Counter
+	// renewFailures counts heartbeats that could not renew the leases.
+	renewFailures prometheus.Counter
+	// poison counts stream entries ended after too many deliveries.
+	poison prometheus.Counter
 }
 
 // NewMetrics registers the delivery metrics with reg.
@@ -25,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		send: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "carteiro_send_duration_seconds",
 			Help:    "Time of one SMTP send, successful or not.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "carteiro_delivery_latency_seconds",
@@ -34,18 +49,39 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "carteiro_messages_total",
-			Help: "Delivery attempts by outcome: sent, retry (transient failure, tried again later) or dead.",
+			Help: "Delivery attempts by outcome: sent, retry (transient failure, tried again later), dead, or released (interrupted by the worker's shutdown, queued again).",
 		}, []string{"outcome"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "carteiro_worker_inflight",
 			Help: "Messages being delivered right now.",
 		}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "carteiro_stale_writes_total",
+			Help: "Outcome writes refused because another attempt had claimed the message since (fencing), by outcome.",
+		}, []string{"outcome"}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "carteiro_takeovers_total",
+			Help: "Claims that took a message over from an attempt whose lease had expired.",
+		}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "carteiro_claims_lost_total",
+			Help: "Attempts stopped because their claim had been taken over while they ran.",
+		}),
+		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "carteiro_lease_renewal_failures_total",
+			Help: "Heartbeats that could not renew the leases of the sends in flight.",
+		}),
+		poison: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "carteiro_poison_entries_total",
+			Help: "Stream entries delivered WORKER_MAX_DELIVERIES times without an outcome, then ended.",
+		}),
 	}
 	// Every outcome exists from the start, so rates and alerts see zeros
 	// rather than nothing.
-	for _, o := range []string{OutcomeSent, OutcomeRetry, OutcomeDead} {
+	for _, o := range []string{OutcomeSent, OutcomeRetry, OutcomeDead, OutcomeReleased} {
 		m.outcomes.WithLabelValues(o)
+		m.stale.WithLabelValues(o)
 	}
-	reg.MustRegister(m.send, m.latency, m.outcomes, m.inflight)
+	reg.MustRegister(m.send, m.latency, m.outcomes, m.inflight, m.stale, m.takeovers, m.lost, m.renewFailures, m.poison)
 	return m
 }

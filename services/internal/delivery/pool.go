@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -27,6 +29,27 @@ type Deps struct {
 	Metrics    *Metrics
 }
 
+// Timeouts of the pool's own database work.
+const (
+	// claimTimeout bounds a claim, so a Postgres that stopped answering
+	// does not hold a sender for minutes; the entry stays pending and is
+	// delivered again after the lease.
+	claimTimeout = 5 * time.Second
+	// outcomeTimeout bounds the recording of one outcome, retries
+	// included. It is its own: an outcome is recorded even after the work
+	// was cancelled (see Shutdown).
+	outcomeTimeout = 15 * time.Second
+	// outcomeGrace is the most of Shutdown's time kept, after the
+	// connections of the sends in flight are closed, for their outcomes.
+	outcomeGrace = 5 * time.Second
+)
+
+// Cancellation causes of an attempt's send.
+var (
+	errShutdown  = errors.New("the worker is shutting down")
+	errClaimLost = errors.New("the claim was taken over by another attempt")
+)
+
 // Pool delivers messages with Config.Concurrency sends at once.
 type Pool struct {
 	d Deps
@@ -37,21 +60,31 @@ type Pool struct {
 	// stop is closed by Shutdown: no more reading.
 	stop     chan struct{}
 	stopOnce sync.Once
-	// hardStop cancels the in-flight work when Shutdown's deadline passes.
-	hardStop context.CancelFunc
-	done     chan struct{}
+	// work is the sends' context: hardStop cancels it, closing their
+	// connections, when Shutdown's deadline is near.
+	work     context.Context
+	hardStop context.CancelCauseFunc
+	// final ends the outcome writes still going at Shutdown's deadline.
+	final       context.Context
+	cancelFinal context.CancelFunc
+	done        chan struct{}
+	// inflight are the attempts being made, which the heartbeat renews.
+	inflight inflight
 }
 
 // NewPool returns a pool; Run starts it.
 func NewPool(d Deps) *Pool {
 	n := d.Config.Concurrency
 	p := &Pool{
-		d:     d,
-		slots: make(chan struct{}, n),
-		jobs:  make(chan queue.Entry, n),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		d:        d,
+		slots:    make(chan struct{}, n),
+		jobs:     make(chan queue.Entry, n),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		inflight: inflight{byEntry: map[string]*attempt{}},
 	}
+	p.work, p.hardStop = context.WithCancelCause(context.Background())
+	p.final, p.cancelFinal = context.WithCancel(context.Background())
 	for range n {
 		p.slots <- struct{}{}
 	}
@@ -63,9 +96,8 @@ func NewPool(d Deps) *Pool {
 // deadline stops it.
 func (p *Pool) Run(ctx context.Context) error {
 	defer close(p.done)
-	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.hardStop = cancel
-	defer cancel()
+	defer p.cancelFinal()
+	defer p.hardStop(errShutdown)
 	read, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	go func() {
@@ -79,11 +111,19 @@ func (p *Pool) Run(ctx context.Context) error {
 	if err := p.d.Queue.EnsureGroup(read); err != nil {
 		p.d.Log.WarnContext(ctx, "worker: cannot create the consumer group yet", "err", err)
 	}
+	// The heartbeat outlives the reading: it renews the claims of the
+	// sends in flight until the last one is recorded.
+	beat, stopBeat := context.WithCancel(context.Background())
+	var heart sync.WaitGroup
+	heart.Go(func() { p.heartbeat(beat) })
+	defer heart.Wait()
+	defer stopBeat()
+
 	var senders sync.WaitGroup
 	for range p.d.Config.Concurrency {
 		senders.Go(func() {
 			for e := range p.jobs {
-				p.handle(work, e)
+				p.handle(p.work, e)
 				p.slots <- struct{}{}
 			}
 		})
@@ -97,20 +137,45 @@ func (p *Pool) Run(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops reading and waits for the sends in flight, until ctx is
-// done. A read already waiting on Redis (at most a second) may still
-// return entries; they are delivered too rather than left pending. When ctx is
-// done, what is left is cancelled (those messages stay pending and are
-// recovered after the lease) and Shutdown returns ctx's error.
+// Shutdown stops reading and waits for the sends in flight and their
+// outcomes, until ctx is done. A read already waiting on Redis (at most a
+// second) may still return entries; they are delivered too rather than
+// left pending.
+//
+// When ctx has a deadline, a quarter of the time left (at most 5 s) before
+// it the connections of the sends still in flight are closed: each such
+// attempt is released (its message queued again at once, the attempt not
+// counted) or, if the relay's 250 arrived first, recorded sent. Outcome
+// writes use their own context, not the cancelled work's. At the deadline
+// whatever is left is cancelled (those messages are recovered after the
+// lease) and Shutdown returns an error; it also returns one, after
+// everything finished, when sends had to be interrupted.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() { close(p.stop) })
+	var hard <-chan time.Time
+	var grace time.Duration
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline)
+		grace = min(left/4, outcomeGrace)
+		t := time.NewTimer(left - grace)
+		defer t.Stop()
+		hard = t.C
+	}
 	select {
 	case <-p.done:
 		return nil
+	case <-hard:
 	case <-ctx.Done():
-		if p.hardStop != nil {
-			p.hardStop()
-		}
+	}
+	n := p.inflight.count()
+	p.d.Log.WarnContext(ctx, "worker: shutdown deadline near: closing the connections of the sends in flight; they will be sent again",
+		"in_flight", n, "outcome_grace", grace)
+	p.hardStop(errShutdown)
+	select {
+	case <-p.done:
+		return fmt.Errorf("%d send(s) interrupted %s before the shutdown deadline", n, grace)
+	case <-ctx.Done():
+		p.cancelFinal()
 		<-p.done
 		return ctx.Err()
 	}
@@ -163,16 +228,25 @@ func (p *Pool) readLoop(ctx context.Context) {
 	}
 }
 
-// reclaimLoop recovers the work of crashed workers: stream entries left
-// pending past the lease, and rows left in sending past the lease.
+// reclaimLoop recovers the work of workers that stopped: claims whose
+// lease expired in Postgres, and stream entries nobody renewed for a
+// lease. A live send renews both (heartbeat), so neither is ever taken
+// from it.
 func (p *Pool) reclaimLoop(ctx context.Context) {
 	every := p.d.Config.Lease / 2
 	cursor := "0-0"
 	for sleep(ctx, every) {
-		if n, err := p.d.Store.ReleaseExpired(ctx, p.d.Config.Lease); err != nil {
-			p.d.Log.WarnContext(ctx, "worker: releasing expired leases failed", "err", err)
-		} else if n > 0 {
-			p.d.Log.WarnContext(ctx, "worker: released messages whose worker vanished", "count", n)
+		c, cancel := context.WithTimeout(ctx, every)
+		released, dead, err := p.d.Store.ReleaseExpired(c, p.d.Config.MaxAttempts)
+		cancel()
+		switch {
+		case err != nil:
+			p.d.Log.WarnContext(ctx, "worker: releasing expired claims failed", "err", err)
+		case released > 0:
+			p.d.Log.WarnContext(ctx, "worker: released messages whose lease expired (their worker stopped or lost Postgres); another attempt will take them over", "count", released)
+		}
+		if dead > 0 {
+			p.d.Log.ErrorContext(ctx, "worker: recorded dead: the lease of their last allowed attempt expired", "count", dead, "max_attempts", p.d.Config.MaxAttempts)
 		}
 		for ctx.Err() == nil {
 			n := p.acquire(ctx, p.d.Config.Concurrency)
@@ -186,12 +260,12 @@ func (p *Pool) reclaimLoop(ctx context.Context) {
 				break
 			}
 			for _, e := range entries {
-				p.d.Log.InfoContext(ctx, "worker: took over an abandoned entry", "message_id", e.MessageID)
+				p.d.Log.WarnContext(ctx, "worker: took over a stream entry nobody renewed for a lease",
+					"message_id", e.MessageID, "stream_id", e.StreamID, "deliveries", e.Deliveries)
 				p.jobs <- e
 			}
 			cursor = next
-			if cursor == "0-0" || len(entries) == 0 {
-				cursor = "0-0"
+			if cursor == "0-0" {
 				break
 			}
 		}

@@ -33,6 +33,11 @@ var contractMetrics = map[string]string{
 	"carteiro_delivery_latency_seconds":      "histogram",
 	"carteiro_messages_total":                "counter",
 	"carteiro_worker_inflight":               "gauge",
+	"carteiro_stale_writes_total":            "counter",
+	"carteiro_takeovers_total":               "counter",
+	"carteiro_claims_lost_total":             "counter",
+	"carteiro_lease_renewal_failures_total":  "counter",
+	"carteiro_poison_entries_total":          "counter",
 	"nginx_connections_active":               "gauge",
 	"nginx_http_requests_total":              "counter",
 	"nginx_up":                               "gauge",
@@ -42,7 +47,7 @@ var contractMetrics = map[string]string{
 // contractLabelValues are the closed label value sets of the contract.
 var contractLabelValues = map[string][]string{
 	"state":   {"stream", "lag", "pending", "queued", "sending", "failed", "dead"},
-	"outcome": {"sent", "retry", "dead"},
+	"outcome": {"sent", "retry", "dead", "released"},
 	"job":     {"carteiro-api", "carteiro-worker", "nginx", "prometheus"},
 }
 

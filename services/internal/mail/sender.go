@@ -2,12 +2,13 @@ package mail
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/mail"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -23,28 +24,39 @@ import (
 
 // Message is what a worker hands to the sender.
 type Message struct {
-	// ID is the message's row id; the Message-ID is derived from it so a
-	// repeated send carries the same Message-ID.
-	ID       string
-	Assunto  string
-	Mensagem string
-	Date     time.Time
+	// ID is the message's row id.
+	ID string
+	// MessageID is the Message-ID header's value without angle brackets,
+	// the one stored with the row so that every attempt carries the same;
+	// empty derives it from ID (see Sender.MessageID).
+	MessageID string
+	Assunto   string
+	Mensagem  string
+	Date      time.Time
 }
 
-// Sender sends to one fixed recipient from one fixed sender address.
+// Sender sends to one fixed recipient from one fixed sender address over
+// pooled connections. Each wait for a reply is bounded by its own timeout
+// (RFC 5321 §4.5.3.2): config.SMTP.Timeout for the greeting and every
+// command, config.SMTP.DataTimeout for the reply to the final dot.
 type Sender struct {
-	// client checks an idle connection with NOOP before using it; fresh
-	// skips that round trip for a connection used moments ago.
+	// client dials: connection, greeting, EHLO, STARTTLS and AUTH. The
+	// mail transaction itself is driven here, command by command, so the
+	// final dot can have its own timeout.
 	client *gomail.Client
-	fresh  *gomail.Client
 	from   string
 	to     string
 	domain string
 	// idle holds open connections between sends.
-	idle   chan idleConn
-	host   string
-	port   int
-	tracer trace.Tracer
+	idle        chan *conn
+	host        string
+	port        int
+	timeout     time.Duration
+	dataTimeout time.Duration
+	// implicitTLS: TLS from the first byte (SMTP_TLS=tls), done by dialTCP.
+	implicitTLS bool
+	tlsConfig   *tls.Config
+	tracer      trace.Tracer
 }
 
 // NewSender prepares a sender; it connects lazily. poolSize is how many
@@ -54,13 +66,29 @@ func NewSender(cfg config.SMTP, from, to string, poolSize int, tracer trace.Trac
 	if tracer == nil {
 		tracer = noop.NewTracerProvider().Tracer("")
 	}
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return nil, fmt.Errorf("sender address: %w", err)
+	}
+	s := &Sender{
+		from: from, to: to,
+		domain:  a.Address[strings.LastIndexByte(a.Address, '@')+1:],
+		idle:    make(chan *conn, max(1, poolSize)),
+		host:    cfg.Host,
+		port:    cfg.Port,
+		timeout: cfg.Timeout, dataTimeout: max(cfg.DataTimeout, cfg.Timeout),
+		implicitTLS: cfg.TLS == "tls",
+		tlsConfig:   &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12},
+		tracer:      tracer,
+	}
 	opts := []gomail.Option{
 		gomail.WithPort(cfg.Port),
+		// Bounds the TCP connection and the greeting; every later reply
+		// has its own deadline (replyConn).
 		gomail.WithTimeout(cfg.Timeout),
 		gomail.WithHELO("carteiro"),
-		// A finished DATA ends the mail transaction; RSET would only cost
-		// a round trip per message.
-		gomail.WithoutRset(),
+		gomail.WithDialContextFunc(s.dialTCP),
+		gomail.WithTLSConfig(s.tlsConfig),
 	}
 	switch cfg.TLS {
 	case "tls":
@@ -71,44 +99,49 @@ func NewSender(cfg config.SMTP, from, to string, poolSize int, tracer trace.Trac
 		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
 	}
 	if cfg.Username != "" {
-		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
-			gomail.WithUsername(cfg.Username), gomail.WithPassword(cfg.Password))
+		auth := gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover)
+		if s.implicitTLS {
+			// With its own dialer go-mail cannot tell the connection is
+			// TLS, and its discovery would then refuse PLAIN and LOGIN:
+			// name the mechanisms, strongest first. PLAIN and LOGIN still
+			// check for themselves that the connection is TLS.
+			auth = gomail.WithOpportunisticSMTPAuth(gomail.SMTPAuthSCRAMSHA256PLUS, gomail.SMTPAuthSCRAMSHA256,
+				gomail.SMTPAuthSCRAMSHA1PLUS, gomail.SMTPAuthSCRAMSHA1, gomail.SMTPAuthCramMD5,
+				gomail.SMTPAuthPlain, gomail.SMTPAuthLogin)
+		}
+		opts = append(opts, auth, gomail.WithUsername(cfg.Username), gomail.WithPassword(cfg.Password))
 	}
-	c, err := gomail.NewClient(cfg.Host, opts...)
-	if err != nil {
+	if s.client, err = gomail.NewClient(cfg.Host, opts...); err != nil {
 		return nil, fmt.Errorf("smtp client: %w", err)
 	}
-	fresh, err := gomail.NewClient(cfg.Host, append(opts, gomail.WithoutNoop())...)
-	if err != nil {
-		return nil, fmt.Errorf("smtp client: %w", err)
-	}
-	a, err := mail.ParseAddress(from)
-	if err != nil {
-		return nil, fmt.Errorf("sender address: %w", err)
-	}
-	return &Sender{
-		client: c, fresh: fresh, from: from, to: to,
-		domain: a.Address[strings.LastIndexByte(a.Address, '@')+1:],
-		idle:   make(chan idleConn, max(1, poolSize)),
-		host:   cfg.Host, port: cfg.Port, tracer: tracer,
-	}, nil
+	return s, nil
 }
 
 // Addr is the relay's host:port.
 func (s *Sender) Addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.port)) }
 
-// MessageID returns the Message-ID (without angle brackets) for a row id.
+// MessageID returns the Message-ID (without angle brackets) for a row id,
+// in MAIL_FROM's domain. The store keeps the first one it is given, so a
+// later change of MAIL_FROM does not change a message's Message-ID.
 func (s *Sender) MessageID(id string) string { return id + "@" + s.domain }
 
 // Send delivers m and returns the text of the server's 250 reply. A failure is
-// a *gomail.SendError or a connection error; see Permanent.
+// a transaction error (the relay's reply to MAIL, RCPT, DATA or the final
+// dot, or the connection failing meanwhile) or a connection error; see
+// Permanent. When ctx is done the connection is closed at once, wherever
+// the send is; the error then wraps ctx.Err(). If the relay's 250 to the
+// final dot arrived before that, Send succeeds.
 func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) {
+	mid := m.MessageID
+	if mid == "" {
+		mid = s.MessageID(m.ID)
+	}
 	ctx, span := s.tracer.Start(ctx, "smtp send", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			attribute.String("server.address", s.host),
 			attribute.Int("server.port", s.port),
 			attribute.String("network.protocol.name", "smtp"),
-			attribute.String("smtp.message_id", s.MessageID(m.ID)),
+			attribute.String("smtp.message_id", mid),
 		))
 	defer func() {
 		if err != nil {
@@ -118,7 +151,7 @@ func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) 
 				span.SetAttributes(attribute.Int("smtp.reply.code", code))
 			}
 		} else {
-			// go-mail accepts only 250 as the answer to DATA.
+			// Only 250 is accepted as the answer to the final dot.
 			span.SetAttributes(attribute.Int("smtp.reply.code", 250), attribute.String("smtp.reply.text", reply))
 		}
 		span.End()
@@ -131,72 +164,159 @@ func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) 
 		return "", permanent(fmt.Errorf("to: %w", err))
 	}
 	setSubject(msg, m.Assunto)
-	msg.SetMessageIDWithValue(s.MessageID(m.ID))
+	msg.SetMessageIDWithValue(mid)
 	msg.SetDateWithValue(m.Date)
 	msg.SetUserAgent("carteiro")
 	msg.SetBodyString(gomail.TypeTextPlain, m.Mensagem)
 
-	conn, checker, err := s.conn(ctx)
+	c, err := s.conn(ctx)
 	if err != nil {
 		return "", err
 	}
-	err = checker.SendWithSMTPClient(conn, msg)
-	var se *gomail.SendError
-	if errors.As(err, &se) && se.Reason == gomail.ErrConnCheck {
-		// The idle connection went stale; try once on a fresh one.
-		_ = conn.Close()
-		if conn, err = s.dial(ctx); err != nil {
-			return "", err
-		}
-		err = s.client.SendWithSMTPClient(conn, msg)
-	}
-	if err != nil {
+	stop := context.AfterFunc(ctx, func() { _ = c.rc.Close() })
+	reply, err = s.transact(c, msg)
+	closed := !stop()
+	if err != nil || closed {
 		// After a failure the connection's state is unknown: drop it.
-		_ = conn.Close()
+		_ = c.rc.Close()
+	}
+	if err != nil {
+		if closed {
+			return "", fmt.Errorf("send interrupted: %w (%v)", context.Cause(ctx), err)
+		}
 		return "", err
 	}
-	s.release(conn)
-	return msg.ServerResponse(), nil
+	if !closed {
+		s.release(c)
+	}
+	return reply, nil
 }
 
-// idleConn is an open connection and when it was last used.
-type idleConn struct {
-	c    *smtp.Client
-	used time.Time
+// transact runs one mail transaction (RFC 5321 §3.3) on c.
+func (s *Sender) transact(c *conn, msg *gomail.Msg) (string, error) {
+	from, err := msg.GetSender(false)
+	if err != nil {
+		return "", permanent(err)
+	}
+	rcpts, err := msg.GetRecipients()
+	if err != nil {
+		return "", permanent(err)
+	}
+	if err := c.client.Mail(from); err != nil {
+		return "", transactionError{"MAIL FROM", err}
+	}
+	for _, r := range rcpts {
+		if err := c.client.Rcpt(r); err != nil {
+			return "", transactionError{"RCPT TO", err}
+		}
+	}
+	w, err := c.client.Data()
+	if err != nil {
+		return "", transactionError{"DATA", err}
+	}
+	if _, err := msg.WriteTo(w); err != nil {
+		return "", transactionError{"message data", err}
+	}
+	// The message is buffered until Close writes the final dot; the relay
+	// may then take its time (RFC 5321 §4.5.3.2.6: 10 minutes).
+	c.rc.setTimeout(s.dataTimeout)
+	err = w.Close()
+	c.rc.setTimeout(s.timeout)
+	if err != nil {
+		return "", transactionError{"final dot", err}
+	}
+	dc, ok := w.(*smtp.DataCloser)
+	if !ok {
+		return "", nil
+	}
+	return dc.ServerResponse(), nil
+}
+
+// conn is an open connection, the deadline-keeping connection under it,
+// and when it was last used.
+type conn struct {
+	client *smtp.Client
+	rc     *replyConn
+	used   time.Time
 }
 
 // trustFor is how long after its last use a connection is sent on without
 // a NOOP check first.
 const trustFor = 2 * time.Second
 
-// conn returns an open connection, and the client to send with: one that
-// checks the connection first unless it was used moments ago.
-func (s *Sender) conn(ctx context.Context) (*smtp.Client, *gomail.Client, error) {
-	select {
-	case ic := <-s.idle:
-		if time.Since(ic.used) < trustFor {
-			return ic.c, s.fresh, nil
+// conn returns an open connection: an idle one (checked with NOOP unless
+// it was used moments ago) or a new one.
+func (s *Sender) conn(ctx context.Context) (*conn, error) {
+	for {
+		select {
+		case c := <-s.idle:
+			if time.Since(c.used) < trustFor {
+				return c, nil
+			}
+			stop := context.AfterFunc(ctx, func() { _ = c.rc.Close() })
+			err := c.client.Noop()
+			if stop() && err == nil {
+				return c, nil
+			}
+			// Gone stale (or ctx is done): try the next one.
+			_ = c.rc.Close()
+		default:
+			return s.dial(ctx)
 		}
-		return ic.c, s.client, nil
-	default:
-		c, err := s.dial(ctx)
-		return c, s.fresh, err
 	}
 }
 
-func (s *Sender) dial(ctx context.Context) (*smtp.Client, error) {
-	c, err := s.client.DialToSMTPClientWithContext(ctx)
+// dialedKey carries, in the dial's context, where dialTCP leaves the
+// connection it made.
+type dialedKey struct{}
+
+// dial opens a connection: TCP (and TLS), greeting, EHLO, STARTTLS, AUTH.
+// When ctx is done meanwhile, the connection is closed.
+func (s *Sender) dial(ctx context.Context) (*conn, error) {
+	var rc atomic.Pointer[replyConn]
+	stop := context.AfterFunc(ctx, func() {
+		if c := rc.Load(); c != nil {
+			_ = c.Close()
+		}
+	})
+	defer stop()
+	client, err := s.client.DialToSMTPClientWithContext(context.WithValue(ctx, dialedKey{}, &rc))
 	if err != nil {
+		if c := rc.Load(); c != nil {
+			_ = c.Close()
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to %s interrupted: %w (%v)", s.Addr(), context.Cause(ctx), err)
+		}
 		return nil, fmt.Errorf("connect to %s: %w", s.Addr(), err)
 	}
-	return c, nil
+	return &conn{client: client, rc: rc.Load()}, nil
 }
 
-func (s *Sender) release(c *smtp.Client) {
+// dialTCP is go-mail's dialer: a TCP connection under a replyConn, and TLS
+// over it for SMTP_TLS=tls (STARTTLS is go-mail's, over the same replyConn).
+func (s *Sender) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	tcp, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	rc := newReplyConn(tcp, s.timeout)
+	if p, ok := ctx.Value(dialedKey{}).(*atomic.Pointer[replyConn]); ok {
+		p.Store(rc)
+	}
+	if s.implicitTLS {
+		return tls.Client(rc, s.tlsConfig), nil
+	}
+	return rc, nil
+}
+
+func (s *Sender) release(c *conn) {
+	c.used = time.Now()
 	select {
-	case s.idle <- idleConn{c: c, used: time.Now()}:
+	case s.idle <- c:
 	default:
-		_ = c.Quit()
+		_ = c.client.Quit()
+		_ = c.rc.Close()
 	}
 }
 
@@ -204,8 +324,9 @@ func (s *Sender) release(c *smtp.Client) {
 func (s *Sender) Close() {
 	for {
 		select {
-		case ic := <-s.idle:
-			_ = ic.c.Quit()
+		case c := <-s.idle:
+			_ = c.client.Quit()
+			_ = c.rc.Close()
 		default:
 			return
 		}

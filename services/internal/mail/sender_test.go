@@ -2,6 +2,7 @@ package mail
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,8 +14,15 @@ import (
 
 func newSender(t *testing.T, port string) *Sender {
 	t.Helper()
+	return newSenderWith(t, port, 2*time.Second, 10*time.Second)
+}
+
+// newSenderWith is a sender with the given timeouts: per reply, and for
+// the final dot's reply.
+func newSenderWith(t *testing.T, port string, timeout, dataTimeout time.Duration) *Sender {
+	t.Helper()
 	p, _ := strconv.Atoi(port)
-	s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: "none", Timeout: 2 * time.Second},
+	s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: "none", Timeout: timeout, DataTimeout: dataTimeout},
 		"Carteiro <carteiro@example.test>", "contato@example.test", 2, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -83,5 +91,184 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 	}
 	if Permanent(err) || ReplyCode(err) != 0 {
 		t.Errorf("got permanent=%v code=%d, want transient with no reply code", Permanent(err), ReplyCode(err))
+	}
+}
+
+// paceOnly makes the server wait d before its reply to command, and
+// answer everything else at once.
+func paceOnly(srv *testenv.SMTPServer, command string, d time.Duration) {
+	srv.Pace(func(r testenv.Reply) time.Duration {
+		if r.Command == command {
+			return d
+		}
+		return 0
+	})
+}
+
+func message(id string) Message {
+	return Message{ID: id, Assunto: "a", Mensagem: "b", Date: time.Now()}
+}
+
+// Every reply takes a while but comes within the timeout: the send
+// succeeds although the whole conversation lasts longer than the timeout.
+func TestEachReplyHasItsOwnTimeout(t *testing.T) {
+	srv := testenv.StartSMTP(t)
+	srv.PaceEvery(400 * time.Millisecond)
+	s := newSenderWith(t, srv.Port(), 2*time.Second, 2*time.Second)
+	if _, err := s.Send(context.Background(), message("slow")); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if got := len(srv.Messages()); got != 1 {
+		t.Errorf("messages: got %d, want 1", got)
+	}
+	var cmds []string
+	for _, r := range srv.Replies() {
+		cmds = append(cmds, r.Command)
+	}
+	// greeting, EHLO, MAIL, RCPT, DATA, the final dot: six waits of
+	// 400ms each, longer together than the 2s timeout.
+	if got, want := strings.Join(cmds, ","), ",EHLO,MAIL,RCPT,DATA,."; got != want {
+		t.Errorf("replies: got %s, want %s", got, want)
+	}
+}
+
+// A reply later than the timeout fails the send, as a transient failure
+// of that command.
+func TestReplyLaterThanTimeoutFails(t *testing.T) {
+	srv := testenv.StartSMTP(t)
+	paceOnly(srv, "MAIL", 5*time.Second)
+	s := newSenderWith(t, srv.Port(), time.Second, 10*time.Second)
+	_, err := s.Send(context.Background(), message("late"))
+	if err == nil {
+		t.Fatal("got nil error, want a timeout waiting for MAIL's reply")
+	}
+	if Permanent(err) || ReplyCode(err) != 0 || !strings.Contains(err.Error(), "MAIL FROM") {
+		t.Errorf("got %v (permanent %v), want a transient failure of MAIL FROM", err, Permanent(err))
+	}
+	if got := srv.Attempts(); got != 0 {
+		t.Errorf("DATA commands: got %d, want 0", got)
+	}
+}
+
+// The final dot's reply has the longer SMTP_DATA_TIMEOUT.
+func TestFinalDotHasDataTimeout(t *testing.T) {
+	srv := testenv.StartSMTP(t)
+	paceOnly(srv, ".", 3*time.Second)
+	s := newSenderWith(t, srv.Port(), time.Second, 30*time.Second)
+	if _, err := s.Send(context.Background(), message("scanned")); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if got := len(srv.Messages()); got != 1 {
+		t.Errorf("messages: got %d, want 1", got)
+	}
+}
+
+// The window no client can close (RFC 1047): the relay accepted the
+// message, but its reply to the final dot did not arrive in time. The send
+// fails, transiently, and the relay has the message: a retry makes a copy
+// with the same Message-ID.
+func TestFinalDotTimeoutAfterAcceptance(t *testing.T) {
+	srv := testenv.StartSMTP(t)
+	paceOnly(srv, ".", 5*time.Second)
+	s := newSenderWith(t, srv.Port(), time.Second, time.Second)
+	_, err := s.Send(context.Background(), message("rfc1047"))
+	if err == nil || Permanent(err) || !strings.Contains(err.Error(), "final dot") {
+		t.Fatalf("got %v, want a transient failure waiting for the final dot's reply", err)
+	}
+	if got := len(srv.Messages()); got != 1 {
+		t.Errorf("messages the relay accepted: got %d, want 1", got)
+	}
+}
+
+// When ctx is done the connection is closed at once, even while the relay
+// holds its reply to the final dot.
+func TestCancelClosesTheConnection(t *testing.T) {
+	srv := testenv.StartSMTP(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv.Pace(func(r testenv.Reply) time.Duration {
+		if r.Command == "." {
+			cancel()
+			return time.Hour
+		}
+		return 0
+	})
+	s := newSenderWith(t, srv.Port(), time.Minute, time.Hour)
+	_, err := s.Send(ctx, message("stopped"))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want an error wrapping context.Canceled", err)
+	}
+	if Permanent(err) {
+		t.Errorf("an interrupted send must be transient: %v", err)
+	}
+	// The connection was dropped, not pooled: the next send dials again.
+	srv.Pace(nil)
+	if _, err := s.Send(context.Background(), message("next")); err != nil {
+		t.Fatalf("send after the interruption: %v", err)
+	}
+	if got := srv.Sessions(); got != 2 {
+		t.Errorf("connections: got %d, want 2", got)
+	}
+}
+
+// The stored Message-ID is used as given.
+func TestStoredMessageID(t *testing.T) {
+	srv := testenv.StartSMTP(t)
+	s := newSender(t, srv.Port())
+	m := message("0193")
+	m.MessageID = "0193@old-domain.example"
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Messages()[0].Header.Get("Message-Id"); got != "<0193@old-domain.example>" {
+		t.Errorf("Message-ID: got %q, want <0193@old-domain.example>", got)
+	}
+}
+
+// TLS, both ways, with SMTP AUTH: the sender's own dialer keeps go-mail's
+// STARTTLS and authentication working, and the per-reply deadlines hold
+// under TLS (implicit TLS: every reply paced, seven replies longer
+// together than the timeout).
+func TestSendOverTLSWithAuth(t *testing.T) {
+	for _, mode := range []string{"starttls", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := testenv.StartSMTPWith(t, testenv.SMTPOptions{TLS: mode, Username: "carteiro", Password: "s3cret"})
+			if mode == "tls" {
+				srv.PaceEvery(300 * time.Millisecond)
+			}
+			p, _ := strconv.Atoi(srv.Port())
+			s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: mode, Username: "carteiro", Password: "s3cret",
+				Timeout: time.Second, DataTimeout: time.Second},
+				"carteiro@example.test", "contato@example.test", 1, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			s.tlsConfig.RootCAs = srv.CertPool()
+			for i := range 2 {
+				if _, err := s.Send(context.Background(), message(strconv.Itoa(i))); err != nil {
+					t.Fatalf("send %d: %v", i, err)
+				}
+			}
+			if got := len(srv.Messages()); got != 2 {
+				t.Errorf("messages: got %d, want 2", got)
+			}
+			if got := srv.Logins(); len(got) != 1 || got[0] != "carteiro" {
+				t.Errorf("logins: got %v, want one, as carteiro, on one pooled connection", got)
+			}
+		})
+	}
+	// Wrong credentials fail the connection, transiently (configuration,
+	// not the message).
+	srv := testenv.StartSMTPWith(t, testenv.SMTPOptions{TLS: "starttls", Username: "carteiro", Password: "s3cret"})
+	p, _ := strconv.Atoi(srv.Port())
+	s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: "starttls", Username: "carteiro", Password: "wrong",
+		Timeout: time.Second, DataTimeout: time.Second}, "carteiro@example.test", "contato@example.test", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tlsConfig.RootCAs = srv.CertPool()
+	_, err = s.Send(context.Background(), message("x"))
+	if err == nil || Permanent(err) || !strings.Contains(err.Error(), "535") {
+		t.Errorf("wrong password: got %v, want a transient failure carrying the 535", err)
 	}
 }

@@ -20,6 +20,10 @@ type Entry struct {
 	MessageID string
 	// Carrier holds propagation headers (traceparent, tracestate).
 	Carrier map[string]string
+	// Deliveries is how many times the group has handed this entry to a
+	// consumer, this time included: 1 when read fresh, more when taken
+	// over after its consumer fell silent. Renewals (Touch) do not count.
+	Deliveries int64
 }
 
 // fieldID is the stream field that holds the message id; every other field
@@ -96,20 +100,28 @@ func (q *Queue) Read(ctx context.Context, consumer string, count int, block time
 	var out []Entry
 	for _, s := range res {
 		for _, m := range s.Messages {
-			out = append(out, entryOf(m))
+			e := entryOf(m)
+			e.Deliveries = 1
+			out = append(out, e)
 		}
 	}
 	return out, nil
 }
 
-// Reclaim takes over up to count entries that another consumer read more
-// than minIdle ago and never acknowledged (it crashed), scanning from
-// cursor. It returns the entries and the cursor for the next call ("0-0"
-// once the scan went round).
+// Reclaim takes over up to count entries that another consumer read and
+// left idle, neither acknowledged nor renewed (Touch), for at least
+// minIdle: it died, or lost Redis for that long. It scans the pending
+// entries from cursor ("0-0" to start) and returns the entries it claimed,
+// with their delivery counts, and the cursor for the next call ("0-0" once
+// the scan went round). An entry renewed between the scan and the claim
+// stays with its consumer.
 func (q *Queue) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, cursor string, count int) ([]Entry, string, error) {
-	msgs, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: q.stream, Group: q.group, Consumer: consumer,
-		MinIdle: minIdle, Start: cursor, Count: int64(count),
+	start := "-"
+	if cursor != "0-0" && cursor != "" {
+		start = "(" + cursor
+	}
+	pending, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: q.stream, Group: q.group, Idle: minIdle, Start: start, End: "+", Count: int64(count),
 	}).Result()
 	if isNoGroup(err) {
 		return nil, "0-0", q.EnsureGroup(ctx)
@@ -117,11 +129,53 @@ func (q *Queue) Reclaim(ctx context.Context, consumer string, minIdle time.Durat
 	if err != nil {
 		return nil, cursor, fmt.Errorf("reclaim on %s: %w", q.stream, err)
 	}
+	if len(pending) == 0 {
+		return nil, "0-0", nil
+	}
+	next := pending[len(pending)-1].ID
+	if len(pending) < count {
+		next = "0-0"
+	}
+	ids := make([]string, len(pending))
+	delivered := make(map[string]int64, len(pending))
+	for i, p := range pending {
+		ids[i] = p.ID
+		delivered[p.ID] = p.RetryCount
+	}
+	msgs, err := q.rdb.XClaim(ctx, &redis.XClaimArgs{
+		Stream: q.stream, Group: q.group, Consumer: consumer, MinIdle: minIdle, Messages: ids,
+	}).Result()
+	if err != nil {
+		return nil, cursor, fmt.Errorf("reclaim on %s: %w", q.stream, err)
+	}
 	out := make([]Entry, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, entryOf(m))
+		e := entryOf(m)
+		// XCLAIM counted this delivery.
+		e.Deliveries = delivered[m.ID] + 1
+		out = append(out, e)
 	}
 	return out, next, nil
+}
+
+// Touch renews consumer's entries in flight: it claims them again for
+// consumer itself (XCLAIM … JUSTID), which resets their idle time without
+// raising their delivery count, so Reclaim leaves them alone. It returns
+// the ids it renewed; an entry missing from them was acknowledged, or
+// deleted, meanwhile. The claim in Postgres decides who delivers a
+// message; this only keeps the stream from offering a live entry to
+// another worker.
+func (q *Queue) Touch(ctx context.Context, consumer string, streamIDs ...string) ([]string, error) {
+	if len(streamIDs) == 0 {
+		return nil, nil
+	}
+	ids, err := q.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream: q.stream, Group: q.group, Consumer: consumer, Messages: streamIDs,
+	}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("touch on %s: %w", q.stream, err)
+	}
+	return ids, nil
 }
 
 // Ack acknowledges entries and deletes them from the stream, so the

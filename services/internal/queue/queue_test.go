@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
@@ -58,8 +60,83 @@ func TestPublishReadAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(claimed) != 1 || claimed[0].MessageID != "b" {
-		t.Errorf("reclaim: got %+v, want entry b", claimed)
+	if len(claimed) != 1 || claimed[0].MessageID != "b" || claimed[0].Deliveries != 2 {
+		t.Errorf("reclaim: got %+v, want entry b, delivered twice", claimed)
+	}
+	if got[0].Deliveries != 1 {
+		t.Errorf("first read: got %d deliveries, want 1", got[0].Deliveries)
+	}
+}
+
+// Touch renews an entry in flight without counting a delivery; an entry
+// left idle is reclaimed, each time counting one more delivery.
+func TestTouchAndDeliveryCount(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := New(r.Client(), "test:emails", "workers")
+	ctx := context.Background()
+	if err := q.EnsureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"live", "abandoned"} {
+		if err := q.Add(ctx, Entry{MessageID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := q.Read(ctx, "c1", 10, 100*time.Millisecond)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("read: got %+v %v", got, err)
+	}
+	const idle = time.Second
+	time.Sleep(idle + 200*time.Millisecond)
+	touched, err := q.Touch(ctx, "c1", got[0].StreamID)
+	if err != nil || len(touched) != 1 || touched[0] != got[0].StreamID {
+		t.Fatalf("touch: got %v %v, want %s", touched, err, got[0].StreamID)
+	}
+	claimed, next, err := q.Reclaim(ctx, "c2", idle, "0-0", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 1 || claimed[0].MessageID != "abandoned" || claimed[0].Deliveries != 2 || next != "0-0" {
+		t.Fatalf("reclaim: got %+v next %s, want only the abandoned entry, delivered twice", claimed, next)
+	}
+	pending, err := r.Client().XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "test:emails", Group: "workers", Start: "-", End: "+", Count: 10}).Result()
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("XPENDING: %+v %v", pending, err)
+	}
+	if p := pending[0]; p.Consumer != "c1" || p.RetryCount != 1 {
+		t.Errorf("touched entry: consumer %s, delivered %d times; want c1, once", p.Consumer, p.RetryCount)
+	}
+	// Touching an acknowledged entry renews nothing.
+	if err := q.Ack(ctx, got[0].StreamID); err != nil {
+		t.Fatal(err)
+	}
+	if touched, err := q.Touch(ctx, "c1", got[0].StreamID); err != nil || len(touched) != 0 {
+		t.Errorf("touch after ack: got %v %v, want nothing", touched, err)
+	}
+	// The scan goes page by page.
+	for range 3 {
+		if err := q.Add(ctx, Entry{MessageID: "more"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Read(ctx, "c3", 10, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(idle + 200*time.Millisecond)
+	seen := 0
+	cursor := "0-0"
+	for i := 0; i < 10; i++ {
+		page, n, err := q.Reclaim(ctx, "c4", idle, cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(page)
+		if cursor = n; cursor == "0-0" {
+			break
+		}
+	}
+	if seen != 4 {
+		t.Errorf("paged reclaim: got %d entries, want 4 (3 new and the abandoned one)", seen)
 	}
 }
 

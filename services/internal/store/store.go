@@ -34,6 +34,9 @@ type Email struct {
 	NextAttemptAt *time.Time
 	SentAt        *time.Time
 	MessageID     string
+	// Token is the fencing token of the row's latest claim: it grows by
+	// one with every claim (see Claim) and never goes back.
+	Token int64
 	// Traceparent and Tracestate carry the W3C trace context of the request
 	// that created the message, so its delivery joins the same trace.
 	Traceparent string
@@ -128,13 +131,13 @@ func insert(ctx context.Context, q querier, e Email) (Email, error) {
 }
 
 const emailColumns = `id::text, assunto, mensagem, status, attempts, coalesce(last_error, ''),
-	created_at, next_attempt_at, sent_at, coalesce(message_id, ''),
+	created_at, next_attempt_at, sent_at, coalesce(message_id, ''), fencing_token,
 	coalesce(traceparent, ''), coalesce(tracestate, '')`
 
 func scanEmail(row pgx.Row) (Email, error) {
 	var e Email
 	err := row.Scan(&e.ID, &e.Assunto, &e.Mensagem, &e.Status, &e.Attempts, &e.LastError,
-		&e.CreatedAt, &e.NextAttemptAt, &e.SentAt, &e.MessageID, &e.Traceparent, &e.Tracestate)
+		&e.CreatedAt, &e.NextAttemptAt, &e.SentAt, &e.MessageID, &e.Token, &e.Traceparent, &e.Tracestate)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Email{}, ErrNotFound
 	}

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,73 +38,126 @@ func set(t *testing.T, s *Store, id, sql string, args ...any) {
 	}
 }
 
+// newRow stores a new message and returns its id.
+func newRow(t *testing.T, s *Store) string {
+	t.Helper()
+	e, err := s.Insert(context.Background(), message.Input{Assunto: "a", Mensagem: "b"}, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.ID
+}
+
+// claim claims id for a minute and fails the test if it cannot.
+func claim(t *testing.T, s *Store, id string) Claim {
+	t.Helper()
+	c, ok, err := s.Claim(context.Background(), id, id+"@example.test", time.Minute, 5)
+	if err != nil || !ok {
+		t.Fatalf("claim %s: ok %v, err %v", id, ok, err)
+	}
+	return c
+}
+
+// expire ends a row's lease now, as if its worker had died a while ago.
+func expire(t *testing.T, s *Store, id string) {
+	t.Helper()
+	set(t, s, id, "lease_expires_at = now() - interval '1 second'")
+}
+
 func TestClaimTransitions(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	lease := time.Minute
 	tests := []struct {
-		name   string
-		state  string // SET clause
-		wantOK bool
+		name         string
+		state        string // SET clause
+		wantOK       bool
+		wantTookOver bool
 	}{
-		{"queued", "status = 'queued'", true},
-		{"failed and due", "status = 'failed', next_attempt_at = now() - interval '1 second'", true},
-		{"failed not yet due", "status = 'failed', next_attempt_at = now() + interval '1 hour'", false},
-		{"sending within the lease", "status = 'sending', sending_since = now()", false},
-		{"sending past the lease", "status = 'sending', sending_since = now() - interval '2 minutes'", true},
-		{"sent", "status = 'sent', sent_at = now()", false},
-		{"dead", "status = 'dead'", false},
+		{"queued", "status = 'queued'", true, false},
+		{"failed and due", "status = 'failed', next_attempt_at = now() - interval '1 second'", true, false},
+		{"failed not yet due", "status = 'failed', next_attempt_at = now() + interval '1 hour'", false, false},
+		{"sending within the lease", "status = 'sending', lease_expires_at = now() + interval '1 second'", false, false},
+		{"sending past the lease", "status = 'sending', lease_expires_at = now() - interval '1 second'", true, true},
+		{"sending past the lease, last attempt", "status = 'sending', attempts = 5, lease_expires_at = now() - interval '1 second'", false, false},
+		{"sent", "status = 'sent', sent_at = now()", false, false},
+		{"dead", "status = 'dead'", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := s.Insert(ctx, message.Input{Assunto: "a", Mensagem: "b"}, "", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			set(t, s, e.ID, tt.state)
-			got, ok, err := s.Claim(ctx, e.ID, e.ID+"@example.test", lease)
+			id := newRow(t, s)
+			set(t, s, id, tt.state)
+			before, _ := s.Get(ctx, id)
+			got, ok, err := s.Claim(ctx, id, id+"@example.test", time.Minute, 5)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if ok != tt.wantOK {
 				t.Fatalf("claim: got %v, want %v", ok, tt.wantOK)
 			}
-			if ok && (got.Status != message.StatusSending || got.Attempts != 1 || got.MessageID != e.ID+"@example.test") {
+			if !ok {
+				return
+			}
+			if got.Status != message.StatusSending || got.Attempts != before.Attempts+1 || got.MessageID != id+"@example.test" {
 				t.Errorf("claimed row: got %+v", got)
 			}
+			if got.Token != before.Token+1 || got.TookOver != tt.wantTookOver {
+				t.Errorf("token %d took over %v, want %d and %v", got.Token, got.TookOver, before.Token+1, tt.wantTookOver)
+			}
 		})
+	}
+	if _, ok, err := s.Claim(ctx, "0193a1b2-0000-7000-8000-000000000000", "x@example.test", time.Minute, 5); ok || err != nil {
+		t.Errorf("claim of a missing row: got %v %v, want false, nil", ok, err)
+	}
+}
+
+// The lease and the next attempt are measured on Postgres' clock: the
+// statement's now(), never the worker's time.
+func TestOneClock(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	id := newRow(t, s)
+	c, ok, err := s.Claim(ctx, id, "mid", 7*time.Second, 5)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	var lease, backoff time.Duration
+	var fromPostgres bool
+	if err := s.pool.QueryRow(ctx, `SELECT lease_expires_at - sending_since, lease_expires_at - now() BETWEEN interval '0' AND interval '7 seconds' FROM emails WHERE id = $1`, id).Scan(&lease, &fromPostgres); err != nil {
+		t.Fatal(err)
+	}
+	if lease != 7*time.Second || !fromPostgres {
+		t.Errorf("lease: got %s (from now(): %v), want 7s from Postgres' now()", lease, fromPostgres)
+	}
+	if err := s.MarkFailed(ctx, id, c.Token, "451", 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT next_attempt_at - updated_at FROM emails WHERE id = $1`, id).Scan(&backoff); err != nil {
+		t.Fatal(err)
+	}
+	if backoff != 90*time.Second {
+		t.Errorf("next_attempt_at: got %s after the write, want 90s", backoff)
 	}
 }
 
 func TestOutcomes(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	claim := func() Email {
-		e, err := s.Insert(ctx, message.Input{Assunto: "a", Mensagem: "b"}, "", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, ok, err := s.Claim(ctx, e.ID, "mid", time.Minute)
-		if err != nil || !ok {
-			t.Fatalf("claim: %v %v", ok, err)
-		}
-		return c
-	}
 
-	e := claim()
-	if err := s.MarkSent(ctx, e.ID); err != nil {
+	id := newRow(t, s)
+	c := claim(t, s, id)
+	if err := s.MarkSent(ctx, id, c.Token); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.Get(ctx, e.ID); got.Status != message.StatusSent || got.SentAt == nil {
+	if got, _ := s.Get(ctx, id); got.Status != message.StatusSent || got.SentAt == nil {
 		t.Errorf("sent: got %+v", got)
 	}
 
-	e = claim()
-	next := time.Now().Add(time.Hour)
-	if err := s.MarkFailed(ctx, e.ID, "451 later", next); err != nil {
+	id = newRow(t, s)
+	c = claim(t, s, id)
+	if err := s.MarkFailed(ctx, id, c.Token, "451 later", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := s.Get(ctx, e.ID)
+	got, _ := s.Get(ctx, id)
 	if got.Status != message.StatusFailed || got.LastError != "451 later" || got.NextAttemptAt == nil {
 		t.Errorf("failed: got %+v", got)
 	}
@@ -111,10 +166,10 @@ func TestOutcomes(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Errorf("publish before due: got %d %v, want 0", n, err)
 	}
-	set(t, s, e.ID, "next_attempt_at = now()")
+	set(t, s, id, "next_attempt_at = now()")
 	n, err = s.PublishPending(ctx, 10, func(_ context.Context, p []Pending) error {
-		if len(p) != 1 || p[0].ID != e.ID {
-			t.Errorf("published: got %+v, want %s", p, e.ID)
+		if len(p) != 1 || p[0].ID != id {
+			t.Errorf("published: got %+v, want %s", p, id)
 		}
 		return nil
 	})
@@ -122,26 +177,139 @@ func TestOutcomes(t *testing.T) {
 		t.Errorf("publish when due: got %d %v, want 1", n, err)
 	}
 
-	e = claim()
-	if err := s.MarkDead(ctx, e.ID, "550 no such user"); err != nil {
+	id = newRow(t, s)
+	c = claim(t, s, id)
+	if err := s.MarkDead(ctx, id, c.Token, "550 no such user"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.Get(ctx, e.ID); got.Status != message.StatusDead || got.LastError != "550 no such user" {
+	if got, _ := s.Get(ctx, id); got.Status != message.StatusDead || got.LastError != "550 no such user" {
 		t.Errorf("dead: got %+v", got)
 	}
-	// Recording an outcome for a row that is no longer sending changes nothing.
-	if err := s.MarkSent(ctx, e.ID); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Get(ctx, e.ID); got.Status != message.StatusDead {
-		t.Errorf("MarkSent on a dead row: got %s, want dead", got.Status)
-	}
-	// Reprocessing brings it back with attempts starting over.
+	// Reprocessing brings it back with attempts starting over; the
+	// fencing token goes on growing.
 	if n, err := s.Requeue(ctx, nil, []string{"dead"}); err != nil || n != 1 {
 		t.Fatalf("requeue: got %d %v, want 1", n, err)
 	}
-	if got, _ := s.Get(ctx, e.ID); got.Status != message.StatusQueued || got.Attempts != 0 || got.LastError == "" {
+	if got, _ := s.Get(ctx, id); got.Status != message.StatusQueued || got.Attempts != 0 || got.LastError == "" {
 		t.Errorf("requeued: got %+v, want queued, 0 attempts, last error kept", got)
+	}
+	if again := claim(t, s, id); again.Attempts != 1 || again.Token != c.Token+1 {
+		t.Errorf("claim after requeue: attempts %d token %d, want 1 and %d", again.Attempts, again.Token, c.Token+1)
+	}
+
+	// Release: the attempt is given back, uncounted, and the row goes
+	// back to the outbox at once.
+	id = newRow(t, s)
+	if _, err := s.PublishPending(ctx, 10, func(context.Context, []Pending) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c = claim(t, s, id)
+	if err := s.Release(ctx, id, c.Token, "interrupted: worker shutting down"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, id); got.Status != message.StatusQueued || got.Attempts != 0 || got.Token != c.Token {
+		t.Errorf("released: got %+v, want queued, 0 attempts, token %d", got, c.Token)
+	}
+	n, _ = s.PublishPending(ctx, 10, func(context.Context, []Pending) error { return nil })
+	if n != 1 {
+		t.Errorf("publish after release: got %d, want 1", n)
+	}
+}
+
+// Fencing: once another worker claimed the row (the first claim's lease
+// expired), every outcome write of the first attempt is refused, says
+// which tokens differ, and the newer outcome stands.
+func TestStaleWritesAreRefused(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	writes := map[string]func(id string, token int64) error{
+		"sent":    func(id string, token int64) error { return s.MarkSent(ctx, id, token) },
+		"failed":  func(id string, token int64) error { return s.MarkFailed(ctx, id, token, "451", time.Minute) },
+		"dead":    func(id string, token int64) error { return s.MarkDead(ctx, id, token, "550") },
+		"release": func(id string, token int64) error { return s.Release(ctx, id, token, "interrupted") },
+	}
+	newer := map[string]message.Status{"sent": message.StatusSent, "failed": message.StatusFailed, "dead": message.StatusDead, "release": message.StatusQueued}
+	for newName, newWrite := range writes {
+		for staleName, staleWrite := range writes {
+			t.Run(staleName+" after "+newName, func(t *testing.T) {
+				id := newRow(t, s)
+				old := claim(t, s, id)
+				expire(t, s, id)
+				cur := claim(t, s, id)
+				if !cur.TookOver || cur.Token != old.Token+1 {
+					t.Fatalf("takeover: got token %d took over %v, want %d and true", cur.Token, cur.TookOver, old.Token+1)
+				}
+				// Before the newer attempt finishes, and after.
+				for _, when := range []string{"while the newer attempt runs", "after the newer outcome"} {
+					if when == "after the newer outcome" {
+						if err := newWrite(id, cur.Token); err != nil {
+							t.Fatalf("newer %s: %v", newName, err)
+						}
+					}
+					err := staleWrite(id, old.Token)
+					var se *StaleError
+					if !errors.As(err, &se) || !errors.Is(err, ErrStale) {
+						t.Fatalf("%s: stale %s: got %v, want a *StaleError", when, staleName, err)
+					}
+					if se.Token != old.Token || se.Current != cur.Token {
+						t.Errorf("%s: stale error names tokens %d and %d, want %d and %d", when, se.Token, se.Current, old.Token, cur.Token)
+					}
+				}
+				got, _ := s.Get(ctx, id)
+				if got.Status != newer[newName] || got.Token != cur.Token {
+					t.Errorf("row: got %s under token %d, want %s under %d", got.Status, got.Token, newer[newName], cur.Token)
+				}
+				if got.Attempts > 2 {
+					t.Errorf("attempts: got %d, want at most 2", got.Attempts)
+				}
+			})
+		}
+	}
+	// A write for a row that is gone is stale too.
+	err := s.MarkSent(ctx, "0193a1b2-0000-7000-8000-000000000000", 1)
+	if !errors.Is(err, ErrStale) {
+		t.Errorf("write for a missing row: got %v, want ErrStale", err)
+	}
+	// A write for a finished row is refused, even with its own token.
+	id := newRow(t, s)
+	c := claim(t, s, id)
+	if err := s.MarkSent(ctx, id, c.Token); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkFailed(ctx, id, c.Token, "late", time.Minute); !errors.Is(err, ErrStale) {
+		t.Errorf("second outcome of one attempt: got %v, want ErrStale", err)
+	}
+}
+
+func TestRenewLeases(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a, b, c := newRow(t, s), newRow(t, s), newRow(t, s)
+	ca, cb, cc := claim(t, s, a), claim(t, s, b), claim(t, s, c)
+	// b's lease expired and another worker took it over; c is finished.
+	expire(t, s, a)
+	expire(t, s, b)
+	claim(t, s, b)
+	if err := s.MarkSent(ctx, c, cc.Token); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := s.RenewLeases(ctx, []Lease{{a, ca.Token}, {b, cb.Token}, {c, cc.Token}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lost) != 2 || lost[0].ID != b || lost[1].ID != c {
+		t.Errorf("lost: got %+v, want b and c", lost)
+	}
+	// a's expired lease was renewed: nobody had taken it, so it is held.
+	var live bool
+	if err := s.pool.QueryRow(ctx, `SELECT lease_expires_at > now() + interval '50 seconds' FROM emails WHERE id = $1`, a).Scan(&live); err != nil || !live {
+		t.Errorf("a's lease after renewal: live %v (%v), want about a minute", live, err)
+	}
+	if _, ok, _ := s.Claim(ctx, a, "mid", time.Minute, 5); ok {
+		t.Errorf("claim of a renewed lease: got true, want false")
+	}
+	if lost, err := s.RenewLeases(ctx, nil, time.Minute); err != nil || lost != nil {
+		t.Errorf("renew nothing: got %v %v", lost, err)
 	}
 }
 
@@ -175,25 +343,75 @@ func TestPublishPendingFailureKeepsRowsPending(t *testing.T) {
 func TestReleaseExpired(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	e, _ := s.Insert(ctx, message.Input{Assunto: "a", Mensagem: "b"}, "", "")
+	id := newRow(t, s)
 	s.PublishPending(ctx, 10, func(context.Context, []Pending) error { return nil })
-	if _, ok, _ := s.Claim(ctx, e.ID, "mid", time.Minute); !ok {
-		t.Fatal("claim failed")
+	c := claim(t, s, id)
+	if n, d, _ := s.ReleaseExpired(ctx, 5); n != 0 || d != 0 {
+		t.Errorf("within the lease: got %d released, %d dead, want 0", n, d)
 	}
-	if n, _ := s.ReleaseExpired(ctx, time.Minute); n != 0 {
-		t.Errorf("within the lease: got %d released, want 0", n)
-	}
-	set(t, s, e.ID, "sending_since = now() - interval '5 minutes'")
-	if n, _ := s.ReleaseExpired(ctx, time.Minute); n != 1 {
-		t.Errorf("past the lease: got %d released, want 1", n)
+	expire(t, s, id)
+	if n, d, _ := s.ReleaseExpired(ctx, 5); n != 1 || d != 0 {
+		t.Errorf("past the lease: got %d released, %d dead, want 1 released", n, d)
 	}
 	var published []Pending
 	s.PublishPending(ctx, 10, func(_ context.Context, p []Pending) error { published = p; return nil })
-	if len(published) != 1 || published[0].ID != e.ID {
-		t.Errorf("after release: got %+v published, want %s", published, e.ID)
+	if len(published) != 1 || published[0].ID != id {
+		t.Errorf("after release: got %+v published, want %s", published, id)
 	}
-	if _, ok, _ := s.Claim(ctx, e.ID, "mid", time.Minute); !ok {
-		t.Error("claim after release: got false, want true")
+	if again := claim(t, s, id); !again.TookOver || again.Token != c.Token+1 {
+		t.Errorf("claim after release: got %+v, want a takeover", again)
+	}
+
+	// The last allowed attempt's lease expired: no claim may follow, so
+	// the row is dead, with the reason.
+	id = newRow(t, s)
+	set(t, s, id, "attempts = 4")
+	last := claim(t, s, id)
+	expire(t, s, id)
+	if n, d, _ := s.ReleaseExpired(ctx, 5); n != 0 || d != 1 {
+		t.Errorf("last attempt expired: got %d released, %d dead, want 1 dead", n, d)
+	}
+	got, _ := s.Get(ctx, id)
+	if got.Status != message.StatusDead || got.Attempts != 5 || !strings.Contains(got.LastError, "attempt 5 of 5") {
+		t.Errorf("row: got %s, attempts %d, last_error %q", got.Status, got.Attempts, got.LastError)
+	}
+	// Should that attempt still learn the relay accepted the message, the
+	// truth wins over the sweep's presumption.
+	if err := s.MarkSent(ctx, id, last.Token); err != nil {
+		t.Errorf("sent after a presumed dead, same token: got %v, want nil", err)
+	}
+	if got, _ := s.Get(ctx, id); got.Status != message.StatusSent {
+		t.Errorf("row: got %s, want sent", got.Status)
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		state string
+		want  bool
+	}{
+		{"queued", "status = 'queued'", true},
+		{"failed", "status = 'failed', next_attempt_at = now() + interval '1 hour'", true},
+		{"sending, lease expired", "status = 'sending', lease_expires_at = now() - interval '1 second'", true},
+		{"sending, live claim", "status = 'sending', lease_expires_at = now() + interval '1 minute'", false},
+		{"sent", "status = 'sent'", false},
+	}
+	for _, tt := range tests {
+		id := newRow(t, s)
+		set(t, s, id, tt.state)
+		got, err := s.DeadLetter(ctx, id, "poison")
+		if err != nil || got != tt.want {
+			t.Errorf("%s: got %v %v, want %v", tt.name, got, err, tt.want)
+		}
+		if e, _ := s.Get(ctx, id); tt.want && (e.Status != message.StatusDead || e.LastError != "poison") {
+			t.Errorf("%s: row %s %q, want dead with the reason", tt.name, e.Status, e.LastError)
+		}
+	}
+	if got, err := s.DeadLetter(ctx, "0193a1b2-0000-7000-8000-000000000000", "poison"); got || err != nil {
+		t.Errorf("missing row: got %v %v, want false, nil", got, err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/carteiro/carteiro/internal/devstack"
@@ -87,4 +89,40 @@ func Env(vars map[string]string) func(string) string {
 		}
 		return os.Getenv(k)
 	}
+}
+
+// LogBuffer keeps what is written to it, and writes it to a test's output
+// too, for tests that read a process's log.
+type LogBuffer struct {
+	t  testing.TB
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+// NewLogBuffer returns an empty buffer for t.
+func NewLogBuffer(t testing.TB) *LogBuffer { return &LogBuffer{t: t} }
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.b.Write(p)
+	l.mu.Unlock()
+	return l.t.Output().Write(p)
+}
+
+// String is everything written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Count is how many lines written so far contain s.
+func (l *LogBuffer) Count(s string) int {
+	n := 0
+	for _, line := range strings.Split(l.String(), "\n") {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
 }

@@ -2,13 +2,21 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"net"
 	"net/mail"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -28,6 +36,15 @@ type SMTPServer struct {
 	// replyFor is reply with the message (ReplyFor); it wins over reply.
 	replyFor func(n int, m *mail.Message) error
 	tries    []Try
+	// pace decides the wait before each reply (Pace); replies logs the
+	// replies written.
+	pace    func(Reply) time.Duration
+	replies []Reply
+	// closed ends every wait when the server closes.
+	closed chan struct{}
+	opts   SMTPOptions
+	certs  *x509.CertPool
+	logins []string
 }
 
 // Try is one DATA the server received, accepted or not.
@@ -38,10 +55,27 @@ type Try struct {
 	Err       error     // the reply given; nil when accepted
 }
 
-// StartSMTP starts a server on a free loopback port, closed when t ends.
-func StartSMTP(t testing.TB) *SMTPServer {
+// SMTPOptions change the scripted server.
+type SMTPOptions struct {
+	// TLS is "" (plain text), "starttls" (offered; the client upgrades)
+	// or "tls" (implicit TLS from the first byte). The certificate is a
+	// fresh self-signed one for 127.0.0.1 and localhost; CertPool trusts
+	// it.
+	TLS string
+	// Username and Password, when set, are the credentials AUTH PLAIN
+	// accepts (and the only mechanism offered).
+	Username, Password string
+}
+
+// StartSMTP starts a plain-text server on a free loopback port, closed
+// when t ends.
+func StartSMTP(t testing.TB) *SMTPServer { return StartSMTPWith(t, SMTPOptions{}) }
+
+// StartSMTPWith starts a server with options o on a free loopback port,
+// closed when t ends.
+func StartSMTPWith(t testing.TB, o SMTPOptions) *SMTPServer {
 	t.Helper()
-	s := &SMTPServer{}
+	s := &SMTPServer{closed: make(chan struct{}), opts: o}
 	s.srv = smtp.NewServer(backend{s})
 	s.srv.Domain = "localhost"
 	s.srv.AllowInsecureAuth = true
@@ -50,9 +84,71 @@ func StartSMTP(t testing.TB) *SMTPServer {
 		t.Fatalf("smtp listen: %v", err)
 	}
 	s.Addr = ln.Addr().String()
-	go s.srv.Serve(ln)
-	t.Cleanup(func() { s.srv.Close() })
+	if o.TLS != "" {
+		cert, pool, err := selfSigned()
+		if err != nil {
+			t.Fatalf("smtp certificate: %v", err)
+		}
+		s.certs = pool
+		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		switch o.TLS {
+		case "starttls":
+			s.srv.TLSConfig = cfg
+		case "tls":
+			// Under the pacing, so that it sees the plain text.
+			ln = tls.NewListener(ln, cfg)
+		default:
+			t.Fatalf("SMTPOptions.TLS %q: want starttls or tls", o.TLS)
+		}
+	}
+	go s.srv.Serve(pacedListener{ln, s})
+	t.Cleanup(func() {
+		close(s.closed)
+		s.srv.Close()
+	})
 	return s
+}
+
+// CertPool trusts the server's certificate (nil without TLS).
+func (s *SMTPServer) CertPool() *x509.CertPool { return s.certs }
+
+// Logins returns the usernames that authenticated, in order.
+func (s *SMTPServer) Logins() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.logins...)
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and localhost, valid for a
+// day, and a pool that trusts it.
+func selfSigned() (tls.Certificate, *x509.CertPool, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "carteiro test relay"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
 }
 
 // Port is the server's port.
@@ -129,6 +225,27 @@ func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) {
 }
 
 type session struct{ s *SMTPServer }
+
+// AuthMechanisms offers PLAIN when the server has credentials.
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.Username == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, username, password string) error {
+		s := ss.s
+		if username != s.opts.Username || password != s.opts.Password {
+			return Error(535, "5.7.8 authentication failed")
+		}
+		s.mu.Lock()
+		s.logins = append(s.logins, username)
+		s.mu.Unlock()
+		return nil
+	}), nil
+}
 
 func (*session) Reset()                               {}
 func (*session) Logout() error                        { return nil }

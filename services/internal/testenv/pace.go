@@ -1,0 +1,186 @@
+package testenv
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Reply is one reply of the scripted SMTP server: what Pace's function is
+// asked about before the reply is written, and what Replies lists after.
+type Reply struct {
+	// Command is what the reply answers, in upper case: "" for the
+	// greeting, "EHLO", "MAIL", "RCPT", "DATA", "." for the end of the
+	// message data (the final dot), "QUIT", ...
+	Command string
+	// Code is the reply code: 220, 250, 354, 451, ...
+	Code int
+	// At is when the reply was sent, after its wait (Replies only).
+	At time.Time
+}
+
+// Pace sets how long the server waits before it writes each reply: f(r)
+// for the reply r, every one of them, the greeting, EHLO's, MAIL's, RCPT's,
+// DATA's 354 and the final dot's included. The wait comes after the server
+// has decided (for the final dot, after the Reply or ReplyFor function)
+// and before the first byte of the reply leaves, as with a slow relay, a
+// tarpit, a postscreen greeting delay or a content scanner. f may be
+// called from many connections at once; nil (or 0) answers at once.
+func (s *SMTPServer) Pace(f func(Reply) time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pace = f
+}
+
+// PaceEvery makes the server wait d before every reply.
+func (s *SMTPServer) PaceEvery(d time.Duration) {
+	s.Pace(func(Reply) time.Duration { return d })
+}
+
+// Replies returns the replies sent so far, on every connection, in order
+// (a multi-line reply once, as its last line is sent; a reply is listed
+// before the client can have read it).
+func (s *SMTPServer) Replies() []Reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Reply(nil), s.replies...)
+}
+
+// pacedListener gives the server connections that know which command each
+// reply answers, so that the replies can be paced and logged.
+type pacedListener struct {
+	net.Listener
+	s *SMTPServer
+}
+
+func (l pacedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &pacedConn{Conn: c, s: l.s}, nil
+}
+
+// pacedConn follows the client's commands as the server reads them (no
+// client of carteiro's pipelines, so the last command read is the one the
+// next reply answers) and holds each reply's first line for the paced
+// wait. It understands plain text SMTP: under implicit TLS it sits above
+// the TLS layer; after STARTTLS it lets the TLS records through unpaced.
+type pacedConn struct {
+	net.Conn
+	s *SMTPServer
+
+	mu sync.Mutex
+	// line collects the command line being read; last is the last
+	// command read.
+	line []byte
+	last string
+	// inData is set between DATA's 354 and the final dot; tail keeps the
+	// last bytes of the message data, to see the dot.
+	inData bool
+	tail   []byte
+	// inReply is set while a multi-line reply is being written.
+	inReply bool
+	// encrypted is set once STARTTLS was answered: from then on the
+	// connection carries TLS records, neither followed nor paced.
+	encrypted bool
+}
+
+// dataEnd ends the message data (RFC 5321 §4.1.1.4).
+var dataEnd = []byte("\r\n.\r\n")
+
+func (c *pacedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.mu.Lock()
+	if !c.encrypted {
+		c.follow(b[:n])
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *pacedConn) follow(b []byte) {
+	for len(b) > 0 {
+		if c.inData {
+			for i, ch := range b {
+				c.tail = append(c.tail, ch)
+				if len(c.tail) > len(dataEnd) {
+					c.tail = c.tail[1:]
+				}
+				if bytes.Equal(c.tail, dataEnd) {
+					c.inData, c.last, c.tail = false, ".", nil
+					b = b[i+1:]
+					break
+				}
+			}
+			if c.inData {
+				return
+			}
+			continue
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if len(c.line) < 1024 {
+				c.line = append(c.line, b...)
+			}
+			return
+		}
+		c.line = append(c.line, b[:i]...)
+		verb, _, _ := strings.Cut(strings.TrimSpace(string(c.line)), " ")
+		c.last, c.line = strings.ToUpper(verb), c.line[:0]
+		b = b[i+1:]
+	}
+}
+
+func (c *pacedConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.encrypted {
+		c.mu.Unlock()
+		return c.Conn.Write(b)
+	}
+	first := !c.inReply
+	r := Reply{Command: c.last}
+	if len(b) >= 3 {
+		r.Code, _ = strconv.Atoi(string(b[:3]))
+	}
+	c.inReply = len(b) >= 4 && b[3] == '-'
+	final := !c.inReply
+	c.mu.Unlock()
+
+	if first {
+		c.s.mu.Lock()
+		pace := c.s.pace
+		c.s.mu.Unlock()
+		if pace != nil {
+			if d := pace(r); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-c.s.closed:
+					t.Stop()
+				}
+			}
+		}
+	}
+	if final {
+		// Followed and logged as it leaves, so that a client that has
+		// read the reply finds it in Replies.
+		c.mu.Lock()
+		switch {
+		case r.Code == 354:
+			// The data may be empty: the final dot then follows at once.
+			c.inData, c.tail = true, []byte("\r\n")
+		case r.Code == 220 && r.Command == "STARTTLS":
+			c.encrypted = true
+		}
+		c.mu.Unlock()
+		r.At = time.Now()
+		c.s.mu.Lock()
+		c.s.replies = append(c.s.replies, r)
+		c.s.mu.Unlock()
+	}
+	return c.Conn.Write(b)
+}
