@@ -17,8 +17,11 @@ set -euo pipefail
 # manifests (services/internal/deploy/kubernetes_apiserver_test.go starts its
 # own etcd on free loopback ports; the package's own service is kept from
 # starting below).
+# docker.io (the Docker Engine) and debootstrap (the stand-ins' Debian base)
+# serve `make test-compose` (deploy/composetest); dockerd is started below.
 PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter prometheus-alertmanager
-    prometheus-postgres-exporter prometheus-redis-exporter curl ca-certificates wrk nodejs gettext-base etcd-server)
+    prometheus-postgres-exporter prometheus-redis-exporter curl ca-certificates wrk nodejs gettext-base
+    etcd-server docker.io debootstrap)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
@@ -99,6 +102,24 @@ start_redis() {
     wait_for redis sh -c 'redis-cli -h 127.0.0.1 ping | grep -q PONG'
 }
 
+# dockerd runs in the background (no systemd here), logging to
+# /var/log/dockerd.log; started only when no engine answers.
+start_docker() {
+    if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+        log "docker: running"
+        return 0
+    fi
+    command -v dockerd >/dev/null 2>&1 || die "docker is not running and dockerd is missing"
+    log "docker: starting dockerd"
+    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+    local i
+    for ((i = 0; i < 240; i++)); do
+        docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    die "dockerd did not come up (see /var/log/dockerd.log)"
+}
+
 versions() {
     local v
     echo '--- versions'
@@ -125,10 +146,13 @@ versions() {
     echo "$v"
     v=$(make --version | head -n 1) || true
     echo "$v"
+    v=$(docker version --format 'Docker Engine {{.Server.Version}}, client {{.Client.Version}}' 2>&1) || true
+    echo "$v"
     echo '---'
 }
 
 install_packages
 start_postgres
 start_redis
+start_docker
 versions

@@ -918,10 +918,11 @@ func TestObservabilityOverlay(t *testing.T) {
 	merged := loadProject(t, baseFile, observabilityFile)
 	env := readDotEnv(t)
 
-	// observabilidade carries telemetry only and has no route out;
-	// observabilidade_ui exists only so the three UIs can be published (on
-	// 127.0.0.1, TestPublishedPorts), as mail_ui does for Mailpit.
-	wantInternal := map[string]bool{"observabilidade": true, "observabilidade_ui": false}
+	// observabilidade and telemetria_borda carry telemetry only and have no
+	// route out; observabilidade_ui exists only so the three UIs can be
+	// published (on 127.0.0.1, TestPublishedPorts), as mail_ui does for
+	// Mailpit.
+	wantInternal := map[string]bool{"observabilidade": true, "observabilidade_ui": false, "telemetria_borda": true}
 	for _, name := range sortedKeys(wantInternal) {
 		n, ok := merged.Networks[name]
 		if !ok {
@@ -938,31 +939,34 @@ func TestObservabilityOverlay(t *testing.T) {
 
 	// The subnet is fixed (.env) because nginx admits exactly it to
 	// /nginx-status: the network and the frontend's allow rule must agree.
-	subnet := env["OBSERVABILIDADE_SUBNET"]
+	subnet := env["TELEMETRIA_BORDA_SUBNET"]
 	if _, cidr, err := net.ParseCIDR(subnet); err != nil || !cidr.IP.IsPrivate() || cidr.String() != subnet {
-		t.Errorf(".env OBSERVABILIDADE_SUBNET: got %q, want a private network in CIDR form (e.g. 172.28.53.0/24)", subnet)
+		t.Errorf(".env TELEMETRIA_BORDA_SUBNET: got %q, want a private network in CIDR form (e.g. 172.28.53.0/24)", subnet)
 	}
 	var subnets []string
-	if n, ok := merged.Networks["observabilidade"]; ok {
+	if n, ok := merged.Networks["telemetria_borda"]; ok {
 		for _, c := range n.Ipam.Config {
 			subnets = append(subnets, c.Subnet)
 		}
 	}
 	if want := []string{subnet}; !slices.Equal(subnets, want) {
-		t.Errorf("observabilidade ipam subnets: got %v, want %v (OBSERVABILIDADE_SUBNET)", subnets, want)
+		t.Errorf("telemetria_borda ipam subnets: got %v, want %v (TELEMETRIA_BORDA_SUBNET)", subnets, want)
 	}
 	if got, _ := envValue(merged.Services["frontend"], "NGINX_STATUS_ALLOW"); got != subnet {
-		t.Errorf("frontend NGINX_STATUS_ALLOW with overlay: got %q, want %q (the observabilidade subnet)", got, subnet)
+		t.Errorf("frontend NGINX_STATUS_ALLOW with overlay: got %q, want %q (the telemetria_borda subnet)", got, subnet)
 	}
 
-	joins := map[string]bool{"app": true, "worker": true, "frontend": true}
+	// app and worker join observabilidade. frontend, the edge, joins only
+	// telemetria_borda: with jaeger, nginx-exporter and k6, never beside the
+	// worker, Prometheus or Grafana.
+	joins := map[string]string{"app": "observabilidade", "worker": "observabilidade", "frontend": "telemetria_borda"}
 	own := map[string][]string{
-		"jaeger":         {"observabilidade", "observabilidade_ui"},
+		"jaeger":         {"observabilidade", "observabilidade_ui", "telemetria_borda"},
 		"prometheus":     {"observabilidade", "observabilidade_ui"},
 		"grafana":        {"observabilidade", "observabilidade_ui"},
-		"nginx-exporter": {"observabilidade"},
-		// frontend is on observabilidade in the overlay; so is Prometheus.
-		"k6": {"observabilidade"},
+		"nginx-exporter": {"observabilidade", "telemetria_borda"},
+		// frontend on telemetria_borda, Prometheus on observabilidade.
+		"k6": {"observabilidade", "telemetria_borda"},
 		// Each exporter joins what it watches and observabilidade, nothing
 		// else; Alertmanager mails through Mailpit on smtp.
 		"alertmanager":      {"observabilidade", "observabilidade_ui", "smtp"},
@@ -978,8 +982,8 @@ func TestObservabilityOverlay(t *testing.T) {
 				want = networks
 			} else {
 				want = sortedKeys(base.Services[name].Networks)
-				if joins[name] {
-					want = append(want, "observabilidade")
+				if n, ok := joins[name]; ok {
+					want = append(want, n)
 					sort.Strings(want)
 				}
 			}

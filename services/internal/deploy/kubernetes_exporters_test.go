@@ -66,10 +66,19 @@ func TestKubernetesExporters(t *testing.T) {
 					if want := "--redis.addr=redis://" + rxEnv["REDIS_ADDR"]; !slices.Contains(words, want) {
 						t.Errorf("redis-exporter: got %v, want %s (carteiro's REDIS_ADDR)", words, want)
 					}
-				case strings.HasPrefix(a, "--redis.password-file="), strings.HasPrefix(a, "--web.listen-address="):
+				case strings.HasPrefix(a, "--web.listen-address="):
+				case strings.HasPrefix(a, "--redis.password-file="):
+					// The same script as compose's writes it from the Secret.
+					if !slices.Contains(words, "--redis.password-file=/tmp/redis-exporter-passwords.json") {
+						t.Errorf("redis-exporter: got %v, want the password file compose's script writes", words)
+					}
 				case !slices.Contains(words, a):
 					t.Errorf("redis-exporter: got %v, want %q as natively and in compose", words, a)
 				}
+			}
+			composeScript := strings.ReplaceAll(strings.Join(compose.Services["redis-exporter"].Command, " "), "queue:6379", rxEnv["REDIS_ADDR"])
+			if got := kubeExpand(strings.Join(rx.Args, " "), rxEnv); got != composeScript {
+				t.Errorf("redis-exporter script: got %q, want compose's %q (for REDIS_ADDR)", got, composeScript)
 			}
 
 			if overlay == "dev" {

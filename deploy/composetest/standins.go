@@ -1,0 +1,175 @@
+package composetest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Standin is one image built here in place of an image that cannot be
+// pulled; standins/<Name>/Dockerfile says what of the original it keeps.
+type Standin struct {
+	// Var is the .env variable whose image it replaces.
+	Var string
+	// Name is its folder under standins/ and the last part of its
+	// repository (carteiro-standin/<Name>).
+	Name string
+	// Bins are files of BIN_DIR (built by the Makefile) put in its context
+	// under the same name.
+	Bins []string
+	// Commands are main packages of this module built (static,
+	// CGO_ENABLED=0) into its context: name → package path.
+	Commands map[string]string
+	// Host are files or folders of this machine put in its context: name →
+	// path ("" names resolved by hostFiles).
+	Host map[string]string
+}
+
+// Standins are the images of the compose files that the test builds. Not
+// here, so not proven under the engine: GRAFANA_IMAGE and NGINX_OTEL_IMAGE
+// (compose.test-override.yml says why) and K6_IMAGE (profile load, never
+// started by the test).
+var Standins = []Standin{
+	{Var: "GO_IMAGE", Name: "golang", Host: map[string]string{"go": "GOROOT", "ca-certificates.crt": "CA_BUNDLE"}},
+	{Var: "RUNTIME_IMAGE", Name: "distroless-static"},
+	{Var: "POSTGRES_IMAGE", Name: "postgres"},
+	{Var: "REDIS_IMAGE", Name: "redis"},
+	{Var: "NGINX_IMAGE", Name: "nginx", Commands: map[string]string{"nginx-entrypoint": "./cmd/nginx-entrypoint"}},
+	{Var: "MAILPIT_IMAGE", Name: "mailpit", Bins: []string{"mailpit"}},
+	{Var: "JAEGER_IMAGE", Name: "jaeger", Bins: []string{"jaeger"}},
+	{Var: "PROMETHEUS_IMAGE", Name: "prometheus", Bins: []string{"prometheus"}},
+	{Var: "NGINX_EXPORTER_IMAGE", Name: "nginx-prometheus-exporter"},
+	{Var: "ALERTMANAGER_IMAGE", Name: "alertmanager"},
+	{Var: "POSTGRES_EXPORTER_IMAGE", Name: "postgres-exporter"},
+	{Var: "REDIS_EXPORTER_IMAGE", Name: "redis-exporter"},
+}
+
+// BuildOptions says where the inputs of the images are.
+type BuildOptions struct {
+	RepoRoot string    // the repository (go.mod, deploy/composetest)
+	BinDir   string    // bin/ with mailpit, jaeger, prometheus
+	Base     BaseImage // the Debian base
+	GOROOT   string    // the Go toolchain copied into the golang stand-in
+	CABundle string    // this machine's CA bundle (PEM)
+	Parallel int       // builds at once (at least 1)
+	Logf     func(string, ...any)
+}
+
+// BuildImages builds the base, every stand-in and the probe image, reusing
+// any whose inputs have not changed, and returns the image variables for
+// compose (Var → reference) and the probe image's reference.
+func BuildImages(ctx context.Context, e *Engine, o BuildOptions) (vars map[string]string, probe string, err error) {
+	base, built, err := e.EnsureBase(ctx, o.Base)
+	if err != nil {
+		return nil, "", err
+	}
+	o.Logf("image %s: %s", base, builtOrReused(built))
+	baseID, err := e.ImageID(ctx, base)
+	if err != nil {
+		return nil, "", err
+	}
+
+	bins, err := os.MkdirTemp("", "carteiro-composetest-bin-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.RemoveAll(bins)
+
+	specs := map[string]BuildSpec{}
+	for _, s := range Standins {
+		spec := BuildSpec{
+			Repo:   "carteiro-standin/" + s.Name,
+			Dir:    filepath.Join(o.RepoRoot, "deploy", "composetest", "standins", s.Name),
+			Extra:  map[string]string{},
+			Args:   map[string]string{"BASE_IMAGE": base},
+			Inputs: []string{"base " + baseID},
+		}
+		for _, b := range s.Bins {
+			p := filepath.Join(o.BinDir, b)
+			if _, err := os.Stat(p); err != nil {
+				return nil, "", fmt.Errorf("stand-in %s needs %s (make tools jaeger docker-tools): %w", s.Name, p, err)
+			}
+			spec.Extra[b] = p
+		}
+		for name, pkg := range s.Commands {
+			out := filepath.Join(bins, name)
+			if err := goBuild(ctx, o.RepoRoot, pkg, out); err != nil {
+				return nil, "", err
+			}
+			spec.Extra[name] = out
+		}
+		for name, what := range s.Host {
+			switch what {
+			case "GOROOT":
+				spec.Extra[name] = o.GOROOT
+			case "CA_BUNDLE":
+				spec.Extra[name] = o.CABundle
+			default:
+				spec.Extra[name] = what
+			}
+		}
+		specs[s.Var] = spec
+	}
+	probeBin := filepath.Join(bins, "probe")
+	if err := goBuild(ctx, o.RepoRoot, "./deploy/composetest/probe", probeBin); err != nil {
+		return nil, "", err
+	}
+	specs["probe"] = BuildSpec{
+		Repo:  "carteiro-composetest/probe",
+		Dir:   filepath.Join(o.RepoRoot, "deploy", "composetest", "probe", "image"),
+		Extra: map[string]string{"probe": probeBin},
+	}
+
+	vars = map[string]string{}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+		sem  = make(chan struct{}, max(1, o.Parallel))
+	)
+	for _, key := range sortedKeys(specs) {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ref, built, err := e.Build(ctx, specs[key])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			o.Logf("image %s: %s", ref, builtOrReused(built))
+			vars[key] = ref
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, "", fmt.Errorf("%d image(s) failed: %v", len(errs), errs)
+	}
+	probe = vars["probe"]
+	delete(vars, "probe")
+	return vars, probe, nil
+}
+
+func builtOrReused(built bool) string {
+	if built {
+		return "built"
+	}
+	return "reused (same inputs)"
+}
+
+// goBuild builds a main package of this module into out: static, without
+// VCS stamping, so the same source gives the same file (and image key).
+func goBuild(ctx context.Context, root, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v: %s", pkg, err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
