@@ -5,7 +5,8 @@
 # (bin/devstack up: cmd/devstack, package internal/devstack); Postgres and
 # Redis must already run on 127.0.0.1. `make dev-down` stops them.
 # `make dev OBS=1` also builds bin/jaeger and starts Jaeger (traces, UI on
-# 127.0.0.1:16686), Prometheus (127.0.0.1:9090) and the nginx exporter.
+# 127.0.0.1:16686), Prometheus (127.0.0.1:9090), Alertmanager (alerts mailed
+# to Mailpit; 127.0.0.1:9093) and the nginx, Postgres and Redis exporters.
 # Containers: `make up` / `make down` (needs a Docker engine).
 
 SHELL := /bin/bash
@@ -19,7 +20,7 @@ COMPOSE ?= docker compose
 COMPOSE_FILES := -f docker-compose.yml -f docker-compose.observability.yml
 # `make test GO_TEST_FLAGS='-run TestX -v'` to narrow a run.
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
-# `make dev OBS=1`: the native stack with Jaeger, Prometheus and the nginx exporter.
+# `make dev OBS=1`: the native stack with Jaeger, Prometheus, Alertmanager and the exporters.
 OBS ?= 0
 
 # The tools module is independent of the root go.mod.
@@ -48,8 +49,8 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-11s %s\n", $$1, $$2 }'
 	@echo
-	@echo 'variables: OBS=1 (dev with Jaeger, Prometheus and the nginx exporter:'
-	@echo '                  make dev OBS=1; UIs on 127.0.0.1:16686 and 127.0.0.1:9090),'
+	@echo 'variables: OBS=1 (dev with Jaeger, Prometheus, Alertmanager and the exporters:'
+	@echo '                  make dev OBS=1; UIs on 127.0.0.1:16686, :9090 and :9093),'
 	@echo '           RATE_LIMIT=0 (dev without the nginx /api rate limit),'
 	@echo '           API_INSTANCES, WORKER_INSTANCES, DEV_DIR, listen addresses...'
 	@echo '                  (every knob of make dev: README "Configuration"),'
@@ -143,7 +144,7 @@ $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl &: $(KUBE_TOOLS_DIR)/go.mod $(KUBE_
 # Every knob of the native stack is an environment variable (README
 # "Configuration"); make passes its command-line variables on as such:
 # make dev API_INSTANCES=2 RATE_LIMIT=0.
-dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus; RATE_LIMIT=0: no rate limit)
+dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus, Alertmanager, exporters; RATE_LIMIT=0: no rate limit)
 	OBS=$(OBS) $(BIN_DIR)/devstack up
 
 dev-down: devstack ## Stop the native stack started by `make dev`
@@ -282,10 +283,10 @@ vet: ## go vet the Go code
 # Compose (non-swarm) bind-mounts secret files with their host owner and mode,
 # so the files are world-readable for the containers' non-root users while the
 # 0700 directory keeps other host users out.
-secrets: ## Create .secrets/db_password, redis_password and grafana_admin_password if missing
+secrets: ## Create .secrets/db_password, redis_password, grafana_admin_password and the exporters' pg_exporter_password, redis_exporter_password if missing
 	@mkdir -p .secrets
 	@chmod 700 .secrets
-	@for f in db_password redis_password grafana_admin_password; do \
+	@for f in db_password redis_password grafana_admin_password pg_exporter_password redis_exporter_password; do \
 		if [ ! -s .secrets/$$f ]; then \
 			v=$$(openssl rand -hex 24 2>/dev/null || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
 			[ $${#v} -eq 48 ] || { echo "secrets: could not generate a random value" >&2; exit 1; }; \

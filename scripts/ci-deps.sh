@@ -6,8 +6,9 @@
 # the versions the tests will use. Called by .ci/run; usable on a fresh dev box.
 set -euo pipefail
 
-# prometheus and prometheus-nginx-exporter serve `make dev OBS=1` and the
-# observability end-to-end test (bin/jaeger is built from the tools module).
+# prometheus, prometheus-alertmanager (with amtool) and the nginx, Postgres
+# and Redis exporters serve `make dev OBS=1` and the observability
+# end-to-end tests (bin/jaeger is built from the tools module).
 # wrk drives `make bench`'s accept-path load (pgbench comes with postgresql).
 # nodejs parses and evaluates the k6 scripts (services/internal/deploy/k6_test.go).
 # gettext-base's envsubst is what the official nginx image renders templates
@@ -18,7 +19,9 @@ set -euo pipefail
 # starting below).
 # docker.io (the Docker Engine) and debootstrap (the stand-ins' Debian base)
 # serve `make test-compose` (deploy/composetest); dockerd is started below.
-PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter curl ca-certificates wrk nodejs gettext-base etcd-server docker.io debootstrap)
+PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter prometheus-alertmanager
+    prometheus-postgres-exporter prometheus-redis-exporter curl ca-certificates wrk nodejs gettext-base
+    etcd-server docker.io debootstrap)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
@@ -43,8 +46,8 @@ install_packages() {
     log "installing: ${missing[*]}"
 
     # Keep the packages' own services (nginx on :80, prometheus on :9090,
-    # the nginx exporter on :9113, etcd on :2379) from starting: the tests
-    # run their own instances.
+    # alertmanager on :9093, the exporters on :9113, :9187 and :9121, etcd
+    # on :2379) from starting: the tests run their own instances.
     local policy=/usr/sbin/policy-rc.d created_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
@@ -127,6 +130,12 @@ versions() {
     echo "${v:-prometheus: not found}"
     v=$(prometheus-nginx-exporter --version 2>&1 | head -n 1) || true
     echo "${v:-prometheus-nginx-exporter: not found}"
+    v=$(prometheus-alertmanager --version 2>&1 | head -n 1) || true
+    echo "${v:-prometheus-alertmanager: not found}"
+    v=$(prometheus-postgres-exporter --version 2>&1 | head -n 1) || true
+    echo "${v:-prometheus-postgres-exporter: not found}"
+    v=$(prometheus-redis-exporter --version 2>&1 | head -n 1) || true
+    echo "${v:-prometheus-redis-exporter: not found}"
     psql --version
     redis-server --version
     v=$(etcd --version 2>&1 | head -n 1) || true

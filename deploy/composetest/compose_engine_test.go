@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -18,9 +19,28 @@ import (
 	"time"
 )
 
-// startedServices are the services `up` starts here: every service of the
-// two files but grafana (compose.test-override.yml) and k6 (profile load).
-var startedServices = []string{"app", "db", "frontend", "jaeger", "mail", "nginx-exporter", "prometheus", "queue", "worker"}
+// startedServices are the services `up` starts and keeps running here:
+// every service of the two files but grafana (compose.test-override.yml),
+// k6 (profile load) and the one-shot jobs.
+var startedServices = []string{"alertmanager", "app", "db", "frontend", "jaeger", "mail", "nginx-exporter",
+	"postgres-exporter", "prometheus", "queue", "redis-exporter", "worker"}
+
+// oneShotServices run once at `up` and exit 0 (db-monitor-role makes
+// postgres-exporter's role); what needs them waits for
+// service_completed_successfully.
+var oneShotServices = []string{"db-monitor-role"}
+
+// running is cs without the one-shot jobs' exited containers: what runs,
+// listens and can be probed.
+func running(cs map[string]Container) map[string]Container {
+	out := map[string]Container{}
+	for svc, c := range cs {
+		if !slices.Contains(oneShotServices, svc) {
+			out[svc] = c
+		}
+	}
+	return out
+}
 
 // TestComposeUnderEngine runs `make up`'s compose command (both files, plus
 // the test's override) under the Docker Engine and checks the deployment's
@@ -58,18 +78,26 @@ func (h *harness) testUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sortedKeys(cs); !slices.Equal(got, startedServices) {
-		t.Errorf("services started: got %v, want %v", got, startedServices)
+	if got, want := sortedKeys(cs), sortedKeys(running(cs)); !slices.Equal(want, startedServices) {
+		t.Errorf("services started: got %v, want %v and the one-shot %v", got, startedServices, oneShotServices)
 	}
 	lines := []string{}
-	for _, svc := range sortedKeys(cs) {
+	for _, svc := range oneShotServices {
+		c, ok := cs[svc]
+		if !ok || c.State.Running || c.State.ExitCode != 0 {
+			t.Errorf("%s: got %+v, want it to have run and exited 0", svc, c.State)
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("  %-17s ran once, exit 0", svc))
+	}
+	for _, svc := range sortedKeys(running(cs)) {
 		c := cs[svc]
 		if !c.State.Running {
 			t.Errorf("%s: got state %s, want running", svc, c.State.Status)
 			continue
 		}
 		if c.State.Health == nil {
-			lines = append(lines, fmt.Sprintf("  %-15s running (no healthcheck)", svc))
+			lines = append(lines, fmt.Sprintf("  %-17s running (no healthcheck)", svc))
 			continue
 		}
 		if c.State.Health.Status != "healthy" {
@@ -82,7 +110,7 @@ func (h *harness) testUp(t *testing.T) {
 			t.Errorf("%s: events: %v %v", svc, err1, err2)
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("  %-15s healthy %6.1fs after its start (%5.1fs after up began)", svc,
+		lines = append(lines, fmt.Sprintf("  %-17s healthy %6.1fs after its start (%5.1fs after up began)", svc,
 			healthy.Time.Sub(started.Time).Seconds(), healthy.Time.Sub(start).Seconds()))
 	}
 	t.Logf("time to healthy (Engine 20.10 ignores start_interval: probes every 10 s):\n%s", strings.Join(lines, "\n"))
@@ -97,10 +125,11 @@ func (h *harness) testPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"frontend/8080/tcp":   "0.0.0.0:" + h.httpPort,
-		"mail/8025/tcp":       "127.0.0.1:" + h.mailPort,
-		"jaeger/16686/tcp":    "127.0.0.1:" + h.jaegerPort,
-		"prometheus/9090/tcp": "127.0.0.1:" + h.promPort,
+		"frontend/8080/tcp":     "0.0.0.0:" + h.httpPort,
+		"mail/8025/tcp":         "127.0.0.1:" + h.mailPort,
+		"jaeger/16686/tcp":      "127.0.0.1:" + h.jaegerPort,
+		"prometheus/9090/tcp":   "127.0.0.1:" + h.promPort,
+		"alertmanager/9093/tcp": "127.0.0.1:" + h.alertmanagerPort,
 	}
 	got := map[string]string{}
 	for _, svc := range sortedKeys(cs) {
@@ -148,6 +177,9 @@ func (h *harness) testHardening(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A one-shot job has exited: no process to look at (its user, files and
+	// options are the compose policy's, services/internal/deploy).
+	cs = running(cs)
 	secrets := map[string]string{}
 	for name, file := range h.topo.SecretFiles {
 		b, err := os.ReadFile(file)
@@ -365,7 +397,42 @@ func (h *harness) testDelivery(t *testing.T) {
 		for _, r := range res.Data.Result {
 			up[r.Metric["job"]] = len(r.Value) == 2 && r.Value[1] == "1"
 		}
-		return up["carteiro-api"] && up["carteiro-worker"] && up["nginx"] && up["prometheus"], nil
+		return up["carteiro-api"] && up["carteiro-worker"] && up["nginx"] && up["prometheus"] &&
+			up["postgres"] && up["redis"], nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	// The exporters log in with their least-privilege logins (the role
+	// db-monitor-role made, the queue's ACL user): each reaches its store
+	// and reads carteiro's own series; and Prometheus sends its alerts to
+	// Alertmanager.
+	for _, q := range []string{"pg_up", "redis_up", "pg_carteiro_emails_total_bytes",
+		`redis_stream_group_messages_pending{group="carteiro-workers"}`} {
+		err = waitUntil(ctx, q+" from the exporters", func() (bool, error) {
+			var res struct {
+				Data struct{ Result []struct{ Value []any } }
+			}
+			if _, err := getJSON(h.url(h.promPort, "/api/v1/query?query="+url.QueryEscape(q)), &res); err != nil {
+				return false, err
+			}
+			return len(res.Data.Result) == 1 && len(res.Data.Result[0].Value) == 2 &&
+				(!strings.HasSuffix(q, "_up") || res.Data.Result[0].Value[1] == "1"), nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	err = waitUntil(ctx, "Alertmanager among Prometheus's alertmanagers", func() (bool, error) {
+		var res struct {
+			Data struct {
+				ActiveAlertmanagers []struct{ URL string } `json:"activeAlertmanagers"`
+			}
+		}
+		if _, err := getJSON(h.url(h.promPort, "/api/v1/alertmanagers"), &res); err != nil {
+			return false, err
+		}
+		return len(res.Data.ActiveAlertmanagers) == 1 && strings.Contains(res.Data.ActiveAlertmanagers[0].URL, "alertmanager:9093"), nil
 	})
 	if err != nil {
 		t.Error(err)

@@ -40,7 +40,7 @@ type harness struct {
 	probe   string            // the probe image
 	env     map[string]string // what compose interpolates, besides .env
 	// Host ports (on 127.0.0.1; the edge on every interface).
-	httpPort, mailPort, jaegerPort, promPort string
+	httpPort, mailPort, jaegerPort, promPort, alertmanagerPort string
 	// message sent in the delivery step, looked for again after down/up.
 	firstID string
 }
@@ -125,6 +125,8 @@ func newHarness(t *testing.T) *harness {
 	h.env["CARTEIRO_MAILPIT_UI_PORT"] = h.mailPort
 	h.env["CARTEIRO_JAEGER_UI_PORT"] = h.jaegerPort
 	h.env["CARTEIRO_PROMETHEUS_PORT"] = h.promPort
+	h.alertmanagerPort = freePorts(t, 1)[0]
+	h.env["CARTEIRO_ALERTMANAGER_PORT"] = h.alertmanagerPort
 	// Grafana does not start; its port only has to be a valid number.
 	h.env["CARTEIRO_GRAFANA_PORT"] = freePorts(t, 1)[0]
 	h.env["TELEMETRIA_BORDA_SUBNET"] = freeSubnet(t, e)

@@ -47,6 +47,7 @@ type Container struct {
 		StartedAt  time.Time
 		Health     *struct{ Status string }
 		Restarting bool
+		ExitCode   int
 	}
 	HostConfig struct {
 		ReadonlyRootfs bool

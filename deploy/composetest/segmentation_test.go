@@ -20,6 +20,7 @@ import (
 var listenPort = map[string]int{
 	"db": 5432, "queue": 6379, "app": 8080, "worker": 9102, "mail": 1025,
 	"frontend": 8080, "jaeger": 4318, "prometheus": 9090, "nginx-exporter": 9113,
+	"alertmanager": 9093, "postgres-exporter": 9187, "redis-exporter": 9121,
 }
 
 // segmentationRules are the and the README's statements, which the
@@ -32,6 +33,14 @@ var segmentationRules = []struct {
 	{"frontend", "db", false}, {"frontend", "queue", false}, {"frontend", "worker", false}, {"frontend", "mail", false},
 	{"mail", "db", false}, {"mail", "queue", false}, {"mail", "app", false},
 	{"db", "queue", false},
+	// Each exporter reaches the store it watches, and nothing else of
+	// carteiro's but through observabilidade; the edge reaches none of
+	// them; Alertmanager reaches Mailpit (its mails), not the stores.
+	{"postgres-exporter", "db", true}, {"postgres-exporter", "queue", false}, {"postgres-exporter", "mail", false},
+	{"redis-exporter", "queue", true}, {"redis-exporter", "db", false}, {"redis-exporter", "mail", false},
+	{"frontend", "postgres-exporter", false}, {"frontend", "redis-exporter", false}, {"frontend", "alertmanager", false},
+	{"alertmanager", "mail", true}, {"alertmanager", "db", false}, {"alertmanager", "queue", false},
+	{"prometheus", "postgres-exporter", true}, {"prometheus", "redis-exporter", true}, {"prometheus", "alertmanager", true},
 }
 
 // testSegmentation: which container may open which is derived from the
@@ -48,6 +57,7 @@ func (h *harness) testSegmentation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cs = running(cs) // a one-shot job's namespace is gone with it
 	nets, err := h.project.Networks(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,9 @@ var Standins = []Standin{
 	{Var: "JAEGER_IMAGE", Name: "jaeger", Bins: []string{"jaeger"}},
 	{Var: "PROMETHEUS_IMAGE", Name: "prometheus", Bins: []string{"prometheus"}},
 	{Var: "NGINX_EXPORTER_IMAGE", Name: "nginx-prometheus-exporter"},
+	{Var: "ALERTMANAGER_IMAGE", Name: "alertmanager"},
+	{Var: "POSTGRES_EXPORTER_IMAGE", Name: "postgres-exporter"},
+	{Var: "REDIS_EXPORTER_IMAGE", Name: "redis-exporter"},
 }
 
 // BuildOptions says where the inputs of the images are.

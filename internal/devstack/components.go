@@ -11,11 +11,13 @@ import (
 
 // Components are carteiro's native stack, in start order: with
 // Observability jaeger and prometheus first (so the api and the workers
-// trace from their first request), mailpit (unless SKIP_MAILPIT), the api
-// instances (api, api-2, ...), the worker instances, nginx, and with
-// Observability the nginx exporter. Down stops them in the reverse order:
-// the entry point first, the SMTP sink after the workers have drained, and
-// Jaeger last, after the last spans arrived.
+// trace from their first request; prometheus after alertmanager, which
+// mails through mailpit), mailpit (unless SKIP_MAILPIT), the api instances
+// (api, api-2, ...), the worker instances, nginx, and with Observability
+// the nginx, Postgres and Redis exporters. Down stops them in the reverse
+// order: the entry point first, the SMTP sink after the workers have
+// drained and Alertmanager has sent its last mail, and Jaeger last, after
+// the last spans arrived.
 func (c Config) Components() []Component { return c.components(false) }
 
 // components returns the configured components, or with all every
@@ -26,7 +28,7 @@ func (c Config) components(all bool) []Component {
 	var cs []Component
 	var obsEnv, apiObsEnv []string
 	if obs {
-		cs = append(cs, c.jaeger(), c.prometheus())
+		cs = append(cs, c.jaeger(), c.prometheus(), c.alertmanager(!c.SkipMailpit || all))
 	}
 	if c.Observability {
 		obsEnv = []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + DialAddr(c.Jaeger.OTLPHTTPAddr),
@@ -46,7 +48,7 @@ func (c Config) components(all bool) []Component {
 	}
 	cs = append(cs, c.nginx(apis))
 	if obs {
-		cs = append(cs, c.nginxExporter())
+		cs = append(cs, c.nginxExporter(), c.postgresExporter(), c.redisExporter())
 	}
 	return cs
 }
@@ -97,7 +99,12 @@ func (c Config) prometheus() Component {
 			"--enable-feature=exemplar-storage", "--web.enable-remote-write-receiver", "--web.enable-lifecycle"}, p.Args...),
 		Listen: []string{p.Listen}, ReadyURL: "http://" + DialAddr(p.Listen) + "/-/ready",
 		Hint: "apt-get install prometheus, or set PROMETHEUS_BIN",
+		// It sends its alerts there; it stops first.
+		DependsOn: []string{"alertmanager"},
 		Prepare: func(context.Context, Logf) error {
+			if err := c.RenderRules(); err != nil {
+				return err
+			}
 			if err := c.RenderPrometheus(cfg); err != nil {
 				return err
 			}

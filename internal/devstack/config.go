@@ -40,7 +40,9 @@ type Config struct {
 	ReadyTimeout time.Duration // READY_TIMEOUT (20 s): each start, until ready
 	StopTimeout  time.Duration // STOP_TIMEOUT (25 s): each stop, SIGTERM to SIGKILL
 
-	Observability bool // OBS: also Jaeger, Prometheus and the nginx exporter
+	// Observability is OBS: also Jaeger, Prometheus, Alertmanager and the
+	// nginx, Postgres and Redis exporters.
+	Observability bool
 
 	NginxListen     string // NGINX_LISTEN 127.0.0.1:8080: the public entry point
 	NginxStatusAddr string // NGINX_STATUS_ADDR 127.0.0.1:8082: stub_status listener
@@ -68,10 +70,17 @@ type Config struct {
 	RedisAddr     string // REDIS_ADDR 127.0.0.1:6379
 	RedisPassword string // REDIS_PASSWORD, for the start-up PING
 
-	Nginx         NginxSettings
-	Jaeger        JaegerSettings
-	Prometheus    PrometheusSettings
-	NginxExporter ExporterSettings
+	Nginx            NginxSettings
+	Jaeger           JaegerSettings
+	Prometheus       PrometheusSettings
+	NginxExporter    ExporterSettings
+	Alertmanager     AlertmanagerSettings
+	PostgresExporter PostgresExporterSettings
+	RedisExporter    RedisExporterSettings
+	// SkipExporterSetup is SKIP_EXPORTER_SETUP: do not create the
+	// exporters' Postgres role and Redis ACL user (SetupMonitorRole,
+	// SetupRedisExporterUser).
+	SkipExporterSetup bool
 }
 
 // DBSetup is the role and database the stack creates, and how.
@@ -119,6 +128,11 @@ type PrometheusSettings struct {
 	ScrapeInterval string   // PROMETHEUS_SCRAPE_INTERVAL 5s
 	Retention      string   // PROMETHEUS_RETENTION 2d
 	Args           []string // PROMETHEUS_ARGS, split on spaces
+	// RulesWindowScale is PROMETHEUS_RULES_WINDOW_SCALE (1), for tests:
+	// above 1, Prometheus loads a copy of the rules whose every window and
+	// `for` is divided by it (RenderRules), so that an hour-long burn-rate
+	// window lasts a minute at 60.
+	RulesWindowScale int
 }
 
 // ExporterSettings are the nginx exporter's (OBS=1).
@@ -301,11 +315,18 @@ func Load(root string, environ []string) (Config, error) {
 		Retention:      e.get("PROMETHEUS_RETENTION", "2d"),
 		Args:           strings.Fields(e.get("PROMETHEUS_ARGS", "")),
 	}
+	scale := e.get("PROMETHEUS_RULES_WINDOW_SCALE", "1")
+	c.Prometheus.RulesWindowScale, err = strconv.Atoi(scale)
+	if err != nil || c.Prometheus.RulesWindowScale < 1 {
+		e.fail("PROMETHEUS_RULES_WINDOW_SCALE", "got %q, want a whole number, 1 or more", scale)
+		c.Prometheus.RulesWindowScale = 1
+	}
 	c.NginxExporter = ExporterSettings{
 		Bin:    e.get("NGINX_EXPORTER_BIN", findProgram(path, "prometheus-nginx-exporter", "nginx-prometheus-exporter")),
 		Listen: e.addr("NGINX_EXPORTER_LISTEN", "127.0.0.1:9113", false),
 		Skip:   e.bool("SKIP_NGINX_EXPORTER"),
 	}
+	loadMonitoring(e, &c, path)
 
 	// The processes' environment: the given one, less addresses meant for
 	// one process, plus the shared settings.

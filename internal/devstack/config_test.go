@@ -140,11 +140,13 @@ func TestStandardComponents(t *testing.T) {
 
 	c = load(t, "OBS=1", "SKIP_MAILPIT=1", "SKIP_NGINX_EXPORTER=1")
 	cs = c.Components()
-	if g, w := names(cs), "jaeger prometheus api worker nginx nginx-exporter"; g != w {
+	if g, w := names(cs), "jaeger prometheus alertmanager api worker nginx nginx-exporter postgres-exporter redis-exporter"; g != w {
 		t.Errorf("OBS=1 SKIP_MAILPIT=1: got %s, want %s", g, w)
 	}
-	if cs[len(cs)-1].Skip == "" {
-		t.Error("nginx-exporter with SKIP_NGINX_EXPORTER=1: not skipped")
+	for _, x := range cs {
+		if x.Name == "nginx-exporter" && x.Skip == "" {
+			t.Error("nginx-exporter with SKIP_NGINX_EXPORTER=1: not skipped")
+		}
 	}
 	for _, x := range cs {
 		if x.Name == "api" && !slices.Contains(x.Env, "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318") {
@@ -152,7 +154,7 @@ func TestStandardComponents(t *testing.T) {
 		}
 	}
 	// Down and Status know OBS=1's and Mailpit's components without OBS=1.
-	if g, w := names(load(t, "SKIP_MAILPIT=1").components(true)), "jaeger prometheus mailpit api worker nginx nginx-exporter"; g != w {
+	if g, w := names(load(t, "SKIP_MAILPIT=1").components(true)), "jaeger prometheus alertmanager mailpit api worker nginx nginx-exporter postgres-exporter redis-exporter"; g != w {
 		t.Errorf("all components: got %s, want %s", g, w)
 	}
 }

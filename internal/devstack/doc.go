@@ -1,10 +1,10 @@
 // Package devstack runs carteiro's native stack: Mailpit, the api and
-// worker instances, nginx and, with observability on, Jaeger, Prometheus
-// and the nginx exporter, as local processes against the machine's
-// Postgres and Redis. `make dev` (cmd/devstack) uses it, and so do the
-// end-to-end, browser and fault-injection suites (through
-// services/internal/stacktest) and `make bench`, so the stack the tests
-// prove is the one developers run.
+// worker instances, nginx and, with observability on, Jaeger, Prometheus,
+// Alertmanager and the nginx, Postgres and Redis exporters, as local
+// processes against the machine's Postgres and Redis. `make dev`
+// (cmd/devstack) uses it, and so do the end-to-end, browser and
+// fault-injection suites (through services/internal/stacktest) and `make
+// bench`, so the stack the tests prove is the one developers run.
 //
 // A stack is a Config (Load reads it from an environment, with the knobs
 // and defaults the README's "Configuration" section lists) and a list of
@@ -30,8 +30,10 @@
 // and devstack.lock (one up or down at a time), and the rendered
 // configurations: nginx/ (nginx/*.template rendered by
 // package nginxtemplate, the official image's rules; also nginx's pid file,
-// temporary folders and logs) and, with observability, prometheus.yml and
-// prometheus-data/.
+// temporary folders and logs) and, with observability, prometheus.yml,
+// prometheus-data/, prometheus-rules/ (the rules with scaled windows, for
+// tests: PROMETHEUS_RULES_WINDOW_SCALE), alertmanager.yml,
+// alertmanager-data/ and redis-exporter-passwords.json (0600).
 //
 // A process is only ever signalled if its pid still has the start time the
 // supervisor recorded (Process): a pid file left by a crash, whose pid the

@@ -3,22 +3,25 @@ package devstack
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/carteiro/carteiro/internal/nginxtemplate"
 )
 
 // PrometheusVars are the values the prometheus component renders
 // observability/prometheus/prometheus.native.yml.template with: the first
-// api and worker instances' internal listeners, the nginx exporter, the
-// interval and the rules folder.
+// api and worker instances' internal listeners, the nginx, Postgres and
+// Redis exporters, Alertmanager, the interval and the rules folder
+// (RulesDir).
 func (c Config) PrometheusVars() map[string]string {
 	return map[string]string{
-		"API_METRICS_TARGET":    DialAddr(c.APIInternalAddrs[0]),
-		"WORKER_METRICS_TARGET": DialAddr(c.WorkerInternalAddrs[0]),
-		"NGINX_EXPORTER_TARGET": DialAddr(c.NginxExporter.Listen),
-		"SCRAPE_INTERVAL":       c.Prometheus.ScrapeInterval,
-		"RULES_DIR":             filepath.Join(c.Root, "observability", "prometheus", "rules"),
+		"API_METRICS_TARGET":       DialAddr(c.APIInternalAddrs[0]),
+		"WORKER_METRICS_TARGET":    DialAddr(c.WorkerInternalAddrs[0]),
+		"NGINX_EXPORTER_TARGET":    DialAddr(c.NginxExporter.Listen),
+		"POSTGRES_EXPORTER_TARGET": DialAddr(c.PostgresExporter.Listen),
+		"REDIS_EXPORTER_TARGET":    DialAddr(c.RedisExporter.Listen),
+		"ALERTMANAGER_TARGET":      DialAddr(c.Alertmanager.Listen),
+		"SCRAPE_INTERVAL":          c.Prometheus.ScrapeInterval,
+		"RULES_DIR":                c.RulesDir(),
 	}
 }
 

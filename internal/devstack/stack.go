@@ -507,11 +507,16 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) error {
 	for _, c := range s.Components {
 		configured[c.Name] = c.Skip == ""
 	}
+	var names []string
+	width := 14 // the names' column, wider for a longer name
 	for _, name := range s.names() {
-		_, err := os.Stat(s.file(name, extPID))
-		if !configured[name] && err != nil {
+		if _, err := os.Stat(s.file(name, extPID)); !configured[name] && err != nil {
 			continue
 		}
+		names = append(names, name)
+		width = max(width, len(name))
+	}
+	for _, name := range names {
 		if p, ok := s.Running(name); ok {
 			url := ""
 			if b, err := os.ReadFile(s.file(name, extURL)); err == nil {
@@ -524,10 +529,10 @@ func (s *Stack) Status(ctx context.Context, w io.Writer) error {
 					state = "ready"
 				}
 			}
-			fmt.Fprintf(w, "%-14s running  pid %-7d %-9s %s\n", name, p.PID, state, url)
+			fmt.Fprintf(w, "%-*s running  pid %-7d %-9s %s\n", width, name, p.PID, state, url)
 			continue
 		}
-		line := fmt.Sprintf("%-14s stopped", name)
+		line := fmt.Sprintf("%-*s stopped", width, name)
 		if rc, ok := s.ExitStatus(name); ok {
 			line += fmt.Sprintf("  (last exit status %d)", rc)
 		}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/carteiro/carteiro/services/internal/promrules"
 )
 
 // jaegerTrace is the part of Jaeger's query API answer the test reads.
@@ -139,8 +139,9 @@ func TestOneTraceFromRequestToInbox(t *testing.T) {
 
 	t.Run("every dashboard and alert expression has data", func(t *testing.T) {
 		for _, q := range expressions(t) {
-			waitUntil(t, fmt.Sprintf("data for %s (%s)", q.expr, q.where), func() bool {
-				return len(s.promQuery(q.expr)) > 0
+			expr := s.resolveVariables(q)
+			waitUntil(t, fmt.Sprintf("data for %s (%s)", expr, q.where), func() bool {
+				return len(s.promQuery(expr)) > 0
 			})
 		}
 	})
@@ -253,7 +254,45 @@ func (s *stack) exemplarTraceIDs(metric string) []string {
 	return ids
 }
 
-type promExpr struct{ expr, where string }
+// promExpr is one expression to evaluate, where it comes from, and the
+// dashboard variables it may use (name → label_values query).
+type promExpr struct {
+	expr, where string
+	variables   map[string]string
+}
+
+// labelValuesRe is a dashboard variable's query: label_values(metric, label).
+var labelValuesRe = regexp.MustCompile(`^label_values\(\s*(.+?)\s*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)$`)
+
+// resolveVariables replaces the dashboard variables of q with the values
+// Grafana would offer: the label's values on the metric's series in
+// Prometheus (waited for; a regular expression of them all when several).
+func (s *stack) resolveVariables(q promExpr) string {
+	s.t.Helper()
+	expr := q.expr
+	for name, query := range q.variables {
+		if !strings.Contains(expr, "$"+name) && !strings.Contains(expr, "${"+name+"}") {
+			continue
+		}
+		m := labelValuesRe.FindStringSubmatch(query)
+		if m == nil {
+			s.t.Fatalf("%s: variable %s: got query %q, want label_values(metric, label)", q.where, name, query)
+		}
+		var values []string
+		waitUntil(s.t, fmt.Sprintf("values of variable %s (%s)", name, query), func() bool {
+			var out struct{ Data []string }
+			s.getJSON(s.Prometheus+"/api/v1/label/"+m[2]+"/values?"+url.Values{"match[]": {m[1]}}.Encode(), &out)
+			values = out.Data
+			return len(values) > 0
+		})
+		v := values[0]
+		if len(values) > 1 {
+			v = "(" + strings.Join(values, "|") + ")"
+		}
+		expr = strings.NewReplacer("${"+name+"}", v, "$"+name, v).Replace(expr)
+	}
+	return expr
+}
 
 // grafanaVars are the dashboard variables an expression may use, with the
 // values Grafana would give them on a short range.
@@ -263,12 +302,10 @@ var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "${__rate_interv
 // k6Metric is a metric pushed by k6's Prometheus remote-write output.
 var k6Metric = regexp.MustCompile(`\bk6_[a-zA-Z0-9_]+`)
 
-// trailingComparison is the threshold an alert compares its expression to.
-var trailingComparison = regexp.MustCompile(`\s*(>|<|>=|<=|==|!=)\s*[0-9.eE+-]+\s*$`)
-
 // expressions reads every PromQL expression of the provisioned dashboards
-// and of the alert and recording rules. An alert's threshold is cut off:
-// what must have data is the measured expression, not the alert firing.
+// and of the alert and recording rules. An alert's thresholds are cut off:
+// what must have data is each expression it measures (both windows of a
+// burn-rate alert), not the alert firing.
 func expressions(t *testing.T) []promExpr {
 	root := repoRoot(t)
 	var out []promExpr
@@ -281,9 +318,18 @@ func expressions(t *testing.T) []promExpr {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d struct{ Panels []panel }
+		var d struct {
+			Panels     []panel
+			Templating struct {
+				List []struct{ Name, Definition string }
+			}
+		}
 		if err := json.Unmarshal(b, &d); err != nil {
 			t.Fatalf("%s: %v", f, err)
+		}
+		variables := map[string]string{}
+		for _, v := range d.Templating.List {
+			variables[v.Name] = v.Definition
 		}
 		for _, p := range flatten(d.Panels) {
 			for _, tg := range p.Targets {
@@ -296,36 +342,27 @@ func expressions(t *testing.T) []promExpr {
 					continue
 				}
 				if strings.TrimSpace(tg.Expr) != "" {
-					out = append(out, promExpr{grafanaVars.Replace(tg.Expr), filepath.Base(f) + ": " + p.Title})
+					out = append(out, promExpr{grafanaVars.Replace(tg.Expr), filepath.Base(f) + ": " + p.Title, variables})
 				}
 			}
 		}
 	}
-	rules, _ := filepath.Glob(filepath.Join(root, "observability", "prometheus", "rules", "*.yml"))
-	if len(rules) == 0 {
-		t.Fatal("no rule files found")
+	rules, err := promrules.Load(filepath.Join(root, "observability", "prometheus", "rules"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range rules {
-		b, err := os.ReadFile(f)
+	for _, r := range rules {
+		where := r.File + ": " + r.Name()
+		if r.Record != "" {
+			out = append(out, promExpr{expr: strings.TrimSpace(r.Expr), where: where})
+			continue
+		}
+		conditions, err := promrules.Conditions(r.Expr)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", where, err)
 		}
-		var rf struct {
-			Groups []struct {
-				Rules []struct{ Alert, Record, Expr string }
-			}
-		}
-		if err := yaml.Unmarshal(b, &rf); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		for _, g := range rf.Groups {
-			for _, r := range g.Rules {
-				expr := strings.TrimSpace(r.Expr)
-				if r.Alert != "" {
-					expr = trailingComparison.ReplaceAllString(expr, "")
-				}
-				out = append(out, promExpr{expr, filepath.Base(f) + ": " + r.Alert + r.Record})
-			}
+		for _, c := range conditions {
+			out = append(out, promExpr{expr: c.Measured, where: where})
 		}
 	}
 	return out

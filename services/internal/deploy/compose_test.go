@@ -19,6 +19,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/carteiro/carteiro/internal/devstack"
 )
 
 const (
@@ -48,12 +50,18 @@ var (
 			"(up{job=\"nginx\"}, nginx_up)",
 		"k6": "a one-shot load test (profile load, `docker compose run`): it serves nothing " +
 			"to probe, exits with the test's verdict, and nothing waits for it",
+		"db-monitor-role": "a one-shot job (psql creates postgres_exporter's role and exits): " +
+			"postgres-exporter waits for it to complete successfully",
 	}
+	// oneShotJobs are the services that run to completion at `up`; what
+	// needs them waits for service_completed_successfully.
+	oneShotJobs = map[string]bool{"db-monitor-role": true}
 )
 
 // observabilityServices are the services the observability overlay adds.
 // k6 is in the `load` profile; the tests load every profile.
-var observabilityServices = []string{"grafana", "jaeger", "k6", "nginx-exporter", "prometheus"}
+var observabilityServices = []string{"alertmanager", "db-monitor-role", "grafana", "jaeger", "k6",
+	"nginx-exporter", "postgres-exporter", "prometheus", "redis-exporter"}
 
 // repoRoot is the repository root, found from this file's location so the
 // test does not depend on the directory `go test` runs in.
@@ -182,9 +190,10 @@ func TestPublishedPorts(t *testing.T) {
 	}
 	// The overlay's development UIs: loopback only, like Mailpit's.
 	wantObservability := map[string][]publishedPort{
-		"jaeger":     {{hostIP: "127.0.0.1", published: "16686", target: 16686}},
-		"prometheus": {{hostIP: "127.0.0.1", published: "9090", target: 9090}},
-		"grafana":    {{hostIP: "127.0.0.1", published: "3000", target: 3000}},
+		"jaeger":       {{hostIP: "127.0.0.1", published: "16686", target: 16686}},
+		"prometheus":   {{hostIP: "127.0.0.1", published: "9090", target: 9090}},
+		"grafana":      {{hostIP: "127.0.0.1", published: "3000", target: 3000}},
+		"alertmanager": {{hostIP: "127.0.0.1", published: "9093", target: 9093}},
 	}
 	for label, p := range projects(t) {
 		for _, name := range sortedServiceNames(p) {
@@ -625,8 +634,10 @@ func TestSecretsAreFiles(t *testing.T) {
 		t.Run(label, func(t *testing.T) {
 			wantSecrets := []string{"db_password", "redis_password"}
 			if label == "base+observability" {
-				// Grafana's admin password (`make secrets` writes it too).
-				wantSecrets = []string{"db_password", "grafana_admin_password", "redis_password"}
+				// Grafana's admin password and the exporters' logins
+				// (`make secrets` writes them too).
+				wantSecrets = []string{"db_password", "grafana_admin_password", "pg_exporter_password",
+					"redis_exporter_password", "redis_password"}
 			}
 			if got := sortedKeys(p.Secrets); !slices.Equal(got, wantSecrets) {
 				t.Errorf("secrets: got %v, want %v", got, wantSecrets)
@@ -670,12 +681,16 @@ func TestSecretsAreFiles(t *testing.T) {
 }
 
 // TestQueueConfig: Redis requires a password read from the secret, with
-// both files, and its clients authenticate with the same secret.
+// both files, and its clients authenticate with the same secret. The
+// overlay's exporter user is TestQueueOverlay's.
 func TestQueueConfig(t *testing.T) {
 	for label, p := range projects(t) {
 		t.Run(label, func(t *testing.T) {
 			q := p.Services["queue"]
 			cmd := strings.Join(q.Command, " ")
+			if label == "base+observability" {
+				cmd, _, _ = strings.Cut(cmd, exporterUserArg)
+			}
 			for _, want := range []string{
 				"--requirepass",
 				"/run/secrets/redis_password",
@@ -709,13 +724,46 @@ func TestQueueConfig(t *testing.T) {
 			for _, s := range q.Secrets {
 				mounted = append(mounted, s.Source)
 			}
-			if want := []string{"redis_password"}; !slices.Equal(mounted, want) {
+			want := []string{"redis_password"}
+			if label == "base+observability" {
+				want = append(want, "redis_exporter_password")
+			}
+			if !slices.Equal(mounted, want) {
 				t.Errorf("queue secrets: got %v, want %v", mounted, want)
 			}
 			for _, name := range redisClients {
 				redisAuth(t, p.Services[name])
 			}
 		})
+	}
+}
+
+// exporterUserArg opens the overlay's definition of redis_exporter's ACL
+// user on the queue's command line.
+const exporterUserArg = ` --user carteiro-exporter on ">$(cat /run/secrets/redis_exporter_password)" `
+
+// TestQueueOverlay: the overlay's queue runs the core command unchanged,
+// plus one ACL user for redis_exporter whose password is its own secret and
+// whose rules are the native stack's (devstack.RedisExporterACL).
+func TestQueueOverlay(t *testing.T) {
+	base := strings.Join(loadProject(t, baseFile).Services["queue"].Command, " ")
+	merged := strings.Join(loadProject(t, baseFile, observabilityFile).Services["queue"].Command, " ")
+	core, user, ok := strings.Cut(merged, exporterUserArg)
+	if !ok || core != base {
+		t.Fatalf("queue command with overlay: got %q, want the core command %q followed by%s<rules>", merged, base, exporterUserArg)
+	}
+	var rules []string
+	for _, r := range strings.Fields(user) {
+		rules = append(rules, strings.Trim(r, `"`))
+	}
+	if want := devstack.RedisExporterACL("carteiro:emails"); !slices.Equal(rules, want) {
+		t.Errorf("carteiro-exporter ACL rules: got %v, want %v (devstack.RedisExporterACL)", rules, want)
+	}
+	for _, r := range rules {
+		if r == "nopass" || strings.HasPrefix(r, "~") || strings.HasPrefix(r, "+@") || r == "allkeys" || r == "allcommands" ||
+			strings.HasPrefix(r, "+config") || strings.HasPrefix(r, "+acl") {
+			t.Errorf("carteiro-exporter ACL rule %q: want no passwordless login, no write or all-key access, no CONFIG or ACL", r)
+		}
 	}
 }
 
@@ -726,12 +774,16 @@ func TestDependsOnHealthy(t *testing.T) {
 		"frontend": {"app"},
 	}
 	overlay := map[string][]string{
-		"app":            {"db", "queue"},
-		"worker":         {"app", "db", "mail", "queue"},
-		"frontend":       {"app", "jaeger"}, // ngx_otel_module resolves jaeger at start
-		"grafana":        {"jaeger", "prometheus"},
-		"nginx-exporter": {"frontend"},
-		"k6":             {"frontend", "prometheus", "worker"}, // what it measures, where it reports
+		"app":               {"db", "queue"},
+		"worker":            {"app", "db", "mail", "queue"},
+		"frontend":          {"app", "jaeger"}, // ngx_otel_module resolves jaeger at start
+		"grafana":           {"jaeger", "prometheus"},
+		"nginx-exporter":    {"frontend"},
+		"k6":                {"frontend", "prometheus", "worker"}, // what it measures, where it reports
+		"alertmanager":      {"mail"},                             // it mails through Mailpit
+		"db-monitor-role":   {"db"},
+		"postgres-exporter": {"db-monitor-role"}, // its role exists first
+		"redis-exporter":    {"queue"},           // its ACL user is defined at the queue's start
 	}
 	for label, p := range projects(t) {
 		want := base
@@ -745,8 +797,15 @@ func TestDependsOnHealthy(t *testing.T) {
 					t.Errorf("depends_on: got %v, want %v", got, want[name])
 				}
 				for dep, d := range svc.DependsOn {
-					if d.Condition != types.ServiceConditionHealthy {
-						t.Errorf("depends_on %s condition: got %v, want %v", dep, d.Condition, types.ServiceConditionHealthy)
+					want := types.ServiceConditionHealthy
+					if oneShotJobs[dep] {
+						want = types.ServiceConditionCompletedSuccessfully
+					}
+					if d.Condition != want {
+						t.Errorf("depends_on %s condition: got %v, want %v", dep, d.Condition, want)
+					}
+					if oneShotJobs[dep] {
+						continue
 					}
 					if _, none := healthcheckExceptions[dep]; none {
 						t.Errorf("depends_on %s: got a wait for health, want none (%s has no healthcheck)", dep, dep)
@@ -908,6 +967,12 @@ func TestObservabilityOverlay(t *testing.T) {
 		"nginx-exporter": {"observabilidade", "telemetria_borda"},
 		// frontend on telemetria_borda, Prometheus on observabilidade.
 		"k6": {"observabilidade", "telemetria_borda"},
+		// Each exporter joins what it watches and observabilidade, nothing
+		// else; Alertmanager mails through Mailpit on smtp.
+		"alertmanager":      {"observabilidade", "observabilidade_ui", "smtp"},
+		"db-monitor-role":   {"banco"},
+		"postgres-exporter": {"banco", "observabilidade"},
+		"redis-exporter":    {"fila", "observabilidade"},
 	}
 	for _, name := range sortedServiceNames(merged) {
 		t.Run(name, func(t *testing.T) {
@@ -1108,7 +1173,7 @@ func TestPrometheusService(t *testing.T) {
 	for _, want := range []string{
 		"--config.file=/etc/prometheus/prometheus.yml",
 		"--storage.tsdb.path=/prometheus",
-		"--storage.tsdb.retention.time=2d",
+		"--storage.tsdb.retention.time=30d", // the SLOs' 28 days
 		"--enable-feature=exemplar-storage",
 		"--web.enable-remote-write-receiver",
 	} {

@@ -1,17 +1,22 @@
 package deploy
 
 import (
+	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/carteiro/carteiro/services/internal/promrules"
 )
 
 // grafanaDashboardsDir is where the compose overlay mounts
@@ -19,8 +24,12 @@ import (
 const grafanaDashboardsDir = "/etc/grafana/dashboards"
 
 // contractMetrics are the metric names of the telemetry contract (histograms
-// by base name), plus Prometheus's own `up`. Dashboards, alert rules and the
-// datasources' trace→metrics queries may use nothing else.
+// by base name), plus Prometheus's own `up`, and the exporters' metrics the
+// rules and dashboards read (postgres_exporter's pg_* with the carteiro
+// queries of observability/postgres-exporter/queries.yaml, redis_exporter's
+// redis_*: names both Debian's and the pinned images' versions export).
+// Dashboards, alert rules and the datasources' trace→metrics queries may use
+// nothing else, besides the series the recording rules make.
 var contractMetrics = map[string]string{
 	"carteiro_http_requests_total":           "counter",
 	"carteiro_http_request_duration_seconds": "histogram",
@@ -42,27 +51,74 @@ var contractMetrics = map[string]string{
 	"nginx_http_requests_total":              "counter",
 	"nginx_up":                               "gauge",
 	"up":                                     "gauge",
+
+	"pg_up":                               "gauge",
+	"pg_settings_max_connections":         "gauge",
+	"pg_stat_database_numbackends":        "gauge",
+	"pg_stat_database_xact_commit":        "counter",
+	"pg_stat_database_xact_rollback":      "counter",
+	"pg_carteiro_emails_n_live_tup":       "gauge",
+	"pg_carteiro_emails_n_dead_tup":       "gauge",
+	"pg_carteiro_emails_total_bytes":      "gauge",
+	"pg_carteiro_wal_written_bytes_total": "counter",
+	"pg_carteiro_wal_size_bytes":          "gauge",
+
+	"redis_up":                            "gauge",
+	"redis_memory_used_bytes":             "gauge",
+	"redis_memory_max_bytes":              "gauge",
+	"redis_instance_info":                 "gauge",
+	"redis_connected_clients":             "gauge",
+	"redis_stream_length":                 "gauge",
+	"redis_stream_group_messages_pending": "gauge",
 }
 
 // contractLabelValues are the closed label value sets of the contract.
 var contractLabelValues = map[string][]string{
 	"state":   {"stream", "lag", "pending", "queued", "sending", "failed", "dead"},
 	"outcome": {"sent", "retry", "dead", "released"},
-	"job":     {"carteiro-api", "carteiro-worker", "nginx", "prometheus"},
+	"job":     {"carteiro-api", "carteiro-worker", "nginx", "postgres", "redis", "prometheus"},
+	"slo":     {"delivery-success", "delivery-latency", "api-availability"},
 }
 
 var (
-	metricNameRe = regexp.MustCompile(`\b(?:carteiro|nginx)_[a-z0-9_]+\b`)
+	// A metric name: one of the contract's prefixes, or a recorded series
+	// (level:metric:operations, with colons).
+	metricNameRe = regexp.MustCompile(`\b(?:[a-z_][a-z0-9_]*:[a-z0-9_:]+|(?:carteiro|nginx|pg|redis)_[a-z0-9_]+)\b`)
+	stringLitRe  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	// label="a" or label=~"a|b" for a label with a closed value set.
-	closedMatcherRe = regexp.MustCompile(`\b(state|outcome|job)\s*(=~|=|!~|!=)\s*"([^"]*)"`)
+	closedMatcherRe = regexp.MustCompile(`\b(state|outcome|job|slo)\s*(=~|=|!~|!=)\s*"([^"]*)"`)
 )
 
+// recordedSeries are the names the recording rules of
+// observability/prometheus/rules make.
+var recordedSeries = sync.OnceValue(func() map[string]bool {
+	_, file, _, _ := runtime.Caller(0)
+	rules, err := promrules.Load(filepath.Join(filepath.Dir(file), "..", "..", "..", promRulesDir))
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]bool{}
+	for _, r := range rules {
+		if r.Record != "" {
+			out[r.Record] = true
+		}
+	}
+	return out
+})
+
 // checkPromQL reports the ways expr strays from the contract: unknown metric
-// names (or histogram parts of non-histograms), label values outside the
-// closed sets, and missing metrics hidden behind `or vector(...)`.
+// names (or histogram parts of non-histograms), series no recording rule
+// makes, label values outside the closed sets, and missing metrics hidden
+// behind `or vector(...)`.
 func checkPromQL(expr string) []string {
 	var problems []string
-	for _, name := range metricNameRe.FindAllString(expr, -1) {
+	for _, name := range metricNameRe.FindAllString(stringLitRe.ReplaceAllString(expr, `""`), -1) {
+		if strings.Contains(name, ":") {
+			if !recordedSeries()[name] {
+				problems = append(problems, "series "+name+" is made by no recording rule")
+			}
+			continue
+		}
 		if _, ok := contractMetrics[name]; ok {
 			continue
 		}
@@ -105,6 +161,12 @@ func TestCheckPromQLHelper(t *testing.T) {
 		{`sum(rate(carteiro_requests_total[1m]))`, false},
 		{`carteiro_queue_depth{state="queud"}`, false},
 		{`sum(carteiro_messages_total{outcome="dead"}) or vector(0)`, false},
+		{`slo:burn_rate:1h{slo="delivery-success"}`, true},
+		{`slo:burn_rate:2h{slo="delivery-success"}`, false},
+		{`slo:burn_rate:1h{slo="delivery"}`, false},
+		{`redis_stream_group:lag{stream="carteiro:emails"}`, true},
+		{`rate(pg_stat_database_xact_commit{datname=~"$datname"}[5m])`, true},
+		{`pg_stat_user_tables_n_dead_tup`, false},
 	}
 	for _, c := range cases {
 		if got := checkPromQL(c.expr); (len(got) == 0) != c.ok {
@@ -325,15 +387,23 @@ func walkJSON(v any, path string, fn func(path string, obj map[string]any)) {
 	}
 }
 
+// labelValuesRe is a Grafana variable query: label_values(metric, label).
+var labelValuesRe = regexp.MustCompile(`^label_values\(\s*[a-z_:][a-z0-9_:]*(\{[^}]*\})?\s*,\s*[a-z_][a-z0-9_]*\s*\)$`)
+
 func TestGrafanaDashboards(t *testing.T) {
 	ds := grafanaDatasources(t)
 	files, _ := filepath.Glob(filepath.Join(repoRoot(t), "observability", "grafana", "dashboards", "*.json"))
 	wantUIDs := map[string]string{
-		"overview.json": "carteiro-overview",
-		"queue.json":    "carteiro-queue",
-		"delivery.json": "carteiro-delivery",
-		"k6.json":       "carteiro-k6", // load tests (TestK6Dashboard)
+		"overview.json":   "carteiro-overview",
+		"queue.json":      "carteiro-queue",
+		"delivery.json":   "carteiro-delivery",
+		"slo.json":        "carteiro-slo",
+		"datastores.json": "carteiro-datastores",
+		"k6.json":         "carteiro-k6", // load tests (TestK6Dashboard)
 	}
+	// The default time range: the last half hour, but for the SLOs, whose
+	// windows run to days.
+	wantFrom := map[string]string{"slo.json": "now-6h"}
 	var names []string
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
@@ -383,6 +453,9 @@ func TestGrafanaDashboards(t *testing.T) {
 				Refresh       string `json:"refresh"`
 				Time          struct{ From, To string }
 				Panels        []dashboardPanel `json:"panels"`
+				Templating    struct {
+					List []struct{ Name, Type, Definition string }
+				}
 			}
 			if err := json.Unmarshal(b, &d); err != nil {
 				t.Fatal(err)
@@ -390,8 +463,16 @@ func TestGrafanaDashboards(t *testing.T) {
 			if d.UID != wantUIDs[name] || d.Title == "" {
 				t.Errorf("uid/title: got %q/%q, want %q and a title", d.UID, d.Title, wantUIDs[name])
 			}
-			if d.SchemaVersion < 39 || d.Refresh != "10s" || d.Time.From != "now-30m" || d.Time.To != "now" {
-				t.Errorf("schemaVersion/refresh/time: got %d/%q/%s..%s, want >=39/10s/now-30m..now", d.SchemaVersion, d.Refresh, d.Time.From, d.Time.To)
+			from := cmp.Or(wantFrom[name], "now-30m")
+			if d.SchemaVersion < 39 || d.Refresh != "10s" || d.Time.From != from || d.Time.To != "now" {
+				t.Errorf("schemaVersion/refresh/time: got %d/%q/%s..%s, want >=39/10s/%s..now", d.SchemaVersion, d.Refresh, d.Time.From, d.Time.To, from)
+			}
+			// A dashboard variable is a query of label values that the
+			// end-to-end test can resolve as Grafana does.
+			for _, v := range d.Templating.List {
+				if v.Type != "query" || !labelValuesRe.MatchString(v.Definition) || len(checkPromQL(v.Definition)) > 0 {
+					t.Errorf("variable %s: got type %q definition %q, want a query label_values(<contract metric>, <label>)", v.Name, v.Type, v.Definition)
+				}
 			}
 			ids := map[int]bool{}
 			exprs := 0

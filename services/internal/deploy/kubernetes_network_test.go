@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -297,9 +298,43 @@ func usedFlows(t *testing.T, m *manifest) []flow {
 		out = append(out,
 			flow{from: w.name, to: "dns", port: 53, protocol: corev1.ProtocolUDP},
 			flow{from: w.name, to: "dns", port: 53, protocol: corev1.ProtocolTCP})
+		// The exporters (components/exporters): to the store each watches,
+		// from their settings, and Prometheus to their metrics port.
+		c := w.pod.Spec.Containers[0]
+		switch w.name {
+		case "postgres-exporter":
+			env := m.env(t, &c)
+			uri := kubeExpand(env["DATA_SOURCE_URI"], env)
+			hostport, _, _ := strings.Cut(uri, "/")
+			out = append(out, tcp(w.name, "db", portOf(hostport)))
+		case "redis-exporter":
+			env := m.env(t, &c)
+			for _, word := range strings.Fields(strings.Join(slices.Concat(c.Command, c.Args), " ")) {
+				if addr, ok := strings.CutPrefix(word, "--redis.addr=redis://"); ok {
+					out = append(out, tcp(w.name, "queue", portOf(kubeExpand(addr, env))))
+				}
+			}
+		default:
+			continue
+		}
+		out = append(out, tcp("observability", w.name, strconv.Itoa(int(containerPortByName(c, "metrics")))))
 	}
 	return out
 }
+
+// kubeExpand replaces the $(NAME) references of v with env's values, as the
+// kubelet does in env values, commands and arguments (an unknown name stays
+// as written).
+func kubeExpand(v string, env map[string]string) string {
+	return kubeVarRe.ReplaceAllStringFunc(v, func(ref string) string {
+		if val, ok := env[ref[2:len(ref)-1]]; ok {
+			return val
+		}
+		return ref
+	})
+}
+
+var kubeVarRe = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)
 
 // composeReach says whether compose lets from reach to:port (a role of the
 // Kubernetes side), and on which network or published port.

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/carteiro/carteiro/internal/devstack"
+	"github.com/carteiro/carteiro/services/internal/promrules"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
@@ -22,18 +23,26 @@ const (
 	promComposeConfig  = promDir + "/prometheus.yml"
 	promNativeTemplate = promDir + "/prometheus.native.yml.template"
 	promRulesDir       = promDir + "/rules"
-	promRulesTest      = promDir + "/tests/carteiro_test.yml"
+	promRulesTestsDir  = promDir + "/tests"
+	runbooksDir        = "observability/runbooks"
+	// runbookURLBase is where every alert's runbook_url points: the
+	// repository's observability/runbooks/ on GitHub (the module path's
+	// repository), followed by the alert's name and .md.
+	runbookURLBase = "https://github.com/carteiro/carteiro/blob/main/" + runbooksDir + "/"
 )
 
 // nativePlaceholders are the ${...} of prometheus.native.yml.template, with
 // test values. The native stack (package devstack) renders the template
 // with these names.
 var nativePlaceholders = map[string]string{
-	"API_METRICS_TARGET":    "127.0.0.1:9101",
-	"WORKER_METRICS_TARGET": "127.0.0.1:9102",
-	"NGINX_EXPORTER_TARGET": "127.0.0.1:9113",
-	"SCRAPE_INTERVAL":       "5s",
-	"RULES_DIR":             "", // set by renderNativeConfig
+	"API_METRICS_TARGET":       "127.0.0.1:9101",
+	"WORKER_METRICS_TARGET":    "127.0.0.1:9102",
+	"NGINX_EXPORTER_TARGET":    "127.0.0.1:9113",
+	"POSTGRES_EXPORTER_TARGET": "127.0.0.1:9187",
+	"REDIS_EXPORTER_TARGET":    "127.0.0.1:9121",
+	"ALERTMANAGER_TARGET":      "127.0.0.1:9093",
+	"SCRAPE_INTERVAL":          "5s",
+	"RULES_DIR":                "", // set by renderNativeConfig
 }
 
 var placeholderRe = regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)\}`)
@@ -67,7 +76,14 @@ type promConfig struct {
 		ScrapeInterval  string   `yaml:"scrape_interval"`
 		ScrapeProtocols []string `yaml:"scrape_protocols"`
 	} `yaml:"global"`
-	RuleFiles     []string `yaml:"rule_files"`
+	RuleFiles []string `yaml:"rule_files"`
+	Alerting  struct {
+		Alertmanagers []struct {
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"alertmanagers"`
+	} `yaml:"alerting"`
 	ScrapeConfigs []struct {
 		JobName       string `yaml:"job_name"`
 		MetricsPath   string `yaml:"metrics_path"`
@@ -84,6 +100,17 @@ func parsePromConfig(t *testing.T, name string, b []byte) promConfig {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return c
+}
+
+// alertmanagers are the Alertmanager targets the alerts go to.
+func (c promConfig) alertmanagers() []string {
+	var out []string
+	for _, am := range c.Alerting.Alertmanagers {
+		for _, s := range am.StaticConfigs {
+			out = append(out, s.Targets...)
+		}
+	}
+	return out
 }
 
 // jobs maps job name → metrics path + targets.
@@ -132,17 +159,32 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 		}
 		return p
 	}
-	exporterPort := ""
-	for _, arg := range merged.Services["nginx-exporter"].Command {
-		if v, ok := strings.CutPrefix(arg, "--web.listen-address="); ok {
-			_, exporterPort, _ = net.SplitHostPort(v)
+	// The port a service listens on, from its command's listen flag.
+	listenPort := func(svc string) string {
+		for _, arg := range merged.Services[svc].Command {
+			for _, word := range strings.Fields(arg) { // one argument may be a shell command
+				if v, ok := strings.CutPrefix(word, "--web.listen-address="); ok {
+					_, p, _ := net.SplitHostPort(v)
+					return p
+				}
+			}
 		}
+		t.Errorf("%s command %v: got no --web.listen-address, want one", svc, merged.Services[svc].Command)
+		return ""
 	}
 	wantCompose := map[string][]string{
 		"carteiro-api":    {"/metrics", "app:" + port("app", "INTERNAL_ADDR")},
 		"carteiro-worker": {"/metrics", "worker:" + port("worker", "INTERNAL_ADDR")},
-		"nginx":           {"/metrics", "nginx-exporter:" + exporterPort},
+		"nginx":           {"/metrics", "nginx-exporter:" + listenPort("nginx-exporter")},
+		"postgres":        {"/metrics", "postgres-exporter:" + listenPort("postgres-exporter")},
+		"redis":           {"/metrics", "redis-exporter:" + listenPort("redis-exporter")},
 		"prometheus":      {"", "127.0.0.1:9090"},
+	}
+	if g, w := compose.alertmanagers(), []string{"alertmanager:" + listenPort("alertmanager")}; !slices.Equal(g, w) {
+		t.Errorf("%s alertmanagers: got %v, want %v", promComposeConfig, g, w)
+	}
+	if g, w := native.alertmanagers(), []string{nativePlaceholders["ALERTMANAGER_TARGET"]}; !slices.Equal(g, w) {
+		t.Errorf("%s alertmanagers: got %v, want %v", promNativeTemplate, g, w)
 	}
 	got := compose.jobs()
 	for _, job := range sortedKeys(wantCompose) {
@@ -157,6 +199,8 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 		"carteiro-api":    {"/metrics", nativePlaceholders["API_METRICS_TARGET"]},
 		"carteiro-worker": {"/metrics", nativePlaceholders["WORKER_METRICS_TARGET"]},
 		"nginx":           {"/metrics", nativePlaceholders["NGINX_EXPORTER_TARGET"]},
+		"postgres":        {"/metrics", nativePlaceholders["POSTGRES_EXPORTER_TARGET"]},
+		"redis":           {"/metrics", nativePlaceholders["REDIS_EXPORTER_TARGET"]},
 	}
 	gotNative := native.jobs()
 	if g, w := sortedKeys(gotNative), sortedKeys(wantNative); !slices.Equal(g, w) {
@@ -195,75 +239,39 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 	}
 }
 
-// trailingComparisonRe splits an alert expression into the measured
-// expression and its threshold: `<expression> <comparison> <number>`.
-var trailingComparisonRe = regexp.MustCompile(`(?s)^(.*\S)\s*(==|!=|>=|<=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\s*$`)
-
-type ruleFile struct {
-	Groups []struct {
-		Name  string `yaml:"name"`
-		Rules []struct {
-			Alert       string            `yaml:"alert"`
-			Record      string            `yaml:"record"`
-			Expr        string            `yaml:"expr"`
-			For         string            `yaml:"for"`
-			Labels      map[string]string `yaml:"labels"`
-			Annotations map[string]string `yaml:"annotations"`
-		} `yaml:"rules"`
-	} `yaml:"groups"`
-}
-
-// TestAlertRules: every alert has a duration, a severity and both
-// annotations; its expression is `<expression> <comparison> <number>` with
-// contract metrics only.
+// TestAlertRules: every alert has a duration, a severity, a summary, a
+// description and a runbook; its expression is made of `<expression>
+// <comparison> <number>` (alone, or joined by and/or) with contract metrics
+// only; every recording rule uses contract metrics too.
 func TestAlertRules(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(repoRoot(t), promRulesDir, "*.yml"))
-	if len(files) == 0 {
-		t.Fatal("no rule files")
+	root := repoRoot(t)
+	rules, err := promrules.Load(filepath.Join(root, promRulesDir))
+	if err != nil {
+		t.Fatal(err)
 	}
 	alerts := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	for _, r := range rules {
+		name := r.File + ": " + r.Name()
+		for _, p := range checkPromQL(r.Expr) {
+			t.Errorf("%s: %s", name, p)
 		}
-		var rf ruleFile
-		if err := yaml.Unmarshal(b, &rf); err != nil {
-			t.Fatalf("%s: %v", f, err)
+		if r.Alert == "" {
+			continue
 		}
-		for _, g := range rf.Groups {
-			for _, r := range g.Rules {
-				name := filepath.Base(f) + ": " + r.Alert + r.Record
-				for _, p := range checkPromQL(r.Expr) {
-					t.Errorf("%s: %s", name, p)
-				}
-				if r.Alert == "" {
-					continue
-				}
-				alerts++
-				if r.For == "" {
-					t.Errorf("%s for: got none, want a duration", name)
-				}
-				if s := r.Labels["severity"]; !slices.Contains([]string{"critical", "warning", "info"}, s) {
-					t.Errorf("%s severity: got %q, want critical, warning or info", name, s)
-				}
-				for _, a := range []string{"summary", "description"} {
-					if strings.TrimSpace(r.Annotations[a]) == "" {
-						t.Errorf("%s annotation %s: got none, want one", name, a)
-					}
-				}
-				m := trailingComparisonRe.FindStringSubmatch(strings.TrimSpace(r.Expr))
-				if m == nil {
-					t.Errorf("%s expr: got %q, want `<expression> <comparison> <number>`", name, r.Expr)
-					continue
-				}
-				// The comparison must be the top-level operator: with a
-				// trailing `and`/`or`/`unless` or a second comparison the left
-				// side alone would answer another question.
-				if ops := topLevelOps(m[1]); len(ops) > 0 {
-					t.Errorf("%s expr: got %v at the top level of %q, want only the final comparison", name, ops, m[1])
-				}
+		alerts++
+		if r.For == "" {
+			t.Errorf("%s for: got none, want a duration", name)
+		}
+		if s := r.Labels["severity"]; !slices.Contains([]string{"critical", "warning", "info"}, s) {
+			t.Errorf("%s severity: got %q, want critical, warning or info", name, s)
+		}
+		for _, a := range []string{"summary", "description", "runbook_url"} {
+			if strings.TrimSpace(r.Annotations[a]) == "" {
+				t.Errorf("%s annotation %s: got none, want one", name, a)
 			}
+		}
+		if _, err := promrules.Conditions(r.Expr); err != nil {
+			t.Errorf("%s expr: %v", name, err)
 		}
 	}
 	if alerts == 0 {
@@ -271,65 +279,44 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-// topLevelOps returns the set operators (and, or, unless) and comparisons
-// of expr outside any brackets and string literals.
-func topLevelOps(expr string) []string {
-	var ops []string
-	depth := 0
-	word := regexp.MustCompile(`^(and|or|unless)\b`)
-	for i := 0; i < len(expr); i++ {
-		c := expr[i]
-		switch {
-		case c == '"' || c == '\'' || c == '`':
-			j := i + 1
-			for j < len(expr) && expr[j] != c {
-				if expr[j] == '\\' {
-					j++
-				}
-				j++
+// TestRunbooks: every alert's runbook_url is its own file of
+// observability/runbooks/ (<alert>.md, which exists and names the alert in
+// its title), and every runbook belongs to an alert.
+func TestRunbooks(t *testing.T) {
+	root := repoRoot(t)
+	rules, err := promrules.Load(filepath.Join(root, promRulesDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, r := range rules {
+		if r.Alert == "" {
+			continue
+		}
+		want[r.Alert+".md"] = true
+		url := r.Annotations["runbook_url"]
+		if url != runbookURLBase+r.Alert+".md" {
+			t.Errorf("%s runbook_url: got %q, want %q", r.Alert, url, runbookURLBase+r.Alert+".md")
+		}
+		b, err := os.ReadFile(filepath.Join(root, runbooksDir, r.Alert+".md"))
+		if err != nil {
+			t.Errorf("%s: %v", r.Alert, err)
+			continue
+		}
+		title, _, _ := strings.Cut(string(b), "\n")
+		if title != "# "+r.Alert {
+			t.Errorf("%s.md title: got %q, want %q", r.Alert, title, "# "+r.Alert)
+		}
+		for _, section := range []string{"## Meaning", "## Impact", "## Diagnosis", "## Mitigation"} {
+			if !strings.Contains(string(b), "\n"+section+"\n") {
+				t.Errorf("%s.md: got no %q section, want one", r.Alert, section)
 			}
-			i = j
-		case strings.IndexByte("([{", c) >= 0:
-			depth++
-		case strings.IndexByte(")]}", c) >= 0:
-			depth--
-		case depth != 0:
-		case strings.IndexByte("<>!=", c) >= 0:
-			op := string(c)
-			if i+1 < len(expr) && expr[i+1] == '=' {
-				op += "="
-				i++
-			}
-			if op != "=" { // `=` alone only appears in matchers, inside braces
-				ops = append(ops, op)
-			}
-		case (i == 0 || !isIdent(expr[i-1])) && word.MatchString(expr[i:]):
-			w := word.FindString(expr[i:])
-			ops = append(ops, w)
-			i += len(w) - 1
 		}
 	}
-	return ops
-}
-
-func isIdent(c byte) bool {
-	return c == '_' || c == ':' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-}
-
-func TestTopLevelOpsHelper(t *testing.T) {
-	cases := map[string][]string{
-		`sum(rate(x{code=~"5.."}[5m])) / sum(rate(x[5m]))`: nil,
-		`(sum(a) or 0 * sum(b)) / sum(b)`:                  nil,
-		`deriv(sum(a)[10m:]) * (sum(a) > bool 100)`:        nil,
-		`up{job=~"a|b"}`:        nil,
-		`a > 0 and b`:           {">", "and"},
-		`a unless on(x) b`:      {"unless"},
-		`sum by (operator) (a)`: nil,
-		`label_replace(a, "dst", "$1 > or", "src", "(.*)") or vector(0)`: {"or"},
-	}
-	for expr, want := range cases {
-		if got := topLevelOps(expr); !slices.Equal(got, want) {
-			t.Errorf("topLevelOps(%q): got %v, want %v", expr, got, want)
+	files, _ := filepath.Glob(filepath.Join(root, runbooksDir, "*.md"))
+	for _, f := range files {
+		if base := filepath.Base(f); !want[base] && base != "README.md" {
+			t.Errorf("%s: got a runbook of no alert, want one per alert (%v)", base, sortedKeys(want))
 		}
 	}
 }
@@ -378,7 +365,18 @@ func TestPromtool(t *testing.T) {
 		runPromtool(t, bin, dir, append([]string{"check", "rules"}, files...)...)
 	})
 	t.Run("test rules", func(t *testing.T) {
-		runPromtool(t, bin, dir, "test", "rules", filepath.Join(root, promRulesTest))
+		// One test file per rule file: rules/x.yml is tested by tests/x_test.yml.
+		rules, _ := filepath.Glob(filepath.Join(root, promRulesDir, "*.yml"))
+		var tests []string
+		for _, r := range rules {
+			test := filepath.Join(root, promRulesTestsDir, strings.TrimSuffix(filepath.Base(r), ".yml")+"_test.yml")
+			if _, err := os.Stat(test); err != nil {
+				t.Errorf("%s: got no unit tests (%v), want %s", filepath.Base(r), err, filepath.Base(test))
+				continue
+			}
+			tests = append(tests, test)
+		}
+		runPromtool(t, bin, dir, append([]string{"test", "rules"}, tests...)...)
 	})
 	t.Run("check native config", func(t *testing.T) {
 		tmp := t.TempDir()

@@ -40,9 +40,9 @@ type Stack struct {
 	Bin     string // BIN_DIR: the api, worker, mailpit and devstack binaries
 	URL     string // nginx, e.g. http://127.0.0.1:40123
 	Mailpit string // Mailpit's HTTP API, when started
-	// Jaeger (query API) and Prometheus, with observability on.
-	Jaeger, Prometheus string
-	DB                 config.Postgres
+	// Jaeger (query API), Prometheus and Alertmanager, with observability on.
+	Jaeger, Prometheus, Alertmanager string
+	DB                               config.Postgres
 	// Postgres is the stack's own Postgres server, with
 	// Options.PrivatePostgres (DB is then its database); nil otherwise.
 	Postgres *testenv.Postgres
@@ -61,7 +61,8 @@ type Stack struct {
 type Options struct {
 	// SMTPAddr, when set, replaces Mailpit with another SMTP server.
 	SMTPAddr string
-	// Observability also starts Jaeger and Prometheus (make dev OBS=1).
+	// Observability also starts Jaeger, Prometheus, Alertmanager and the
+	// nginx, Postgres and Redis exporters (make dev OBS=1).
 	Observability bool
 	// APIs and Workers are how many api and worker processes run
 	// (API_INSTANCES, WORKER_INSTANCES); 0 means 1.
@@ -155,10 +156,13 @@ func Start(t *testing.T, o Options) *Stack {
 		if _, err := os.Stat(filepath.Join(bin, "jaeger")); err != nil {
 			testenv.Missing(t, "%s (run make jaeger): %v", filepath.Join(bin, "jaeger"), err)
 		}
-		if _, err := exec.LookPath("prometheus"); err != nil {
-			testenv.Missing(t, "prometheus: %v", err)
+		for _, p := range []string{"prometheus", "prometheus-alertmanager", "prometheus-nginx-exporter",
+			"prometheus-postgres-exporter", "prometheus-redis-exporter"} {
+			if _, err := exec.LookPath(p); err != nil {
+				testenv.Missing(t, "%s (Debian package of that name): %v", p, err)
+			}
 		}
-		s.Jaeger, s.Prometheus = addr(), addr()
+		s.Jaeger, s.Prometheus, s.Alertmanager = addr(), addr(), addr()
 		vars["OBS"] = "1"
 		vars["JAEGER_QUERY_ADDR"] = s.Jaeger
 		vars["JAEGER_OTLP_GRPC_ADDR"] = addr()
@@ -166,8 +170,11 @@ func Start(t *testing.T, o Options) *Stack {
 		vars["JAEGER_QUERY_GRPC_ADDR"] = "127.0.0.1:0"
 		vars["PROMETHEUS_LISTEN"] = s.Prometheus
 		vars["NGINX_EXPORTER_LISTEN"] = addr()
+		vars["POSTGRES_EXPORTER_LISTEN"] = addr()
+		vars["REDIS_EXPORTER_LISTEN"] = addr()
+		vars["ALERTMANAGER_LISTEN"] = s.Alertmanager
 		vars["PROMETHEUS_SCRAPE_INTERVAL"] = "1s"
-		s.Jaeger, s.Prometheus = "http://"+s.Jaeger, "http://"+s.Prometheus
+		s.Jaeger, s.Prometheus, s.Alertmanager = "http://"+s.Jaeger, "http://"+s.Prometheus, "http://"+s.Alertmanager
 	}
 	if o.SMTPAddr != "" {
 		vars["SKIP_MAILPIT"] = "1"
@@ -477,7 +484,13 @@ func (s *Stack) MailByMessageID(mid string) (MailpitMessage, int) {
 	if len(found) == 0 {
 		return MailpitMessage{}, 0
 	}
-	res, err := Client.Get(s.Mailpit + "/api/v1/message/" + found[0].ID)
+	return s.Mail(found[0].ID), len(found)
+}
+
+// Mail returns one mail of Mailpit in full, by Mailpit's id (a summary's ID).
+func (s *Stack) Mail(id string) MailpitMessage {
+	s.T.Helper()
+	res, err := Client.Get(s.Mailpit + "/api/v1/message/" + id)
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -486,5 +499,5 @@ func (s *Stack) MailByMessageID(mid string) (MailpitMessage, int) {
 	if err := json.NewDecoder(res.Body).Decode(&full); err != nil {
 		s.T.Fatal(err)
 	}
-	return full, len(found)
+	return full
 }

@@ -22,7 +22,8 @@ type Redis struct {
 }
 
 // StartRedis starts a redis-server on a free port; it is stopped when t
-// ends.
+// ends. Like compose's queue it is capped at 256 MiB and refuses writes
+// when full (maxmemory-policy noeviction) rather than evict queued entries.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
@@ -39,7 +40,8 @@ func (r *Redis) Start() {
 	r.t.Helper()
 	_, port, _ := net.SplitHostPort(r.Addr)
 	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port,
-		"--save", "", "--appendonly", "no", "--dir", r.dir)
+		"--save", "", "--appendonly", "no", "--dir", r.dir,
+		"--maxmemory", "256mb", "--maxmemory-policy", "noeviction")
 	r.cmd.Stdout, r.cmd.Stderr = nil, nil
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
