@@ -364,3 +364,18 @@ func TestHTTPCeilingThroughTheStacksNginx(t *testing.T) {
 	}
 	h.nginx = nil // stopped once
 }
+
+func TestParseCommandStats(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_xadd:calls=12,usec=30,usec_per_call=2.50,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_xack:calls=3,usec=9,usec_per_call=3.00,rejected_calls=0,failed_calls=0\r\n"
+	got := parseCommandStats(info)
+	if got["xadd"] != 12 || got["xack"] != 3 || len(got) != 2 {
+		t.Errorf("got %v, want xadd 12, xack 3", got)
+	}
+	before := storeWork{PgCommits: 10, Redis: map[string]float64{"xadd": 2}}
+	after := storeWork{PgCommits: 30, Redis: map[string]float64{"xadd": 12, "xack": 10}}
+	pm := after.perMessage(before, 10)
+	if pm.PgCommits != 2 || pm.Redis["xadd"] != 1 || pm.Redis["xack"] != 1 {
+		t.Errorf("per message = %+v, want 2 commits, xadd 1, xack 1", pm)
+	}
+}

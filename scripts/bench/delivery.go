@@ -26,6 +26,8 @@ type deliveryRun struct {
 	Duplicates    int64   `json:"duplicates"`
 	WorkerStarted string  `json:"worker_started"`
 	LastSent      string  `json:"last_sent"`
+	// PerMessage is the stores' work per message delivered (see work.go).
+	PerMessage *storeWork `json:"per_message,omitempty"`
 }
 
 // prepareDelivery stops the worker, queues n messages and waits until the

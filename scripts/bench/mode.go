@@ -239,7 +239,16 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		}
 
 		timeout := 10*time.Minute + time.Duration(s.N/50)*time.Second
+		before := b.work(ctx, db)
 		d, derr := runDelivery(ctx, st, db, mp, d, prefix, timeout)
+		// Idle backends report their statistics within 10 s
+		// (PGSTAT_IDLE_INTERVAL); the relay's sweeps meanwhile add a few
+		// commits a second.
+		if derr == nil && sleep(ctx, 11*time.Second) == nil {
+			pm := b.work(ctx, db).perMessage(before, s.N)
+			d.PerMessage = &pm
+			b.log.printf("[%s] round %d  per message: %.2f Postgres commits, %.2f rows updated; Redis %s", mode, round, pm.PgCommits, pm.PgUpdated, formatCalls(pm.Redis))
+		}
 		note(fmt.Sprintf("delivery round %d", round), derr)
 		if derr == nil {
 			m.Delivery = append(m.Delivery, d)

@@ -98,6 +98,22 @@ func printTable(w io.Writer, res *results) {
 	perMode("", "drain ÷ smtp-source", func(m *modeResult) string {
 		return withRuns(m.DeliveryRatioSource, m.DeliveryRoundRateSource, "%.2f")
 	})
+	perMode("", "drain per msg: Postgres commits / Redis calls", func(m *modeResult) string {
+		var v []string
+		for _, d := range m.Delivery {
+			if d.PerMessage != nil {
+				var calls float64
+				for _, n := range d.PerMessage.Redis {
+					calls += n
+				}
+				v = append(v, fmt.Sprintf("%.2f / %.2f", d.PerMessage.PgCommits, calls))
+			}
+		}
+		if len(v) == 0 {
+			return "-"
+		}
+		return strings.Join(v, ", ")
+	})
 	e2e := func(f func(e *e2eRun) string) func(m *modeResult) string {
 		return func(m *modeResult) string {
 			if m.E2E == nil {
