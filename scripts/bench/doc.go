@@ -51,6 +51,11 @@
 //	                            accept run (the accept path alone; what it
 //	                            accepted is delivered before the next run);
 //	                            run: it delivers while phase 2 runs
+//	BENCH_PROFILE        0      1: the stack runs with PPROF=1 and each
+//	                            drain keeps the worker's CPU profile (its
+//	                            first BENCH_PROFILE_SECONDS, 5), block and
+//	                            mutex profiles in <run dir>/<mode>/profiles
+//	                            (implies keeping the run directory)
 //	BENCH_KEEP           0      1: keep the run directory (logs) and the
 //	                            database afterwards (kept anyway on failure)
 //	BENCH_COMMAND               the command line recorded in the results

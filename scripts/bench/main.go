@@ -119,7 +119,7 @@ func run() int {
 	res.OK = len(res.Errors) == 0
 	res.compare()
 
-	keep := s.Keep || !res.OK
+	keep := s.Keep || s.Profile || !res.OK
 	if !keep {
 		res.RunDir = ""
 	}

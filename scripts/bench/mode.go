@@ -240,7 +240,13 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 
 		timeout := 10*time.Minute + time.Duration(s.N/50)*time.Second
 		before := b.work(ctx, db)
-		d, derr := runDelivery(ctx, st, db, mp, d, prefix, timeout)
+		var profile func() func() []string
+		if s.Profile {
+			profile = func() func() []string {
+				return profileDrain(ctx, st.addr["WORKER_INTERNAL_ADDR"], filepath.Join(dir, "profiles"), round, s.ProfileSeconds)
+			}
+		}
+		d, derr := runDelivery(ctx, st, db, mp, d, prefix, timeout, profile)
 		// Idle backends report their statistics within 10 s
 		// (PGSTAT_IDLE_INTERVAL); the relay's sweeps meanwhile add a few
 		// commits a second.

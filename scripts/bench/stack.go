@@ -65,6 +65,7 @@ func newStack(repo, binDir, dir string, obs bool, redisAddr string, s settings, 
 		"SMTP_HOST":        "",
 		"SMTP_PORT":        "",
 		"API_INSTANCES":    os.Getenv("API_INSTANCES"),
+		"PPROF":            map[bool]string{true: "1", false: os.Getenv("PPROF")}[s.Profile],
 		"WORKER_INSTANCES": os.Getenv("WORKER_INSTANCES"),
 	}
 	if obs {
