@@ -31,14 +31,14 @@ type settings struct {
 	AcceptWorker string `json:"accept_worker"`
 	// Profile keeps the worker's CPU, block and mutex profiles of each
 	// drain (BENCH_PROFILE; see profile.go), ProfileSeconds long.
-	Profile        bool `json:"profile"`
-	ProfileSeconds int  `json:"profile_seconds"`
-	Out          string `json:"out"`
-	Keep         bool   `json:"keep"`
-	DBName       string `json:"db_name"`
-	DBHost       string `json:"db_host"`
-	DBPort       string `json:"db_port"`
-	DBAdmin      string `json:"db_admin_user"`
+	Profile        bool   `json:"profile"`
+	ProfileSeconds int    `json:"profile_seconds"`
+	Out            string `json:"out"`
+	Keep           bool   `json:"keep"`
+	DBName         string `json:"db_name"`
+	DBHost         string `json:"db_host"`
+	DBPort         string `json:"db_port"`
+	DBAdmin        string `json:"db_admin_user"`
 	// Command is the command line recorded in the results.
 	Command string `json:"-"`
 }
