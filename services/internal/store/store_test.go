@@ -429,3 +429,74 @@ func TestUnavailable(t *testing.T) {
 		t.Error("not found: got true, want false")
 	}
 }
+
+// One statement claims every claimable row of a batch and leaves the
+// others; a repeated id is claimed once.
+func TestClaimBatch(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	queued, due, notDue, live, sent := newRow(t, s), newRow(t, s), newRow(t, s), newRow(t, s), newRow(t, s)
+	set(t, s, due, "status = 'failed', next_attempt_at = now() - interval '1 second'")
+	set(t, s, notDue, "status = 'failed', next_attempt_at = now() + interval '1 hour'")
+	set(t, s, live, "status = 'sending', lease_expires_at = now() + interval '1 minute'")
+	set(t, s, sent, "status = 'sent', sent_at = now()")
+	var reqs []ClaimRequest
+	for _, id := range []string{queued, due, notDue, live, sent, queued, "0193a1b2-0000-7000-8000-000000000000"} {
+		reqs = append(reqs, ClaimRequest{ID: id, MessageID: id + "@example.test"})
+	}
+	claims, err := s.ClaimBatch(ctx, reqs, time.Minute, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Claim{}
+	for _, c := range claims {
+		got[c.ID] = c
+	}
+	if len(claims) != 2 || got[queued].Token != 1 || got[due].Token != 1 {
+		t.Fatalf("claims: got %+v, want %s and %s under token 1", claims, queued, due)
+	}
+	for _, id := range []string{queued, due} {
+		if c := got[id]; c.Status != message.StatusSending || c.MessageID != id+"@example.test" || c.Attempts != 1 {
+			t.Errorf("claim %s: got %+v", id, c)
+		}
+	}
+	if e, _ := s.Get(ctx, notDue); e.Status != message.StatusFailed || e.Token != 0 {
+		t.Errorf("not-due row: got %s under token %d, want failed under 0", e.Status, e.Token)
+	}
+}
+
+// One statement records several outcomes; each stale one is refused alone
+// and named, the others apply.
+func TestRecordOutcomes(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a, b, c, d := newRow(t, s), newRow(t, s), newRow(t, s), newRow(t, s)
+	ca, cb, cc, cd := claim(t, s, a), claim(t, s, b), claim(t, s, c), claim(t, s, d)
+	// d was taken over by another worker: d's outcome is stale.
+	expire(t, s, d)
+	newer := claim(t, s, d)
+	res, err := s.RecordOutcomes(ctx, []Outcome{
+		{Lease: Lease{a, ca.Token}, Kind: OutcomeSent},
+		{Lease: Lease{b, cb.Token}, Kind: OutcomeFailed, Reason: "451", Delay: time.Hour},
+		{Lease: Lease{c, cc.Token}, Kind: OutcomeDead, Reason: "550"},
+		{Lease: Lease{d, cd.Token}, Kind: OutcomeSent},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *StaleError
+	if res[0] != nil || res[1] != nil || res[2] != nil || !errors.As(res[3], &se) || se.Current != newer.Token || se.Status != "sending" {
+		t.Fatalf("results: got %v, want nil, nil, nil and a stale error naming token %d", res, newer.Token)
+	}
+	for id, want := range map[string]message.Status{a: message.StatusSent, b: message.StatusFailed, c: message.StatusDead, d: message.StatusSending} {
+		if e, _ := s.Get(ctx, id); e.Status != want {
+			t.Errorf("%s: got %s, want %s", id, e.Status, want)
+		}
+	}
+	if e, _ := s.Get(ctx, b); e.LastError != "451" || e.NextAttemptAt == nil || time.Until(*e.NextAttemptAt) < 50*time.Minute {
+		t.Errorf("failed row: got %+v, want last_error 451 and next attempt in an hour", e)
+	}
+	if _, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{a, ca.Token}, Kind: "maybe"}}); err == nil {
+		t.Error("unknown outcome kind: got no error")
+	}
+}
