@@ -56,7 +56,9 @@ type Pool struct {
 	// slots holds one token per idle sender; the reader only reads as many
 	// entries as there are idle senders, so nothing waits in memory.
 	slots chan struct{}
-	jobs  chan queue.Entry
+	jobs  chan *job
+	// outcomes carries the finished attempts to the recorder.
+	outcomes chan *job
 	// stop is closed by Shutdown: no more reading.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -78,7 +80,8 @@ func NewPool(d Deps) *Pool {
 	p := &Pool{
 		d:        d,
 		slots:    make(chan struct{}, n),
-		jobs:     make(chan queue.Entry, n),
+		jobs:     make(chan *job, n),
+		outcomes: make(chan *job, n),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		inflight: inflight{byEntry: map[string]*attempt{}},
@@ -119,11 +122,13 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer heart.Wait()
 	defer stopBeat()
 
+	var recorder sync.WaitGroup
+	recorder.Go(p.recordLoop)
 	var senders sync.WaitGroup
 	for range p.d.Config.Concurrency {
 		senders.Go(func() {
-			for e := range p.jobs {
-				p.handle(p.work, e)
+			for j := range p.jobs {
+				p.send(j)
 				p.slots <- struct{}{}
 			}
 		})
@@ -134,6 +139,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	feeders.Wait()
 	close(p.jobs)
 	senders.Wait()
+	close(p.outcomes)
+	recorder.Wait()
 	return nil
 }
 
@@ -222,9 +229,7 @@ func (p *Pool) readLoop(ctx context.Context) {
 			continue
 		}
 		p.release(n - len(entries))
-		for _, e := range entries {
-			p.jobs <- e
-		}
+		p.dispatch(entries)
 	}
 }
 
@@ -262,8 +267,8 @@ func (p *Pool) reclaimLoop(ctx context.Context) {
 			for _, e := range entries {
 				p.d.Log.WarnContext(ctx, "worker: took over a stream entry nobody renewed for a lease",
 					"message_id", e.MessageID, "stream_id", e.StreamID, "deliveries", e.Deliveries)
-				p.jobs <- e
 			}
+			p.dispatch(entries)
 			cursor = next
 			if cursor == "0-0" {
 				break
