@@ -318,12 +318,14 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results
 // goes back on the outbox, so another worker claims it (a takeover); at
 // maxAttempts, where no claim may follow, the row is recorded dead, since
 // whether the relay got that last attempt is unknown. It returns how many
-// rows it released and how many it recorded dead.
+// rows it released and how many it recorded dead. One call acts on at most
+// housekeepingBatch claims; the worker's next sweep takes the rest.
 func (s *Store) ReleaseExpired(ctx context.Context, maxAttempts int) (released, dead int64, err error) {
 	err = s.pool.QueryRow(ctx, `
 		WITH expired AS (
 		    SELECT id, attempts FROM emails
 		    WHERE status = 'sending' AND lease_expires_at < now()
+		    LIMIT $2
 		    FOR UPDATE SKIP LOCKED),
 		rel AS (
 		    UPDATE emails e SET published_at = NULL
@@ -336,7 +338,7 @@ func (s *Store) ReleaseExpired(ctx context.Context, maxAttempts int) (released, 
 		    FROM expired x
 		    WHERE e.id = x.id AND x.attempts >= $1
 		    RETURNING 1)
-		SELECT (SELECT count(*) FROM rel), (SELECT count(*) FROM dead)`, maxAttempts).Scan(&released, &dead)
+		SELECT (SELECT count(*) FROM rel), (SELECT count(*) FROM dead)`, maxAttempts, housekeepingBatch).Scan(&released, &dead)
 	if err != nil {
 		return 0, 0, fmt.Errorf("release expired: %w", err)
 	}

@@ -500,3 +500,62 @@ func TestRecordOutcomes(t *testing.T) {
 		t.Error("unknown outcome kind: got no error")
 	}
 }
+
+// The stale sweep puts back rows published long ago and never taken, but
+// not a healthy backlog: rows published after (or not long before) the
+// oldest entry still on the stream have their entries there.
+func TestRepublishStaleLeavesAHealthyBacklog(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	lost, waiting, taken := newRow(t, s), newRow(t, s), newRow(t, s)
+	if n, err := s.PublishPending(ctx, 10, func(context.Context, []Pending) error { return nil }); err != nil || n != 3 {
+		t.Fatalf("publish: got %d %v, want 3", n, err)
+	}
+	set(t, s, lost, "published_at = now() - interval '2 hours'")
+	set(t, s, waiting, "published_at = now() - interval '20 minutes'")
+	set(t, s, taken, "published_at = now() - interval '2 hours'")
+	claim(t, s, taken)
+	// The stream's oldest entry is 30 minutes old: waiting's entry is
+	// still there (a backlog), lost's is gone.
+	oldest := time.Now().Add(-30 * time.Minute)
+	if n, err := s.RepublishStale(ctx, 5*time.Minute, &oldest); err != nil || n != 1 {
+		t.Fatalf("sweep with a backlog: got %d %v, want 1 (the lost row)", n, err)
+	}
+	if e, _ := s.Get(ctx, lost); e.Status != message.StatusQueued {
+		t.Errorf("lost row: got %s", e.Status)
+	}
+	var published []Pending
+	s.PublishPending(ctx, 10, func(_ context.Context, p []Pending) error { published = p; return nil })
+	if len(published) != 1 || published[0].ID != lost {
+		t.Errorf("published after the sweep: got %+v, want only %s", published, lost)
+	}
+	// An empty stream: every row published longer than after ago is
+	// lost, and nothing else.
+	set(t, s, lost, "published_at = now() - interval '2 hours'")
+	if n, err := s.RepublishStale(ctx, 5*time.Minute, nil); err != nil || n != 2 {
+		t.Errorf("sweep of an empty stream: got %d %v, want 2 (lost and waiting)", n, err)
+	}
+}
+
+// A failed publish marks the rows unpublished again, so the next round
+// takes them.
+func TestPublishPendingUndoesAFailedPublish(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a, b := newRow(t, s), newRow(t, s)
+	var order []string
+	if _, err := s.PublishPending(ctx, 10, func(_ context.Context, p []Pending) error {
+		for _, x := range p {
+			order = append(order, x.ID)
+		}
+		return errors.New("redis down")
+	}); err == nil {
+		t.Fatal("got nil, want the publish error")
+	}
+	if len(order) != 2 || order[0] != a || order[1] != b {
+		t.Errorf("batch: got %v, want %s then %s (creation order)", order, a, b)
+	}
+	if n, err := s.PublishPending(ctx, 10, func(context.Context, []Pending) error { return nil }); err != nil || n != 2 {
+		t.Errorf("after a failed publish: got %d %v, want both rows again", n, err)
+	}
+}
