@@ -23,7 +23,8 @@ type Postgres struct {
 	QueryTimeout time.Duration
 	// MaxConns is the most connections the process keeps to Postgres
 	// (pgxpool's MaxConns, whose own default, max(4, NumCPU), would cap
-	// a 2-core api at 4 requests in the database at once).
+	// a 2-core api at 4 requests in the database at once). DB_MAX_CONNS
+	// always sets it; 0, in a Postgres built by hand, keeps pgxpool's.
 	MaxConns int
 }
 

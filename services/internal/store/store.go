@@ -64,7 +64,9 @@ func Open(ctx context.Context, cfg config.Postgres, log *slog.Logger, opts ...Op
 	// A statement that outlives the request's budget is cancelled by the
 	// server too, not only abandoned by the client.
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.QueryTimeout.Milliseconds() * 4)
-	pc.MaxConns = int32(cfg.MaxConns)
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = int32(cfg.MaxConns)
+	}
 	pc.MaxConnLifetime = 30 * time.Minute
 	pc.HealthCheckPeriod = 15 * time.Second
 	for _, o := range opts {
