@@ -144,6 +144,13 @@ func (st *stack) stopWorkers(ctx context.Context) error {
 	if err := st.dev.Stop(ctx, sortedKeys(procs)...); err != nil {
 		return fmt.Errorf("stop the workers: %w", err)
 	}
+	// Their ports stay this stack's until they start again (up releases
+	// them): the machine is shared, and a port left free is soon taken.
+	for _, a := range st.dev.Config.WorkerInternalAddrs {
+		if err := st.ports.Hold(a); err != nil {
+			return fmt.Errorf("stop the workers: %w", err)
+		}
+	}
 	return ctx.Err()
 }
 
