@@ -35,9 +35,11 @@ type job struct {
 	span  trace.Span
 	log   *slog.Logger
 	claim store.Claim
-	// attempt is the claim in flight, which the heartbeat renews until the
-	// outcome is recorded.
+	// attempt is the claim held, which the heartbeat renews from the claim
+	// until the outcome is recorded; sendCtx is the send's context, which
+	// the heartbeat cancels (through attempt.stop) if the claim is lost.
 	attempt *attempt
+	sendCtx context.Context
 	// outcome is what the recorder writes, name the metric's label.
 	outcome store.Outcome
 	name    string
@@ -96,6 +98,11 @@ func (p *Pool) dispatch(entries []queue.Entry) {
 			}
 			delete(byID, c.ID)
 			j.claim = c
+			var stop context.CancelCauseFunc
+			j.sendCtx, stop = context.WithCancelCause(j.ctx)
+			j.attempt = &attempt{entry: j.entry, lease: store.Lease{ID: c.ID, Token: c.Token}, stop: stop}
+			p.inflight.add(j.attempt)
+			p.d.Metrics.inflight.Inc()
 			p.jobs <- j
 		}
 	}
@@ -132,10 +139,24 @@ func (p *Pool) start(e queue.Entry) *job {
 
 // send makes the attempt of a claimed job and decides its outcome, which
 // it hands to the recorder. The claim stays in flight (renewed by the
-// heartbeat) until the recorder has written it.
+// heartbeat) until the recorder has written it. A claim still waiting for
+// a sender when the worker is told to stop is given back unsent: only the
+// sends already under way are finished.
 func (p *Pool) send(j *job) {
 	c := j.claim
-	p.d.Metrics.inflight.Inc()
+	sendCtx, stop := j.sendCtx, j.attempt.stop
+	defer stop(nil)
+	lease := store.Lease{ID: c.ID, Token: c.Token}
+	select {
+	case <-p.stop:
+		reason := fmt.Sprintf("attempt %d not started: %v", c.Attempts, errShutdown)
+		j.span.SetStatus(codes.Error, reason)
+		j.name, j.outcome = OutcomeReleased, store.Outcome{Lease: lease, Kind: store.OutcomeReleased, Reason: reason}
+		j.attempt.recording.Store(true)
+		p.outcomes <- j
+		return
+	default:
+	}
 	j.log = j.log.With("attempt", c.Attempts, "token", c.Token)
 	j.span.SetAttributes(attribute.Int("carteiro.attempt", c.Attempts), attribute.Int64("carteiro.fencing_token", c.Token))
 	if c.TookOver {
@@ -143,18 +164,12 @@ func (p *Pool) send(j *job) {
 		j.log.WarnContext(j.ctx, "worker: took over a message whose claim's lease expired", "previous_token", c.Token-1, "deliveries", j.entry.Deliveries)
 	}
 
-	sendCtx, stop := context.WithCancelCause(j.ctx)
-	defer stop(nil)
-	j.attempt = &attempt{entry: j.entry, lease: store.Lease{ID: c.ID, Token: c.Token}, stop: stop}
-	p.inflight.add(j.attempt)
-
 	start := time.Now()
 	_, sendErr := p.d.Sender.Send(sendCtx, mail.Message{
 		ID: c.ID, MessageID: c.MessageID, Assunto: c.Assunto, Mensagem: c.Mensagem, Date: c.CreatedAt,
 	})
 	telemetry.Observe(j.ctx, p.d.Metrics.send, time.Since(start).Seconds())
 
-	lease := store.Lease{ID: c.ID, Token: c.Token}
 	switch {
 	case sendErr == nil:
 		j.name, j.outcome = OutcomeSent, store.Outcome{Lease: lease, Kind: store.OutcomeSent}

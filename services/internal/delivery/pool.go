@@ -53,8 +53,9 @@ var (
 // Pool delivers messages with Config.Concurrency sends at once.
 type Pool struct {
 	d Deps
-	// slots holds one token per idle sender; the reader only reads as many
-	// entries as there are idle senders, so nothing waits in memory.
+	// slots bounds the entries the pool holds: one token per message
+	// being sent, or claimed and waiting for a sender (claimAhead per
+	// sender). The readers read only as many entries as there are tokens.
 	slots chan struct{}
 	jobs  chan *job
 	// outcomes carries the finished attempts to the recorder.
@@ -74,13 +75,24 @@ type Pool struct {
 	inflight inflight
 }
 
+// claimAhead is how many claimed messages per sender may wait for it:
+// claims are made a batch ahead of the sends, so a sender finishing one
+// message finds the next one claimed instead of waiting for a claim's
+// commit. The heartbeat renews waiting claims as it renews the sends.
+const claimAhead = 3
+
+// readers is how many read-and-claim loops run at once: one reads the
+// stream while the other waits for its claim's commit.
+const readers = 2
+
 // NewPool returns a pool; Run starts it.
 func NewPool(d Deps) *Pool {
 	n := d.Config.Concurrency
+	held := n * (1 + claimAhead)
 	p := &Pool{
 		d:        d,
-		slots:    make(chan struct{}, n),
-		jobs:     make(chan *job, n),
+		slots:    make(chan struct{}, held),
+		jobs:     make(chan *job, held),
 		outcomes: make(chan *job, n),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -88,7 +100,7 @@ func NewPool(d Deps) *Pool {
 	}
 	p.work, p.hardStop = context.WithCancelCause(context.Background())
 	p.final, p.cancelFinal = context.WithCancel(context.Background())
-	for range n {
+	for range held {
 		p.slots <- struct{}{}
 	}
 	return p
@@ -134,7 +146,9 @@ func (p *Pool) Run(ctx context.Context) error {
 		})
 	}
 	var feeders sync.WaitGroup
-	feeders.Go(func() { p.readLoop(read) })
+	for range readers {
+		feeders.Go(func() { p.readLoop(read) })
+	}
 	feeders.Go(func() { p.reclaimLoop(read) })
 	feeders.Wait()
 	close(p.jobs)
@@ -215,7 +229,7 @@ func (p *Pool) release(n int) {
 
 func (p *Pool) readLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		n := p.acquire(ctx, p.d.Config.Concurrency)
+		n := p.acquire(ctx, cap(p.slots))
 		if n == 0 {
 			return
 		}
