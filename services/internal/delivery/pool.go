@@ -54,8 +54,8 @@ var (
 type Pool struct {
 	d Deps
 	// slots bounds the entries the pool holds: one token per message
-	// being sent, or claimed and waiting for a sender (claimAhead per
-	// sender). The readers read only as many entries as there are tokens.
+	// being sent, or claimed and waiting for a sender (see claimAhead).
+	// The readers read only as many entries as there are tokens.
 	slots chan struct{}
 	jobs  chan *job
 	// outcomes carries the finished attempts to the recorder.
@@ -75,11 +75,13 @@ type Pool struct {
 	inflight inflight
 }
 
-// claimAhead is how many claimed messages per sender may wait for it:
-// claims are made a batch ahead of the sends, so a sender finishing one
-// message finds the next one claimed instead of waiting for a claim's
-// commit. The heartbeat renews waiting claims as it renews the sends.
-const claimAhead = 3
+// claimAhead is how many claimed messages may wait for a sender, at
+// least: claims are made a batch ahead of the sends, so a sender
+// finishing one message finds the next one claimed instead of waiting for
+// a claim's commit. A commit costs a WAL flush, milliseconds to tens of
+// them on a busy disk; the window must hold what the senders send
+// meanwhile. The heartbeat renews waiting claims as it renews the sends.
+const claimAhead = 64
 
 // readers is how many read-and-claim loops run at once: one reads the
 // stream while the other waits for its claim's commit.
@@ -88,7 +90,7 @@ const readers = 2
 // NewPool returns a pool; Run starts it.
 func NewPool(d Deps) *Pool {
 	n := d.Config.Concurrency
-	held := n * (1 + claimAhead)
+	held := n + max(claimAhead, 3*n)
 	p := &Pool{
 		d:        d,
 		slots:    make(chan struct{}, held),
