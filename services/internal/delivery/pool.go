@@ -95,7 +95,9 @@ func NewPool(d Deps) *Pool {
 		d:        d,
 		slots:    make(chan struct{}, held),
 		jobs:     make(chan *job, held),
-		outcomes: make(chan *job, n),
+		// As many as the pool may hold: a sender never waits for the
+		// recorder's commit either, and the batches grow with it.
+		outcomes: make(chan *job, held),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		inflight: inflight{byEntry: map[string]*attempt{}},
