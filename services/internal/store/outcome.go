@@ -105,7 +105,14 @@ func (s *Store) resolveCommit(xid string, committing time.Time, cause error) err
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, resolvePoll) {
 		var status *string
 		err := s.pool.QueryRow(ctx, `SELECT pg_xact_status($1::xid8)`, xid).Scan(&status)
+		var pe *pgconn.PgError
 		switch {
+		case errors.As(err, &pe) && pe.Code == "22023":
+			// "transaction ID … is in the future": a server that crashed
+			// before xid reached its WAL has no record of it, so it never
+			// committed (a commit record would have carried it).
+			s.log.Warn("commit outcome learned", "xid", xid, "status", "unknown to the restarted server", "err", pe.Message)
+			return fmt.Errorf("commit lost in a crash (xid %s): %w", xid, cause)
 		case err != nil:
 		case status == nil:
 			// Only for an xid older than the commit log keeps: not one

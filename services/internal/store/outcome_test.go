@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -200,5 +201,19 @@ func TestCommitOutcomeUnknownWhileDatabaseDown(t *testing.T) {
 	// Crash recovery rolled it back: "unknown" was honest, not a lie.
 	if err != nil || n != 0 {
 		t.Errorf("rows after the restart: got %d (%v), want 0", n, err)
+	}
+}
+
+// A transaction id the server never heard of (its WAL was lost in a crash
+// before it was flushed) never committed: not stored, not unknown.
+func TestCommitLostInACrashIsNotStored(t *testing.T) {
+	s := open(t)
+	var next string
+	if err := s.pool.QueryRow(context.Background(), `SELECT (pg_current_xact_id()::text::bigint + 1000000)::text`).Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	err := s.resolveCommit(next, time.Now(), io.ErrUnexpectedEOF)
+	if !Unavailable(err) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Errorf("got %v, want an unavailable error (503, nothing stored)", err)
 	}
 }
