@@ -27,6 +27,8 @@ type apiProcess struct {
 	db       config.Postgres
 	stream   string
 	log      *listenWatcher
+	// stop stops run (SIGTERM) and returns what it returned.
+	stop func() error
 }
 
 // listenWatcher passes the api's log to the test output and picks the
@@ -88,16 +90,24 @@ func startAPIWith(t *testing.T, db config.Postgres, redisAddr string, vars map[s
 		"DB_USER": db.User, "DB_SSLMODE": db.SSLMode,
 		"REDIS_ADDR": redisAddr, "REDIS_STREAM": stream,
 		"OUTBOX_SWEEP_INTERVAL": "100ms",
+		// No proxy holds connections here: stop at once (TestStopDrains
+		// sets its own).
+		"SHUTDOWN_DRAIN": "0s",
 	}
 	maps.Copy(env, vars)
 	w := &listenWatcher{t: t, addrs: map[string]string{}, ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"api"}, testenv.Env(env), w, opts...) }()
-	t.Cleanup(func() {
+	var stopped error
+	stop := sync.OnceFunc(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v", err)
+		stopped = <-done
+	})
+	t.Cleanup(func() {
+		stop()
+		if stopped != nil {
+			t.Errorf("run returned %v", stopped)
 		}
 	})
 	select {
@@ -109,7 +119,8 @@ func startAPIWith(t *testing.T, db config.Postgres, redisAddr string, vars map[s
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return &apiProcess{URL: "http://" + w.addrs["public"], Internal: "http://" + w.addrs["internal"], db: db, stream: stream, log: w}
+	return &apiProcess{URL: "http://" + w.addrs["public"], Internal: "http://" + w.addrs["internal"], db: db, stream: stream, log: w,
+		stop: func() error { stop(); return stopped }}
 }
 
 // post sends body with the given headers to path.
