@@ -294,3 +294,62 @@ func traceID(traceparent string) string {
 	}
 	return parts[1]
 }
+
+// The public status view (JSON and the HTML page) says what kind of
+// failure a delivery met, never the relay's reply: that names internal
+// hosts and addresses. The reply stays in Postgres.
+func TestStatusHidesRelayReply(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	const reply = "451 4.4.1 <relay-7.interno.example [10.20.30.40]>: mailbox of diretoria@interno.example busy"
+	tests := []struct {
+		status   string
+		set      string
+		wantKind string
+		wantText string // on the HTML page
+		wantNext bool
+	}{
+		{"failed", "status = 'failed', next_attempt_at = now() + interval '5 minutes'", "temporary", "falha temporária; próxima tentativa em", true},
+		{"dead", "status = 'dead', next_attempt_at = NULL", "permanent", "falha permanente", false},
+		{"queued", "status = 'queued', next_attempt_at = NULL", "", "", false}, // released or reprocessed: on its way again
+	}
+	for _, tt := range tests {
+		t.Run(tt.status, func(t *testing.T) {
+			res, body := api.post(t, "/api/messages", "application/json", jsonBody("a", "b"), "Accept", "application/json")
+			if res.StatusCode != http.StatusAccepted {
+				t.Fatalf("post: got %d (%s)", res.StatusCode, body)
+			}
+			id := decodeBody[acceptedResponse](t, body).ID
+			api.exec(t, "UPDATE emails SET "+tt.set+", attempts = 1, last_error = $2, published_at = now() WHERE id = $1", id, reply)
+
+			res, body = api.get(t, api.URL+statusURL(id))
+			if res.StatusCode != 200 {
+				t.Fatalf("status: got %d (%s)", res.StatusCode, body)
+			}
+			st := decodeBody[statusResponse](t, body)
+			switch {
+			case tt.wantKind == "" && st.Failure != nil:
+				t.Errorf("failure: got %+v, want null", st.Failure)
+			case tt.wantKind != "" && (st.Failure == nil || st.Failure.Kind != tt.wantKind):
+				t.Errorf("failure: got %+v, want kind %s", st.Failure, tt.wantKind)
+			case tt.wantKind != "" && (st.Failure.NextAttemptAt != nil) != tt.wantNext:
+				t.Errorf("failure next_attempt_at: got %v, want set %v", st.Failure.NextAttemptAt, tt.wantNext)
+			}
+			res, page := api.get(t, api.URL+statusURL(id), "Accept", "text/html")
+			if res.StatusCode != 200 || !strings.Contains(page, tt.wantText) {
+				t.Errorf("page: got %d, want it to say %q:\n%s", res.StatusCode, tt.wantText, page)
+			}
+			for _, answer := range []string{body, page} {
+				for _, secret := range []string{"10.20.30.40", "interno.example", "4.4.1", "last_error"} {
+					if strings.Contains(answer, secret) {
+						t.Errorf("public answer holds %q:\n%s", secret, answer)
+					}
+				}
+			}
+			var stored string
+			api.queryRow(t, "SELECT last_error FROM emails WHERE id = $1", []any{id}, &stored)
+			if stored != reply {
+				t.Errorf("last_error in Postgres: got %q, want the reply", stored)
+			}
+		})
+	}
+}
