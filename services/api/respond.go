@@ -97,11 +97,12 @@ var (
 	fieldNames = map[string]string{"assunto": "Assunto", "mensagem": "Mensagem"}
 
 	problemTexts = map[message.Code]string{
-		message.CodeRequired:     "campo obrigatório.",
-		message.CodeBlank:        "não pode ficar em branco.",
-		message.CodeTooLong:      "texto longo demais (assunto até 100 caracteres, mensagem até 250).",
-		message.CodeInvalidUTF8:  "contém caracteres inválidos.",
-		message.CodeControlChars: "contém quebras de linha ou caracteres de controle não permitidos.",
+		message.CodeRequired:        "campo obrigatório.",
+		message.CodeBlank:           "não pode ficar em branco.",
+		message.CodeTooLong:         "texto longo demais (assunto até 100 caracteres, mensagem até 250).",
+		message.CodeInvalidUTF8:     "contém caracteres inválidos.",
+		message.CodeInvalidEncoding: "contém bytes inválidos na codificação declarada.",
+		message.CodeControlChars:    "contém quebras de linha ou caracteres de controle não permitidos.",
 	}
 )
 
