@@ -81,7 +81,9 @@
   var busy = false;
   var pollGeneration = 0;
 
-  // Unicode characters, a CRLF line break counted as one.
+  // Unicode characters (code points), a CRLF line break counted as one:
+  // what the api counts. Not value.length (UTF-16 code units, as maxlength
+  // counts), where an emoji outside the BMP counts twice.
   function charCount(value) {
     return [...value.replace(/\r\n/g, "\n")].length;
   }
@@ -127,12 +129,25 @@
     statusText.setAttribute("data-kind", kind || "");
   }
 
+  // updateCounter shows how many characters a field holds against its
+  // limit, and reports whether it is over.
   function updateCounter(name) {
     var input = field(name);
     var counter = document.getElementById(name + "-contador");
-    if (input && counter) {
-      counter.textContent = "(" + charCount(input.value) + "/" + FIELDS[name].max + ")";
+    var over = false;
+    if (input) {
+      var count = charCount(input.value);
+      over = count > FIELDS[name].max;
+      if (counter) {
+        counter.textContent = "(" + count + "/" + FIELDS[name].max + ")";
+        if (over) {
+          counter.setAttribute("data-over", "true");
+        } else {
+          counter.removeAttribute("data-over");
+        }
+      }
     }
+    return over;
   }
 
   // Client-side checks, same rules as the API. Returns {name: code}.
@@ -471,9 +486,12 @@
   Object.keys(FIELDS).forEach(function (name) {
     var input = field(name);
     if (input) {
+      // Past the limit the field says so at once (the page no longer
+      // stops typing with maxlength); back under it, the error goes.
       input.addEventListener("input", function () {
-        updateCounter(name);
-        if (input.getAttribute("aria-invalid") === "true") {
+        if (updateCounter(name)) {
+          setFieldError(name, FIELDS[name].messages.too_long);
+        } else if (input.getAttribute("aria-invalid") === "true") {
           setFieldError(name, "");
         }
       });
