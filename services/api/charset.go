@@ -18,15 +18,14 @@ type charset struct {
 	// "windows-1252".
 	name string
 	// enc decodes it; nil for UTF-8, which needs no decoding (its
-	// validity is the validator's invalid_utf8).
+	// validity is the validator's invalid_utf8). The zero charset is
+	// UTF-8.
 	enc encoding.Encoding
 	// replacementEncodable: U+FFFD has an encoding in this charset (the
 	// UTF-16s, gb18030), so a U+FFFD in the decoded text may have been
 	// sent rather than stand for an invalid byte sequence.
 	replacementEncodable []byte
 }
-
-var utf8Charset = charset{name: "utf-8"}
 
 // lookupCharset resolves a charset label (Content-Type's charset
 // parameter, the _charset_ field). A label the Encoding Standard does not
@@ -41,8 +40,8 @@ func lookupCharset(label string) (charset, *apiError) {
 	if err != nil {
 		return charset{}, errUnknownCharset(label)
 	}
-	if name == utf8Charset.name {
-		return utf8Charset, nil
+	if name == "utf-8" {
+		return charset{name: name}, nil
 	}
 	c := charset{name: name, enc: enc}
 	if b, err := enc.NewEncoder().Bytes([]byte(string(utf8.RuneError))); err == nil {

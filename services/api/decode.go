@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"slices"
 	"unicode/utf8"
 
 	"github.com/carteiro/carteiro/services/internal/message"
@@ -21,12 +20,14 @@ import (
 // limit, so no part can make the api hold more.
 const maxBody = 64 << 10
 
-// The form fields a submission uses; any other field is ignored, in a
-// urlencoded body as in a multipart one (a browser form may carry a submit
-// button's name or a token of its own).
-const charsetField = "_charset_"
+// charsetFieldName is the form field in which browsers send the charset
+// they encoded the form in (HTML "Form submission", RFC 7578 section 4.6).
+const charsetFieldName = "_charset_"
 
-var formFields = []string{"assunto", "mensagem"}
+// isFormField reports whether a form field is one a submission uses; any
+// other is ignored, in a urlencoded body as in a multipart one (a browser
+// form may carry a submit button's name or a token of its own).
+func isFormField(name string) bool { return name == "assunto" || name == "mensagem" }
 
 // decodeInput reads a submission from a JSON body, a urlencoded form or a
 // multipart form. Problems found while decoding (a field that is not valid
@@ -88,8 +89,7 @@ type form struct {
 	// charset.
 	fields map[string]formField
 	// declared is the request's Content-Type charset parameter, "" when
-	// none; charsetField the value of the _charset_ field browsers send
-	// (HTML "Form submission", RFC 7578 section 4.6), "" when none.
+	// none; charsetField the value of the _charset_ field, "" when none.
 	declared, charsetField string
 }
 
@@ -108,28 +108,25 @@ type formField struct {
 func (f form) input() (message.Input, message.Problems, *apiError) {
 	var in message.Input
 	problems := message.Problems{}
-	for _, name := range formFields {
+	// In order, so that of two unknown charsets the subject's is named.
+	for _, fd := range []struct {
+		name string
+		dst  *string
+	}{{"assunto", &in.Assunto}, {"mensagem", &in.Mensagem}} {
+		name, dst := fd.name, fd.dst
 		field, ok := f.fields[name]
 		if !ok {
 			continue // reported as required
 		}
-		label := cmp.Or(field.charset, f.declared, f.charsetField)
-		cs := utf8Charset
-		if label != "" {
+		var cs charset // UTF-8 when nothing is declared
+		if label := cmp.Or(field.charset, f.declared, f.charsetField); label != "" {
 			var aerr *apiError
 			if cs, aerr = lookupCharset(label); aerr != nil {
 				return message.Input{}, nil, aerr
 			}
 		}
-		text, ok := cs.decode(field.value)
-		if !ok {
+		if *dst, ok = cs.decode(field.value); !ok {
 			problems[name] = message.CodeInvalidEncoding
-			continue
-		}
-		if name == "assunto" {
-			in.Assunto = text
-		} else {
-			in.Mensagem = text
 		}
 	}
 	return in, problems, nil
@@ -142,9 +139,9 @@ func parseURLEncoded(body []byte, declared string) (form, *apiError) {
 	if err != nil {
 		return form{}, errBadRequest("malformed form body: " + err.Error())
 	}
-	f := form{fields: map[string]formField{}, declared: declared, charsetField: values.Get(charsetField)}
-	for _, name := range formFields {
-		if v, ok := values[name]; ok {
+	f := form{fields: map[string]formField{}, declared: declared, charsetField: values.Get(charsetFieldName)}
+	for name, v := range values {
+		if isFormField(name) {
 			f.fields[name] = formField{value: v[0]}
 		}
 	}
@@ -188,9 +185,9 @@ func parseMultipart(body io.Reader, params map[string]string) (form, *apiError) 
 			return form{}, errBadRequest("malformed multipart body: part " + quote(name) + ": " + err.Error())
 		}
 		switch _, known := f.fields[name]; {
-		case name == charsetField && !seenCharset:
+		case name == charsetFieldName && !seenCharset:
 			f.charsetField, seenCharset = string(value), true
-		case slices.Contains(formFields, name) && !known:
+		case isFormField(name) && !known:
 			f.fields[name] = formField{value: string(value), charset: charset}
 		}
 	}
