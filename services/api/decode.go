@@ -168,10 +168,7 @@ func parseMultipart(body io.Reader, params map[string]string) (form, *apiError) 
 			return f, nil
 		}
 		if err != nil {
-			if errors.As(err, new(*http.MaxBytesError)) {
-				return form{}, errTooLarge
-			}
-			return form{}, errBadRequest("malformed multipart body: " + err.Error())
+			return form{}, multipartError(err, "")
 		}
 		name, charset, aerr := textPart(part)
 		if aerr != nil {
@@ -179,10 +176,7 @@ func parseMultipart(body io.Reader, params map[string]string) (form, *apiError) 
 		}
 		value, err := io.ReadAll(part)
 		if err != nil {
-			if errors.As(err, new(*http.MaxBytesError)) {
-				return form{}, errTooLarge
-			}
-			return form{}, errBadRequest("malformed multipart body: part " + quote(name) + ": " + err.Error())
+			return form{}, multipartError(err, " (part "+quote(name)+")")
 		}
 		switch _, known := f.fields[name]; {
 		case name == charsetFieldName && !seenCharset:
@@ -191,6 +185,15 @@ func parseMultipart(body io.Reader, params map[string]string) (form, *apiError) 
 			f.fields[name] = formField{value: string(value), charset: charset}
 		}
 	}
+}
+
+// multipartError is the answer to a failed read of a multipart body, where
+// names the part: 413 past the size limit, else 400.
+func multipartError(err error, where string) *apiError {
+	if errors.As(err, new(*http.MaxBytesError)) {
+		return errTooLarge
+	}
+	return errBadRequest("malformed multipart body" + where + ": " + err.Error())
 }
 
 // textPart checks that part is a form field holding text and returns its
