@@ -36,6 +36,11 @@ var (
 	errKeyReused = &apiError{Status: http.StatusUnprocessableEntity,
 		Message: "this Idempotency-Key was already used with a different message"}
 	errInternal = &apiError{Status: http.StatusInternalServerError, Message: "internal error"}
+	// errOutcomeUnknown: the database stopped answering while it committed
+	// the message, and never said whether it did. Never a 503, which means
+	// "not stored".
+	errOutcomeUnknown = &apiError{Status: http.StatusInternalServerError,
+		Message: "the message store stopped answering while committing: the message may or may not be stored; resend it with the same Idempotency-Key to be sure"}
 	// errClientGone is recorded when the client closed the connection
 	// before the answer (nginx's 499 convention); nobody receives it.
 	errClientGone = &apiError{Status: 499, Message: "client closed the request"}

@@ -155,6 +155,9 @@ func storeError(r *http.Request, log *slog.Logger, err error) *apiError {
 		// The client went away; nobody reads this answer.
 		log.InfoContext(r.Context(), "request cancelled by the client", "err", err)
 		return errClientGone
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		log.ErrorContext(r.Context(), "commit outcome unknown", "err", err)
+		return errOutcomeUnknown
 	case store.Unavailable(err):
 		log.WarnContext(r.Context(), "database unavailable", "err", err)
 		return errUnavailable
