@@ -207,9 +207,16 @@ func TestCrossSitePostIsRejected(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
-	for _, u := range []string{api.URL + "/healthz", api.URL + "/readyz", api.Internal + "/healthz", api.Internal + "/readyz"} {
+	for _, u := range []string{api.Internal + "/healthz", api.Internal + "/readyz"} {
 		if res, body := api.get(t, u); res.StatusCode != 200 {
 			t.Errorf("GET %s: got %d, want 200 (%s)", u, res.StatusCode, body)
+		}
+	}
+	// Health and readiness are the internal port's: the public one, which
+	// nginx proxies, does not know them.
+	for _, u := range []string{api.URL + "/healthz", api.URL + "/readyz"} {
+		if res, body := api.get(t, u); res.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: got %d, want 404 (%s)", u, res.StatusCode, body)
 		}
 	}
 	if err := run(context.Background(), []string{"api", "healthcheck"},
@@ -240,8 +247,8 @@ func TestPostgresDownAnswers503(t *testing.T) {
 	if e := decodeBody[errorResponse](t, body); !strings.Contains(e.Error, "unavailable") {
 		t.Errorf("error: got %q, want it to say the store is unavailable", e.Error)
 	}
-	if res, _ := api.get(t, api.Internal+"/readyz"); res.StatusCode != 503 {
-		t.Errorf("readyz while down: got %d, want 503", res.StatusCode)
+	if res, body := api.get(t, api.Internal+"/readyz"); res.StatusCode != 503 || body != "postgres: unavailable\n" {
+		t.Errorf("readyz while down: got %d %q, want 503 %q (the driver's error only in the log)", res.StatusCode, body, "postgres: unavailable\n")
 	}
 
 	pg.Start()

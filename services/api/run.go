@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxHeaderBytes:    16 << 10,
 	}
 	internalMux := http.NewServeMux()
-	health.Register(internalMux, health.Probe{Name: "postgres", Check: db.Ping})
+	health.Register(internalMux, log, health.Probe{Name: "postgres", Check: db.Ping})
 	internalMux.Handle("GET /metrics", tel.MetricsHandler())
 	if cfg.PProf {
 		health.RegisterPProf(internalMux)
