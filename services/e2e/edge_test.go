@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -196,4 +197,84 @@ func TestEdgeErrorsFollowTheContract(t *testing.T) {
 			t.Errorf("502 headers show more than they should: %s", h)
 		}
 	})
+}
+
+// With Postgres and Redis down, no public answer carries internal text:
+// every answer through nginx (page, posts, status, 404s, the edge's own
+// errors) is searched for the driver's messages, addresses, user and
+// database names. Readiness says so on the internal port, tersely; the
+// details are in the api's log.
+func TestNoInternalTextInPublicAnswers(t *testing.T) {
+	s := startStack(t, stackOptions{privatePostgres: true})
+	id := s.submitJSON("antes", "da queda")
+	s.Postgres.Stop()
+	s.redis.Stop()
+
+	type ask struct {
+		method, path, contentType, body string
+		headers                         []string
+	}
+	browser, jsonClient := []string{"Accept", "text/html", "Origin", s.URL}, []string{"Accept", "application/json"}
+	var asks []ask
+	for _, h := range [][]string{browser, jsonClient} {
+		for _, path := range []string{"/", "/healthz", "/readyz", "/api/healthz", "/api/readyz", "/nope",
+			"/api/messages/" + id, "/api/messages/00000000-0000-0000-0000-000000000000", "/api/messages/x'"} {
+			asks = append(asks, ask{"GET", path, "", "", h})
+		}
+		asks = append(asks,
+			ask{"POST", "/api/messages", "application/json", jsonBody("durante", "a queda"), h},
+			ask{"POST", "/api", formType, "assunto=durante&mensagem=a+queda", h},
+			ask{"POST", "/api/messages", "application/json", jsonBody("chave", "repetida"),
+				append([]string{"Idempotency-Key", `"queda-1"`}, h...)},
+			ask{"POST", "/api/messages", "application/json", strings.Repeat("x", 100<<10), h},
+		)
+	}
+	answers := map[string]string{}
+	statuses := map[int]int{}
+	collect := func(tag string) {
+		for _, a := range asks {
+			res, body := s.request(a.method, a.path, a.contentType, a.body, a.headers...)
+			statuses[res.StatusCode]++
+			answers[fmt.Sprintf("%s %s %s %v → %d", tag, a.method, a.path, a.headers[:2], res.StatusCode)] = fmt.Sprint(res.Header) + "\n" + body
+		}
+	}
+	collect("stores down:")
+
+	// The internal port says what is wrong in a word; the log, in full.
+	res, err := client.Get("http://" + s.APIInternal[0] + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || string(b) != "postgres: unavailable\n" {
+		t.Errorf("internal /readyz: got %d %q, want 503 %q", res.StatusCode, b, "postgres: unavailable\n")
+	}
+	if log := s.LogText("api"); !strings.Contains(log, "readiness probe failed") || !strings.Contains(log, fmt.Sprint(s.db.Port)) {
+		t.Errorf("api log: no readiness failure with the driver's error\n%s", s.logs())
+	}
+
+	// The api itself down too: nginx's 502s.
+	s.Stop("api")
+	collect("api down:")
+	t.Logf("statuses: %v", statuses)
+	if statuses[http.StatusServiceUnavailable] == 0 || statuses[http.StatusBadGateway] == 0 {
+		t.Errorf("statuses %v: want the api's 503s and nginx's 502s among them", statuses)
+	}
+
+	leaks := []string{
+		// The stores' and the api's addresses and names.
+		fmt.Sprintf("%s:%d", s.db.Host, s.db.Port), s.redis.Addr, s.envVar("API_HTTP_ADDR"), s.APIInternal[0],
+		s.db.Name, "user=" + s.db.User, "postgres", "127.0.0.1",
+		// What drivers and the runtime say.
+		"dial", "connect", "refused", "SQLSTATE", "pgx", "pgconn", "redis", "i/o timeout", "deadline", "EOF",
+		"database", "goroutine", "panic",
+	}
+	for what, text := range answers {
+		for _, leak := range leaks {
+			if strings.Contains(text, leak) {
+				t.Errorf("%s: the answer contains %q:\n%.600s", what, leak, text)
+			}
+		}
+	}
 }
