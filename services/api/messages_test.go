@@ -115,12 +115,13 @@ func TestCreateMessageAcceptsJSON(t *testing.T) {
 	if status != "queued" && status != "sending" && status != "sent" {
 		t.Errorf("stored status: got %q, want queued", status)
 	}
-	// The row keeps the api's server span, a child in the caller's trace.
-	if traceID(tp) != traceID(traceparent) || tp == traceparent {
-		t.Errorf("stored traceparent: got %q, want the caller's trace %s with the api's span", tp, traceID(traceparent))
+	// The row keeps the api's server span, in a trace of the api's own
+	// (the caller's is linked, not joined: TestCallerTraceContext).
+	if traceID(tp) != got.TraceID || traceID(tp) == traceID(traceparent) {
+		t.Errorf("stored traceparent: got %q, want the api's trace %s, not the caller's", tp, got.TraceID)
 	}
-	if got.TraceID != traceID(traceparent) || res.Header.Get("X-Trace-Id") != got.TraceID {
-		t.Errorf("trace id: got body %q header %q, want %s", got.TraceID, res.Header.Get("X-Trace-Id"), traceID(traceparent))
+	if len(got.TraceID) != 32 || res.Header.Get("X-Trace-Id") != got.TraceID {
+		t.Errorf("trace id: got body %q header %q, want the same trace id", got.TraceID, res.Header.Get("X-Trace-Id"))
 	}
 	// The relay puts it on the stream.
 	rdb := r.Client()
@@ -128,7 +129,7 @@ func TestCreateMessageAcceptsJSON(t *testing.T) {
 		msgs, _ := rdb.XRange(context.Background(), api.stream, "-", "+").Result()
 		for _, m := range msgs {
 			tp, _ := m.Values["traceparent"].(string)
-			if m.Values["id"] == got.ID && traceID(tp) == traceID(traceparent) {
+			if m.Values["id"] == got.ID && traceID(tp) == got.TraceID {
 				return true
 			}
 		}

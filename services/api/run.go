@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	})
 
 	public := &http.Server{
-		Handler:           NewServer(log, db, relay, tel, cfg.JaegerURL),
+		Handler:           NewServer(log, db, relay, tel, cfg.JaegerURL, cfg.IncomingTraceContext),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,

@@ -93,9 +93,10 @@ func TestNginxTracingFlavours(t *testing.T) {
 	if !slices.Equal(diff, want) {
 		t.Errorf("nginx.conf native vs otel: got differing lines %q, want %q", diff, want)
 	}
-	// The otel flavour traces and logs trace ids; the native one only
-	// passes the caller's traceparent on.
-	for _, want := range []string{"otel_exporter", "otel_trace_context propagate;", "$otel_trace_id", "otel_service_name carteiro-frontend;"} {
+	// The otel flavour starts every trace (a caller's traceparent is
+	// replaced: the api joins nginx's) and logs trace ids; the native one
+	// only passes the caller's traceparent on (the api links it).
+	for _, want := range []string{"otel_exporter", "otel_trace_context inject;", "$otel_trace_id", "otel_service_name carteiro-frontend;"} {
 		if !bytes.Contains(otel["snippets/tracing-otel.conf"], []byte(want)) {
 			t.Errorf("snippets/tracing-otel.conf: got no %q, want it", want)
 		}
@@ -202,5 +203,24 @@ func TestNginxStatusListener(t *testing.T) {
 				t.Errorf("GET %s/nginx-status on the public listener: got %d, want 404", public, code)
 			}
 		})
+	}
+}
+
+// TestTraceContextTrust: the api joins an incoming trace context
+// (INCOMING_TRACE_CONTEXT=join) only where nginx starts every trace itself
+// (NGINX_TRACING=otel, whose snippet injects nginx's own context); where
+// nginx passes a client's traceparent on, the api links it (the default).
+func TestTraceContextTrust(t *testing.T) {
+	for label, files := range map[string][]string{
+		"base":                     {baseFile},
+		"base+observability":       {baseFile, observabilityFile},
+		"compose test (stand-ins)": {baseFile, observabilityFile, "deploy/composetest/compose.test-override.yml"},
+	} {
+		p := loadProject(t, files...)
+		tracing, _ := envValue(p.Services["frontend"], "NGINX_TRACING")
+		incoming, _ := envValue(p.Services["app"], "INCOMING_TRACE_CONTEXT")
+		if join := incoming == "join"; join != (tracing == "otel") {
+			t.Errorf("%s: app INCOMING_TRACE_CONTEXT=%q with frontend NGINX_TRACING=%q: want join exactly when nginx starts the traces (otel)", label, incoming, tracing)
+		}
 	}
 }
