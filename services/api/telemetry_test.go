@@ -103,7 +103,7 @@ func TestCallerTraceContext(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "", c.mode)
+			h := NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "http://jaeger.test", c.mode)
 			req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))
 			req.Header.Set("Content-Type", "application/json")
 			if c.traceparent != "" {
@@ -117,6 +117,11 @@ func TestCallerTraceContext(t *testing.T) {
 			tid := rec.Header().Get("X-Trace-Id")
 			if joined := tid == callerTrace; joined != c.joined {
 				t.Errorf("X-Trace-Id %s: joined the caller's trace: got %v, want %v", tid, joined, c.joined)
+			}
+			// The answer links the trace in Jaeger only when it is recorded.
+			got := decodeBody[acceptedResponse](t, rec.Body.String())
+			if linked := got.TraceURL == "http://jaeger.test/trace/"+tid; linked != c.recorded || got.TraceID != tid {
+				t.Errorf("answer: trace_id %q trace_url %q, want trace_id %s and a trace_url exactly when recorded (%v)", got.TraceID, got.TraceURL, tid, c.recorded)
 			}
 			var server *tracetest.SpanStub
 			for _, s := range exp.GetSpans() {
