@@ -35,6 +35,8 @@ var edgeCases = []edgeCase{
 	{"JSON post, media type in capitals with a charset", "POST", "Application/JSON; charset=utf-8", "text/html", "json"},
 	{"JSON post, space before a broken parameter", "POST", "application/json ; charset", "", "json"},
 	{"lookalike media type", "POST", "application/jsonx", "", "html"},
+	{"multipart form post (curl -F)", "POST", "multipart/form-data; boundary=x", "*/*", "html"},
+	{"multipart form post accepting JSON", "POST", "multipart/form-data; boundary=x", "application/json", "json"},
 	{"text post accepting anything", "POST", "text/plain", "*/*", "html"},
 }
 
