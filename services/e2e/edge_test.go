@@ -40,11 +40,12 @@ var edgeCases = []edgeCase{
 	{"text post accepting anything", "POST", "text/plain", "*/*", "html"},
 }
 
-// path is where the case asks the api for an error: an unknown message
-// (404) for GET, an unreadable body (400 or 415) for POST.
-func (c edgeCase) request(s *stack, extra ...string) (*http.Response, string) {
+// request asks for an error the api would answer: an unknown message
+// (404) for GET, an unreadable body (400 or 415) for POST. Whether the api
+// or nginx answers depends on the stack's state.
+func (c edgeCase) request(s *stack) (*http.Response, string) {
 	s.t.Helper()
-	headers := append([]string{}, extra...)
+	var headers []string
 	if c.accept != "" {
 		headers = append(headers, "Accept", c.accept)
 	}
