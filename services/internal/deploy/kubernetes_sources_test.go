@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -468,7 +469,7 @@ func checkProbesMatchCompose(t *testing.T, name string, svc types.ServiceConfig,
 	switch {
 	case name == "app" || name == "worker":
 		mux := http.NewServeMux()
-		health.Register(mux)
+		health.Register(mux, slog.New(slog.DiscardHandler))
 		for kind, p := range probes {
 			rec := httptest.NewRecorder()
 			mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.HTTPGet.Path, nil))
