@@ -92,9 +92,9 @@ func NewPool(d Deps) *Pool {
 	n := d.Config.Concurrency
 	held := n + max(claimAhead, 3*n)
 	p := &Pool{
-		d:        d,
-		slots:    make(chan struct{}, held),
-		jobs:     make(chan *job, held),
+		d:     d,
+		slots: make(chan struct{}, held),
+		jobs:  make(chan *job, held),
 		// As many as the pool may hold: a sender never waits for the
 		// recorder's commit either, and the batches grow with it.
 		outcomes: make(chan *job, held),
