@@ -206,7 +206,11 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}
 }
 
-// acquire takes up to want idle slots, waiting for the first one.
+// acquire takes up to want idle slots, waiting for the first one. While
+// the senders still have claimed messages queued, it waits for half of
+// want, so that the next claim is a batch rather than a row: every claim
+// costs a commit, and taking slots one by one as senders free them would
+// make claims of one row each.
 func (p *Pool) acquire(ctx context.Context, want int) int {
 	select {
 	case <-p.slots:
@@ -218,7 +222,16 @@ func (p *Pool) acquire(ctx context.Context, want int) int {
 		select {
 		case <-p.slots:
 			n++
+			continue
 		default:
+		}
+		if len(p.jobs) == 0 || n >= want/2 {
+			return n
+		}
+		select {
+		case <-p.slots:
+			n++
+		case <-ctx.Done():
 			return n
 		}
 	}
