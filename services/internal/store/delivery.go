@@ -107,10 +107,17 @@ func (s *Store) ClaimBatch(ctx context.Context, reqs []ClaimRequest, lease time.
 		      ORDER BY e.id
 		      FOR UPDATE OF e) prev
 		WHERE id = prev_id AND attempts < $4
-		  AND (
-		    (status IN ('queued', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= now()))
-		    OR (status = 'sending' AND lease_expires_at < now())
-		  )
+		  -- A CASE, not ORs of status: the planner must reach the rows by
+		  -- their ids. Offered emails_open_idx, with statistics taken
+		  -- before a backlog built up, it scanned every open row and
+		  -- joined each with the batch (0.7 s for 33 rows in a backlog of
+		  -- 20,000).
+		  AND CASE status
+		    WHEN 'queued' THEN next_attempt_at IS NULL OR next_attempt_at <= now()
+		    WHEN 'failed' THEN next_attempt_at IS NULL OR next_attempt_at <= now()
+		    WHEN 'sending' THEN lease_expires_at < now()
+		    ELSE false
+		  END
 		RETURNING `+emailColumns+`, prev_status = 'sending'`, ids, mids, lease.Seconds(), maxAttempts)
 	if err != nil {
 		return nil, fmt.Errorf("claim %d message(s): %w", len(ids), err)
