@@ -120,8 +120,8 @@ func (p *Pool) dispatch(entries []queue.Entry) {
 func (p *Pool) claim(jobs []*job, reqs []store.ClaimRequest) ([]store.Claim, error) {
 	ctx, cancel := context.WithTimeout(p.work, claimTimeout)
 	defer cancel()
-	ctx, span := p.d.Tracer.Start(ctx, "claim "+p.d.Queue.Destination(), trace.WithLinks(links(jobs)...),
-		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(reqs))))
+	ctx, span := p.d.Tracer.Start(ctx, "claim "+p.d.Queue.Destination(), batchSpan(jobs,
+		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(reqs))))...)
 	defer span.End()
 	claims, err := p.d.Store.ClaimBatch(ctx, reqs, p.d.Config.Lease, p.d.Config.MaxAttempts)
 	if err != nil {
@@ -273,12 +273,12 @@ func (p *Pool) ack(jobs []*job) {
 	for i, j := range jobs {
 		ids[i] = j.entry.StreamID
 	}
-	ctx, span := p.d.Tracer.Start(ctx, "settle "+p.d.Queue.Destination(), trace.WithLinks(links(jobs)...),
+	ctx, span := p.d.Tracer.Start(ctx, "settle "+p.d.Queue.Destination(), batchSpan(jobs,
 		trace.WithAttributes(
 			attribute.String("messaging.system", "redis"),
 			attribute.String("messaging.operation.name", "ack"),
 			attribute.String("messaging.operation.type", "settle"),
-			attribute.Int("messaging.batch.message_count", len(jobs))))
+			attribute.Int("messaging.batch.message_count", len(jobs))))...)
 	defer span.End()
 	if err := p.d.Queue.Ack(ctx, ids...); err != nil {
 		// The entries stay pending; after the lease they are reclaimed
@@ -289,13 +289,15 @@ func (p *Pool) ack(jobs []*job) {
 	}
 }
 
-// links are links to the jobs' spans, for a span that acts on all of them.
-func links(jobs []*job) []trace.Link {
-	out := make([]trace.Link, len(jobs))
+// batchSpan are the options of a span that acts on a batch of jobs: a
+// CONSUMER span (delivery work, which carteiro's trace policy lets start a
+// trace: see telemetry's requestRoots) linked to each job's span.
+func batchSpan(jobs []*job, more ...trace.SpanStartOption) []trace.SpanStartOption {
+	links := make([]trace.Link, len(jobs))
 	for i, j := range jobs {
-		out[i] = trace.Link{SpanContext: j.span.SpanContext()}
+		links[i] = trace.Link{SpanContext: j.span.SpanContext()}
 	}
-	return out
+	return append([]trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...)}, more...)
 }
 
 // retry runs f up to five times, a little longer apart each time, so that

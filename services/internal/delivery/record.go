@@ -61,8 +61,8 @@ func (p *Pool) record(batch []*job) {
 	}
 	ctx, done := p.outcomeContext(context.Background())
 	defer done()
-	ctx, span := p.d.Tracer.Start(ctx, "record outcomes", trace.WithLinks(links(batch)...),
-		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(batch))))
+	ctx, span := p.d.Tracer.Start(ctx, "record outcomes", batchSpan(batch,
+		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(batch))))...)
 	var results []error
 	err := retry(ctx, func(ctx context.Context) (err error) {
 		results, err = p.d.Store.RecordOutcomes(ctx, outcomes)
