@@ -17,15 +17,24 @@ type Pending struct {
 }
 
 // PublishPending takes up to limit rows that are due to be published, in
-// creation order, and hands them to publish. Taking them is one statement
-// that marks them published (FOR UPDATE SKIP LOCKED, so several relays
-// share the work) and commits at once: no transaction stays open while
-// publish talks to Redis. If publish fails, the rows are marked
-// unpublished again and tried on the next round (those it did put on the
+// creation order, and hands them to publish, in one transaction: one
+// statement marks the rows published and returns them (FOR UPDATE SKIP
+// LOCKED, so several relays share the work), publish puts them on the
+// stream (one pipelined round trip), and the commit follows. If publish
+// fails, or the process dies before the commit, nothing is marked and the
+// rows are taken again on the next round (those publish did put on the
 // stream are then there twice, which the worker's conditional claim makes
-// harmless); if even that fails, RepublishStale puts them back later.
+// harmless); if the commit fails after publish succeeded, the same. The
+// transaction stays open across the Redis round trip on purpose: a mark
+// committed before its XADD would leave, after a crash between the two,
+// rows marked published that no stream holds.
 func (s *Store) PublishPending(ctx context.Context, limit int, publish func(context.Context, []Pending) error) (int, error) {
-	rows, err := s.pool.Query(ctx, `
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("outbox begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	rows, err := tx.Query(ctx, `
 		UPDATE emails SET published_at = now(), publish_count = publish_count + 1
 		WHERE id IN (
 		    SELECT id FROM emails
@@ -59,20 +68,14 @@ func (s *Store) PublishPending(ctx context.Context, limit int, publish func(cont
 	}
 	slices.SortFunc(batch, func(a, b taken) int { return a.created.Compare(b.created) })
 	pending := make([]Pending, len(batch))
-	ids := make([]string, len(batch))
 	for i, t := range batch {
-		pending[i], ids[i] = t.Pending, t.ID
+		pending[i] = t.Pending
 	}
 	if err := publish(ctx, pending); err != nil {
-		// Only rows still waiting: one a worker already took has its
-		// entry.
-		if _, uerr := s.pool.Exec(context.WithoutCancel(ctx), `
-			UPDATE emails SET published_at = NULL
-			WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'failed')`, ids); uerr != nil {
-			s.log.WarnContext(ctx, "outbox: could not mark unpublished rows whose publish failed; the stale sweep will",
-				"rows", len(ids), "err", uerr)
-		}
 		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("outbox commit: %w", err)
 	}
 	return len(batch), nil
 }
