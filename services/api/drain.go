@@ -28,6 +28,9 @@ import (
 //     upstream keepalive_timeout, shorter than SHUTDOWN_DRAIN) or used
 //     them once more, at most SHUTDOWN_DRAIN;
 //  4. only then calls Shutdown, which finishes the requests in flight.
+//
+// What is left: a connection nginx opened in the microseconds before the
+// listener closed, still in the kernel's accept queue, is reset with it.
 
 // errDraining is the readiness answer of a stopping api.
 var errDraining = errors.New("shutting down")
