@@ -23,6 +23,13 @@ type API struct {
 	// close theirs; see services/api/drain.go) before it closes the ones
 	// left. It must exceed nginx's upstream keepalive_timeout.
 	ShutdownDrain time.Duration
+	// ShutdownDelay is how long the api, after SIGTERM, keeps accepting
+	// connections (answering each with "Connection: close") before it
+	// closes its listener: for load balancers that learn of a stopping
+	// process on their own, as Kubernetes Services do (a built-in preStop
+	// sleep). 0 closes the listener at once, which nginx with several
+	// apis in its upstream prefers.
+	ShutdownDelay time.Duration
 }
 
 // GroupCommit tunes the batching of inserts.
@@ -62,6 +69,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		},
 		PProf:         r.bool("PPROF", false),
 		ShutdownDrain: r.duration("SHUTDOWN_DRAIN", 5*time.Second, 0),
+		ShutdownDelay: r.duration("SHUTDOWN_DELAY", 0, 0),
 		Outbox: Outbox{
 			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
 			BatchSize:      r.int("OUTBOX_BATCH_SIZE", 200, 1, 10000),
