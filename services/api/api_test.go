@@ -200,6 +200,32 @@ func (a *apiProcess) row(t *testing.T, id string) (assunto, mensagem, status, tr
 	return
 }
 
+// exec runs one statement on the api's database.
+func (a *apiProcess) exec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), a.db.URL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// queryRow runs one query on the api's database and scans its row.
+func (a *apiProcess) queryRow(t *testing.T, sql string, args []any, dest ...any) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), a.db.URL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
 func decodeBody[T any](t *testing.T, body string) T {
 	t.Helper()
 	var v T
