@@ -40,7 +40,8 @@ var (
 	// the message, and never said whether it did. Never a 503, which means
 	// "not stored".
 	errOutcomeUnknown = &apiError{Status: http.StatusInternalServerError,
-		Message: "the message store stopped answering while committing: the message may or may not be stored; resend it with the same Idempotency-Key to be sure"}
+		Message: "the message store stopped answering while committing: the message may or may not be stored; resend it with the same Idempotency-Key to be sure",
+		Page:    "O serviço parou de responder enquanto registrava a mensagem, e não dá para saber se ela foi registrada. Se enviar de novo, ela pode chegar duas vezes."}
 	// errClientGone is recorded when the client closed the connection
 	// before the answer (nginx's 499 convention); nobody receives it.
 	errClientGone = &apiError{Status: 499, Message: "client closed the request"}
