@@ -31,6 +31,7 @@ var (
 	errUnavailable = &apiError{Status: http.StatusServiceUnavailable, RetryAfter: "5",
 		Message: "the message store is unavailable; nothing was stored, try again shortly"}
 	errNotFound    = &apiError{Status: http.StatusNotFound, Message: "message not found"}
+	errNoRoute     = &apiError{Status: http.StatusNotFound, Message: "not found"}
 	errKeyInFlight = &apiError{Status: http.StatusConflict, RetryAfter: "1",
 		Message: "a request with this Idempotency-Key is still being processed; retry shortly"}
 	errKeyReused = &apiError{Status: http.StatusUnprocessableEntity,
