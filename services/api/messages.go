@@ -145,7 +145,7 @@ func handleGetMessage(log *slog.Logger, messages messageStore) http.Handler {
 
 func handleNotFound(log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		respondError(w, r, log, errNotFound)
+		respondError(w, r, log, errNoRoute)
 	})
 }
 

@@ -179,9 +179,16 @@ func TestCreateMessageAcceptsFormWithHTMLPage(t *testing.T) {
 func TestGetMessageUnknown(t *testing.T) {
 	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
 	for _, id := range []string{"0193a1b2-0000-7000-8000-000000000000", "not-a-uuid", "1%27%20OR%201=1"} {
-		res, body := api.get(t, api.URL+"/api/messages/"+id)
-		if res.StatusCode != 404 {
-			t.Errorf("GET %s: got %d, want 404 (%s)", id, res.StatusCode, body)
+		res, body := api.get(t, api.URL+"/api/messages/"+id, "Accept", "application/json")
+		if res.StatusCode != 404 || !strings.Contains(body, `"message not found"`) {
+			t.Errorf("GET %s: got %d %s, want 404 message not found", id, res.StatusCode, body)
+		}
+	}
+	// A path that names no message says so, not "message not found".
+	for _, path := range []string{"/api", "/api/nope", "/api/messages"} {
+		res, body := api.get(t, api.URL+path, "Accept", "application/json")
+		if res.StatusCode != 404 || !strings.Contains(body, `{"error":"not found"}`) {
+			t.Errorf("GET %s: got %d %s, want 404 not found", path, res.StatusCode, body)
 		}
 	}
 }

@@ -144,9 +144,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case err = <-errs:
 	}
 	// The order matters behind a proxy: see drain.go.
-	log.Info("shutting down", "drain", cfg.ShutdownDrain.String())
+	log.Info("shutting down", "delay", cfg.ShutdownDelay.String(), "drain", cfg.ShutdownDrain.String())
 	stop.begin()
+	time.Sleep(cfg.ShutdownDelay)
 	_ = publicLn.Close()
+	log.Info("listener closed", "listener", "public")
 	left := stop.wait(cfg.ShutdownDrain)
 	log.Info("drained", "connections_left", left)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

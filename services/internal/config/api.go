@@ -27,6 +27,13 @@ type API struct {
 	// (INCOMING_TRACE_CONTEXT): TraceContextLink (the default) or
 	// TraceContextJoin.
 	IncomingTraceContext string
+	// ShutdownDelay is how long the api, after SIGTERM, keeps accepting
+	// connections (answering each with "Connection: close") before it
+	// closes its listener: for load balancers that learn of a stopping
+	// process on their own, as Kubernetes Services do (a built-in preStop
+	// sleep). 0 closes the listener at once, which nginx with several
+	// apis in its upstream prefers.
+	ShutdownDelay time.Duration
 }
 
 // The values of INCOMING_TRACE_CONTEXT.
@@ -80,6 +87,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		},
 		PProf:                r.bool("PPROF", false),
 		ShutdownDrain:        r.duration("SHUTDOWN_DRAIN", 5*time.Second, 0),
+		ShutdownDelay:        r.duration("SHUTDOWN_DELAY", 0, 0),
 		IncomingTraceContext: r.oneOf("INCOMING_TRACE_CONTEXT", TraceContextLink, TraceContextLink, TraceContextJoin),
 		Outbox: Outbox{
 			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
