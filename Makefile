@@ -200,7 +200,7 @@ COMPOSE_TEST_TIMEOUT ?= 60m
 
 test-compose: ## Run make up's compose stack under the Docker Engine with stand-in images and check it (deploy/composetest; minutes, more on a cold machine)
 	@start=$$(date +%s); rc=0; \
-	$(MAKE) --no-print-directory build tools jaeger docker-tools secrets && \
+	$(MAKE) --no-print-directory build tools jaeger otelcol docker-tools secrets && \
 	$(GO) vet -tags composetest ./deploy/composetest/... && \
 	BIN_DIR=$(CURDIR)/$(BIN_DIR) $(GO) test -tags composetest -count=1 -timeout $(COMPOSE_TEST_TIMEOUT) -v \
 		-run '^TestComposeUnderEngine$$' ./deploy/composetest/ || rc=$$?; \

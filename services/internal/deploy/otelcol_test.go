@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -228,5 +229,82 @@ func TestOtelcolVersion(t *testing.T) {
 	}
 	if want := `const version = "` + strings.TrimPrefix(release, "v") + `"`; !strings.Contains(string(main), want) {
 		t.Errorf("%s/main.go: want %s (the modules' release)", otelcolTools, want)
+	}
+}
+
+// TestOtelcolCompose: compose's otelcol runs the same configuration file
+// with its listeners where app, worker and frontend send their spans, the
+// kept traces go to jaeger's OTLP/gRPC receiver, the share kept defaults to
+// 100 %, and the collector accepts the file with compose's values.
+func TestOtelcolCompose(t *testing.T) {
+	merged := loadProject(t, baseFile, observabilityFile)
+	otelcol := merged.Services["otelcol"]
+	if want := []string{"--config", "file:/etc/otelcol/config.yaml"}; !slices.Equal([]string(otelcol.Command), want) {
+		t.Errorf("otelcol command: got %v, want %v", otelcol.Command, want)
+	}
+	wantMount(t, otelcol, otelcolConfig, "/etc/otelcol/config.yaml")
+
+	env := func(svc, key string) string {
+		v, ok := envValue(merged.Services[svc], key)
+		if !ok {
+			t.Errorf("%s env %s: got unset, want it set", svc, key)
+		}
+		return v
+	}
+	port := func(svc, key string) string {
+		_, p, err := net.SplitHostPort(strings.TrimPrefix(env(svc, key), "http://"))
+		if err != nil {
+			t.Errorf("%s env %s: got %q, want host:port", svc, key, env(svc, key))
+		}
+		return p
+	}
+	httpPort, grpcPort := port("otelcol", "OTELCOL_OTLP_HTTP_ADDR"), port("otelcol", "OTELCOL_OTLP_GRPC_ADDR")
+	for _, svc := range []string{"app", "worker"} {
+		if got, want := env(svc, "OTEL_EXPORTER_OTLP_ENDPOINT"), "http://otelcol:"+httpPort; got != want {
+			t.Errorf("%s OTEL_EXPORTER_OTLP_ENDPOINT: got %q, want %q (otelcol's OTLP/HTTP receiver)", svc, got, want)
+		}
+	}
+	snippet, err := os.ReadFile(filepath.Join(repoRoot(t), "nginx", "snippets", "tracing-otel.conf.template"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "endpoint otelcol:" + grpcPort + ";"; !strings.Contains(string(snippet), want) {
+		t.Errorf("nginx/snippets/tracing-otel.conf.template: want %q (otelcol's OTLP/gRPC receiver)", want)
+	}
+	if got, want := env("otelcol", "OTELCOL_JAEGER_ENDPOINT"), "jaeger:"+port("jaeger", "JAEGER_OTLP_GRPC_ADDR"); got != want {
+		t.Errorf("otelcol OTELCOL_JAEGER_ENDPOINT: got %q, want %q (jaeger's OTLP/gRPC receiver)", got, want)
+	}
+	if got := env("otelcol", "OTELCOL_SAMPLE_PERCENT"); got != "100" {
+		t.Errorf("otelcol OTELCOL_SAMPLE_PERCENT: got %q, want 100 by default (CARTEIRO_TRACE_SAMPLE_PERCENT)", got)
+	}
+
+	bin := testenv.Built(t, "otelcol", "otelcol")
+	validate := exec.Command(bin, "validate", "--config", "file:"+filepath.Join(repoRoot(t), otelcolConfig))
+	validate.Env = withoutOtelcolEnv(os.Environ())
+	for k, v := range otelcol.Environment {
+		if v != nil {
+			validate.Env = append(validate.Env, k+"="+*v)
+		}
+	}
+	if out, err := validate.CombinedOutput(); err != nil {
+		t.Errorf("otelcol validate %s with compose's environment: %v\n%s", otelcolConfig, err, out)
+	}
+}
+
+// TestOtelcolImage: .env's OTELCOL_IMAGE is the official contrib image of
+// the release the tools module builds, pinned by digest.
+func TestOtelcolImage(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), otelcolTools, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor v0\.([0-9]+\.[0-9]+)\b`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s/go.mod: no tailsamplingprocessor v0.x", otelcolTools)
+	}
+	got := readDotEnv(t)["OTELCOL_IMAGE"]
+	want := regexp.MustCompile(`^otel/opentelemetry-collector-contrib:0\.` + regexp.QuoteMeta(string(m[1])) + `@sha256:[0-9a-f]{64}$`)
+	if !want.MatchString(got) {
+		t.Errorf(".env OTELCOL_IMAGE: got %q, want otel/opentelemetry-collector-contrib:0.%s@sha256:<digest>", got, m[1])
 	}
 }
