@@ -21,7 +21,7 @@ type OtelcolSettings struct {
 	// traces kept, in percent (0 to 100). Traces with an error, a dead
 	// letter or a duration over the delivery objective are always kept.
 	SamplePercent float64
-	// DecisionWait is OTELCOL_DECISION_WAIT (10 s): how long the spans of
+	// DecisionWait is OTELCOL_DECISION_WAIT (30 s): how long the spans of
 	// a trace are gathered before it is kept or dropped.
 	DecisionWait time.Duration
 	Config       string // OTELCOL_CONFIG (Root/observability/otelcol/config.yaml)
@@ -34,7 +34,7 @@ func loadOtelcol(e *env, c *Config) {
 		OTLPHTTPAddr: e.addr("OTELCOL_OTLP_HTTP_ADDR", "127.0.0.1:4318", false),
 		MetricsAddr:  e.addr("OTELCOL_METRICS_ADDR", "127.0.0.1:8889", false),
 		HealthAddr:   e.addr("OTELCOL_HEALTH_ADDR", "127.0.0.1:13133", false),
-		DecisionWait: e.seconds("OTELCOL_DECISION_WAIT", 10*time.Second),
+		DecisionWait: e.seconds("OTELCOL_DECISION_WAIT", 30*time.Second),
 		Config:       e.get("OTELCOL_CONFIG", filepath.Join(c.Root, "observability", "otelcol", "config.yaml")),
 	}
 	share := e.get("OTELCOL_SAMPLE_PERCENT", "100")
