@@ -47,6 +47,10 @@
     dead: "não enviada"
   };
   var FINAL_STATUSES = { sent: true, dead: true };
+  var FAILURE_LABELS = {
+    temporary: "falha temporária",
+    permanent: "falha permanente"
+  };
 
   var GENERAL_ERRORS = {
     400: "Não foi possível enviar: os dados não foram aceitos. Revise os campos e tente novamente.",
@@ -67,7 +71,7 @@
   var result = document.getElementById("resultado");
   var messageId = document.getElementById("message-id");
   var messageStatus = document.getElementById("message-status");
-  var messageLastError = document.getElementById("message-last-error");
+  var messageFailure = document.getElementById("message-failure");
   var traceRow = document.getElementById("trace");
   var traceId = document.getElementById("trace-id");
   if (!form || !button || !statusText) {
@@ -77,7 +81,9 @@
   var busy = false;
   var pollGeneration = 0;
 
-  // Unicode characters, a CRLF line break counted as one.
+  // Unicode characters (code points), a CRLF line break counted as one:
+  // what the api counts. Not value.length (UTF-16 code units, as maxlength
+  // counts), where an emoji outside the BMP counts twice.
   function charCount(value) {
     return [...value.replace(/\r\n/g, "\n")].length;
   }
@@ -123,12 +129,25 @@
     statusText.setAttribute("data-kind", kind || "");
   }
 
+  // updateCounter shows how many characters a field holds against its
+  // limit, and reports whether it is over.
   function updateCounter(name) {
     var input = field(name);
     var counter = document.getElementById(name + "-contador");
-    if (input && counter) {
-      counter.textContent = "(" + charCount(input.value) + "/" + FIELDS[name].max + ")";
+    var over = false;
+    if (input) {
+      var count = charCount(input.value);
+      over = count > FIELDS[name].max;
+      if (counter) {
+        counter.textContent = "(" + count + "/" + FIELDS[name].max + ")";
+        if (over) {
+          counter.setAttribute("data-over", "true");
+        } else {
+          counter.removeAttribute("data-over");
+        }
+      }
     }
+    return over;
   }
 
   // Client-side checks, same rules as the API. Returns {name: code}.
@@ -227,13 +246,31 @@
     if (messageStatus.textContent !== label) {
       messageStatus.textContent = label;
     }
-    var lastError = "";
-    if ((status === "failed" || status === "dead") && data && typeof data.last_error === "string" && data.last_error) {
-      lastError = "(" + data.last_error + ")";
+    var failure = failureText(data && data.failure);
+    if (messageFailure && messageFailure.textContent !== failure) {
+      messageFailure.textContent = failure;
     }
-    if (messageLastError && messageLastError.textContent !== lastError) {
-      messageLastError.textContent = lastError;
+  }
+
+  // failureText describes the api's failure field ({kind, label,
+  // next_attempt_at}): the kind in pt-BR and, for a temporary failure, the
+  // next attempt in the visitor's local time. The relay's own reply is
+  // never in the public answer.
+  function failureText(failure) {
+    if (!failure || typeof failure !== "object") {
+      return "";
     }
+    var text = FAILURE_LABELS[failure.kind] || (typeof failure.label === "string" ? failure.label : "");
+    if (!text) {
+      return "";
+    }
+    if (failure.kind === "temporary" && typeof failure.next_attempt_at === "string") {
+      var next = new Date(failure.next_attempt_at);
+      if (!isNaN(next.getTime())) {
+        text += "; próxima tentativa às " + next.toLocaleTimeString("pt-BR");
+      }
+    }
+    return "(" + text + ")";
   }
 
   // showTrace shows the trace id, linked to the trace viewer: the api's
@@ -449,9 +486,12 @@
   Object.keys(FIELDS).forEach(function (name) {
     var input = field(name);
     if (input) {
+      // Past the limit the field says so at once (the page no longer
+      // stops typing with maxlength); back under it, the error goes.
       input.addEventListener("input", function () {
-        updateCounter(name);
-        if (input.getAttribute("aria-invalid") === "true") {
+        if (updateCounter(name)) {
+          setFieldError(name, FIELDS[name].messages.too_long);
+        } else if (input.getAttribute("aria-invalid") === "true") {
           setFieldError(name, "");
         }
       });

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,6 +26,9 @@ type apiProcess struct {
 	Internal string // internal listener
 	db       config.Postgres
 	stream   string
+	log      *listenWatcher
+	// stop stops run (SIGTERM) and returns what it returned.
+	stop func() error
 }
 
 // listenWatcher passes the api's log to the test output and picks the
@@ -33,6 +37,7 @@ type listenWatcher struct {
 	t     *testing.T
 	mu    sync.Mutex
 	buf   bytes.Buffer
+	all   strings.Builder
 	addrs map[string]string
 	ready chan struct{}
 }
@@ -41,6 +46,7 @@ func (l *listenWatcher) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.t.Output().Write(p)
+	l.all.Write(p)
 	l.buf.Write(p)
 	for {
 		line, err := l.buf.ReadBytes('\n')
@@ -59,9 +65,23 @@ func (l *listenWatcher) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// count is how many lines of the api's log so far contain s.
+func (l *listenWatcher) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.all.String(), s)
+}
+
 // startAPI runs the api on port 0 against db and the Redis at redisAddr,
 // and stops it when the test ends.
 func startAPI(t *testing.T, db config.Postgres, redisAddr string, opts ...telemetry.Option) *apiProcess {
+	t.Helper()
+	return startAPIWith(t, db, redisAddr, nil, opts...)
+}
+
+// startAPIWith is startAPI with more environment variables (or others'
+// values).
+func startAPIWith(t *testing.T, db config.Postgres, redisAddr string, vars map[string]string, opts ...telemetry.Option) *apiProcess {
 	t.Helper()
 	stream := "carteiro:test:" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	env := map[string]string{
@@ -70,15 +90,24 @@ func startAPI(t *testing.T, db config.Postgres, redisAddr string, opts ...teleme
 		"DB_USER": db.User, "DB_SSLMODE": db.SSLMode,
 		"REDIS_ADDR": redisAddr, "REDIS_STREAM": stream,
 		"OUTBOX_SWEEP_INTERVAL": "100ms",
+		// No proxy holds connections here: stop at once (TestStopDrains
+		// sets its own).
+		"SHUTDOWN_DRAIN": "0s",
 	}
+	maps.Copy(env, vars)
 	w := &listenWatcher{t: t, addrs: map[string]string{}, ready: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"api"}, testenv.Env(env), w, opts...) }()
-	t.Cleanup(func() {
+	var stopped error
+	stop := sync.OnceFunc(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v", err)
+		stopped = <-done
+	})
+	t.Cleanup(func() {
+		stop()
+		if stopped != nil {
+			t.Errorf("run returned %v", stopped)
 		}
 	})
 	select {
@@ -90,7 +119,8 @@ func startAPI(t *testing.T, db config.Postgres, redisAddr string, opts ...teleme
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return &apiProcess{URL: "http://" + w.addrs["public"], Internal: "http://" + w.addrs["internal"], db: db, stream: stream}
+	return &apiProcess{URL: "http://" + w.addrs["public"], Internal: "http://" + w.addrs["internal"], db: db, stream: stream, log: w,
+		stop: func() error { stop(); return stopped }}
 }
 
 // post sends body with the given headers to path.
@@ -168,6 +198,32 @@ func (a *apiProcess) row(t *testing.T, id string) (assunto, mensagem, status, tr
 		t.Fatalf("row %s: %v", id, err)
 	}
 	return
+}
+
+// exec runs one statement on the api's database.
+func (a *apiProcess) exec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), a.db.URL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// queryRow runs one query on the api's database and scans its row.
+func (a *apiProcess) queryRow(t *testing.T, sql string, args []any, dest ...any) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), a.db.URL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
 }
 
 func decodeBody[T any](t *testing.T, body string) T {

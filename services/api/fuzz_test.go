@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/store"
@@ -63,6 +64,16 @@ func FuzzCreateMessage(f *testing.F) {
 		{"application/x-www-form-urlencoded", "%zz"},
 		{"text/plain", "assunto=a&mensagem=b"},
 		{"", ""},
+		{"application/x-www-form-urlencoded; charset=ISO-8859-1", "assunto=Caf%E9&mensagem=%81"},
+		{"application/x-www-form-urlencoded", "_charset_=shift_jis&assunto=%82%A0&mensagem=%82"},
+		{"application/x-www-form-urlencoded; charset=utf-16le", "assunto=%FD%FF&mensagem=%00%D8"},
+		{"application/x-www-form-urlencoded; charset=iso-2022-kr", "assunto=a&mensagem=b"},
+		{"multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"assunto\"\r\n\r\nOl\xe1\r\n" +
+			"--x\r\nContent-Disposition: form-data; name=\"mensagem\"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nb\r\n" +
+			"--x\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nlatin1\r\n--x--\r\n"},
+		{"multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n\x00\r\n--x--"},
+		{"multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"assunto\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=0D=0A\r\n--x--"},
+		{"multipart/form-data; boundary=x", "--x\r\n\r\n"},
 	} {
 		f.Add(seed.ct, seed.body, false)
 		f.Add(seed.ct, seed.body, true)
@@ -102,6 +113,32 @@ func FuzzCreateMessage(f *testing.F) {
 		}
 		if !strings.Contains(rec.Body.String(), "queued") {
 			t.Fatalf("202 body does not say queued: %s", rec.Body)
+		}
+	})
+}
+
+// FuzzCharset decodes arbitrary bytes under arbitrary labels: never a
+// panic, and text decoded from a charset other than UTF-8 is always valid
+// UTF-8 (UTF-8 itself is checked by the validator).
+func FuzzCharset(f *testing.F) {
+	for _, seed := range []struct{ label, s string }{
+		{"ISO-8859-1", "Caf\xe9"}, {"windows-1252", "\x81"}, {"shift_jis", "\x82\xa0\x82"},
+		{"utf-16le", "\xfd\xff\x00\xd8"}, {"utf-16be", "\xff"}, {"gb18030", "\x84\x31\xa4\x37"},
+		{"iso-2022-jp", "\x1b$B$\"\x1b(B"}, {"euc-kr", "\xb0"}, {"x-user-defined", "\xff"}, {"replacement", "a"}, {"", ""},
+	} {
+		f.Add(seed.label, seed.s)
+	}
+	f.Fuzz(func(t *testing.T, label, s string) {
+		cs, aerr := lookupCharset(label)
+		if aerr != nil {
+			if aerr.Status != http.StatusUnsupportedMediaType || !strings.Contains(aerr.Message, quote(label)) {
+				t.Fatalf("label %q: got %+v, want a 415 naming it", label, aerr)
+			}
+			return
+		}
+		out, ok := cs.decode(s)
+		if ok && cs.enc != nil && !utf8.ValidString(out) {
+			t.Fatalf("%s %q: decoded to invalid UTF-8 %q", cs.name, s, out)
 		}
 	})
 }

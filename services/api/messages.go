@@ -28,12 +28,15 @@ type acceptedResponse struct {
 	TraceURL string `json:"trace_url,omitempty"`
 }
 
-// statusResponse is the JSON view of a message's delivery.
+// statusResponse is the public JSON view of a message's delivery. It
+// never carries the relay's reply (last_error in Postgres): that text
+// names internal hosts and addresses, and anyone holding the id may read
+// this view. Failure says what kind of failure it was instead.
 type statusResponse struct {
 	ID            string         `json:"id"`
 	Status        message.Status `json:"status"`
 	Attempts      int            `json:"attempts"`
-	LastError     *string        `json:"last_error"`
+	Failure       *failureView   `json:"failure"`
 	CreatedAt     time.Time      `json:"created_at"`
 	NextAttemptAt *time.Time     `json:"next_attempt_at"`
 	SentAt        *time.Time     `json:"sent_at"`
@@ -128,14 +131,11 @@ func handleGetMessage(log *slog.Logger, messages messageStore) http.Handler {
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		if prefersHTML(r) {
-			respondHTML(w, log, http.StatusOK, "status.html", pageData{Email: &e, StatusURL: statusURL(e.ID)})
+			respondHTML(w, log, http.StatusOK, "status.html", pageData{Email: &e, StatusURL: statusURL(e.ID), Failure: failureOf(e)})
 			return
 		}
-		res := statusResponse{ID: e.ID, Status: e.Status, Attempts: e.Attempts,
+		res := statusResponse{ID: e.ID, Status: e.Status, Attempts: e.Attempts, Failure: failureOf(e),
 			CreatedAt: e.CreatedAt, NextAttemptAt: e.NextAttemptAt, SentAt: e.SentAt}
-		if e.LastError != "" {
-			res.LastError = &e.LastError
-		}
 		respondJSON(w, http.StatusOK, res)
 	})
 }
@@ -155,6 +155,9 @@ func storeError(r *http.Request, log *slog.Logger, err error) *apiError {
 		// The client went away; nobody reads this answer.
 		log.InfoContext(r.Context(), "request cancelled by the client", "err", err)
 		return errClientGone
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		log.ErrorContext(r.Context(), "commit outcome unknown", "err", err)
+		return errOutcomeUnknown
 	case store.Unavailable(err):
 		log.WarnContext(r.Context(), "database unavailable", "err", err)
 		return errUnavailable

@@ -40,7 +40,10 @@ func TestCreateMessageRejectsBadInput(t *testing.T) {
 		{"form invalid UTF-8", formType, "assunto=%FF&mensagem=ok", 400, map[string]string{"assunto": "invalid_utf8"}},
 		{"form malformed escape", formType, "assunto=%zz&mensagem=ok", 400, nil},
 		{"unknown content type", "text/plain", "assunto=a&mensagem=b", 415, nil},
-		{"multipart", "multipart/form-data; boundary=x", "--x--", 415, nil},
+		{"multipart without fields", "multipart/form-data; boundary=x", "--x--", 400, map[string]string{"assunto": "required", "mensagem": "required"}},
+		{"form invalid windows-1252", formType + "; charset=windows-1252", "assunto=%81&mensagem=ok", 400, map[string]string{"assunto": "invalid_encoding"}},
+		{"form unknown charset", formType + "; charset=klingon", "assunto=a&mensagem=b", 415, nil},
+		{"multipart/mixed", "multipart/mixed; boundary=x", "--x--", 415, nil},
 		{"no content type", "", `{"assunto":"a","mensagem":"b"}`, 415, nil},
 		{"body over 64 KiB", jsonType, jsonBody("a", strings.Repeat("b", 70<<10)), 413, nil},
 	}
@@ -293,4 +296,123 @@ func traceID(traceparent string) string {
 		return ""
 	}
 	return parts[1]
+}
+
+// The public status view (JSON and the HTML page) says what kind of
+// failure a delivery met, never the relay's reply: that names internal
+// hosts and addresses. The reply stays in Postgres.
+func TestStatusHidesRelayReply(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	const reply = "451 4.4.1 <relay-7.interno.example [10.20.30.40]>: mailbox of diretoria@interno.example busy"
+	tests := []struct {
+		status   string
+		set      string
+		wantKind string
+		wantText string // on the HTML page
+		wantNext bool
+	}{
+		{"failed", "status = 'failed', next_attempt_at = now() + interval '5 minutes'", "temporary", "falha temporária; próxima tentativa em", true},
+		{"dead", "status = 'dead', next_attempt_at = NULL", "permanent", "falha permanente", false},
+		{"queued", "status = 'queued', next_attempt_at = NULL", "", "", false}, // released or reprocessed: on its way again
+	}
+	for _, tt := range tests {
+		t.Run(tt.status, func(t *testing.T) {
+			res, body := api.post(t, "/api/messages", "application/json", jsonBody("a", "b"), "Accept", "application/json")
+			if res.StatusCode != http.StatusAccepted {
+				t.Fatalf("post: got %d (%s)", res.StatusCode, body)
+			}
+			id := decodeBody[acceptedResponse](t, body).ID
+			api.exec(t, "UPDATE emails SET "+tt.set+", attempts = 1, last_error = $2, published_at = now() WHERE id = $1", id, reply)
+
+			res, body = api.get(t, api.URL+statusURL(id))
+			if res.StatusCode != 200 {
+				t.Fatalf("status: got %d (%s)", res.StatusCode, body)
+			}
+			st := decodeBody[statusResponse](t, body)
+			switch {
+			case tt.wantKind == "" && st.Failure != nil:
+				t.Errorf("failure: got %+v, want null", st.Failure)
+			case tt.wantKind != "" && (st.Failure == nil || st.Failure.Kind != tt.wantKind):
+				t.Errorf("failure: got %+v, want kind %s", st.Failure, tt.wantKind)
+			case tt.wantKind != "" && (st.Failure.NextAttemptAt != nil) != tt.wantNext:
+				t.Errorf("failure next_attempt_at: got %v, want set %v", st.Failure.NextAttemptAt, tt.wantNext)
+			}
+			res, page := api.get(t, api.URL+statusURL(id), "Accept", "text/html")
+			if res.StatusCode != 200 || !strings.Contains(page, tt.wantText) {
+				t.Errorf("page: got %d, want it to say %q:\n%s", res.StatusCode, tt.wantText, page)
+			}
+			for _, answer := range []string{body, page} {
+				for _, secret := range []string{"10.20.30.40", "interno.example", "4.4.1", "last_error"} {
+					if strings.Contains(answer, secret) {
+						t.Errorf("public answer holds %q:\n%s", secret, answer)
+					}
+				}
+			}
+			var stored string
+			api.queryRow(t, "SELECT last_error FROM emails WHERE id = $1", []any{id}, &stored)
+			if stored != reply {
+				t.Errorf("last_error in Postgres: got %q, want the reply", stored)
+			}
+		})
+	}
+}
+
+// A multipart form (curl -F, enctype="multipart/form-data") gets the same
+// answers as the urlencoded one: the HTML page by default, JSON on
+// request; its text decoded from the declared charset; a file refused.
+func TestCreateMessageAcceptsMultipart(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	ct, body := multipartBody(t, part{name: "assunto", value: "Caf\xe9 <b>"}, part{name: "mensagem", value: "ol\xe1\r\nmundo"},
+		part{name: "_charset_", value: "ISO-8859-1"}, part{name: "enviar", value: "Enviar !"})
+	res, page := api.post(t, "/api", ct, body)
+	if res.StatusCode != http.StatusAccepted || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("got %d %s, want 202 with the HTML page:\n%s", res.StatusCode, res.Header.Get("Content-Type"), page)
+	}
+	if !strings.Contains(page, "Café &lt;b&gt;") {
+		t.Errorf("page must show the decoded subject, escaped:\n%s", page)
+	}
+	id := strings.TrimPrefix(res.Header.Get("Location"), "/api/messages/")
+	if a, m, _, _ := api.row(t, id); a != "Café <b>" || m != "olá\nmundo" {
+		t.Errorf("stored: got %q %q, want the text decoded from windows-1252", a, m)
+	}
+
+	ct, body = multipartBody(t, part{name: "assunto", value: "json"}, part{name: "mensagem", value: "b"})
+	res, out := api.post(t, "/api/messages", ct, body, "Accept", "application/json")
+	if res.StatusCode != http.StatusAccepted || decodeBody[acceptedResponse](t, out).Status != "queued" {
+		t.Errorf("JSON answer: got %d %s, want 202 queued", res.StatusCode, out)
+	}
+
+	// Refusals name what is wrong, in JSON and on the pt-BR page.
+	refusals := []struct {
+		name       string
+		parts      []part
+		status     int
+		json, html string
+	}{
+		{"file part", []part{{name: "assunto", value: "a"}, {name: "mensagem", value: "b"},
+			{name: "foto", value: "GIF89a", header: map[string]string{"Content-Disposition": `form-data; name="foto"; filename="a.gif"`, "Content-Type": "image/gif"}}},
+			415, `multipart part \"foto\" is a file`, `O campo &#34;foto&#34; é um arquivo`},
+		{"unknown charset", []part{{name: "assunto", value: "a"}, {name: "mensagem", value: "b"}, {name: "_charset_", value: "x-klingon"}},
+			415, `charset \"x-klingon\" is not supported`, `A codificação de caracteres &#34;x-klingon&#34; não é suportada`},
+		{"too long in emoji", []part{{name: "assunto", value: "a"}, {name: "mensagem", value: strings.Repeat("🙂", 251)}},
+			400, `"mensagem":"too_long"`, "Mensagem: texto longo demais"},
+		{"header injection", []part{{name: "assunto", value: "a\r\nBcc: x@example.com"}, {name: "mensagem", value: "b"}},
+			400, `"assunto":"control_chars"`, "Assunto: contém quebras de linha"},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			ct, body := multipartBody(t, tt.parts...)
+			res, out := api.post(t, "/api/messages", ct, body, "Accept", "application/json")
+			if res.StatusCode != tt.status || !strings.Contains(out, tt.json) {
+				t.Errorf("JSON: got %d %s, want %d with %s", res.StatusCode, out, tt.status, tt.json)
+			}
+			res, out = api.post(t, "/api", ct, body)
+			if res.StatusCode != tt.status || !strings.Contains(out, tt.html) {
+				t.Errorf("HTML: got %d, want %d with %q:\n%s", res.StatusCode, tt.status, tt.html, out)
+			}
+		})
+	}
+	if n := api.countRows(t); n != 2 {
+		t.Errorf("rows: got %d, want 2 (the two accepted)", n)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/store"
@@ -20,6 +21,9 @@ var templateFS embed.FS
 // html/template escapes everything a visitor typed.
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"statusText": statusText,
+	// attemptTime is a time as the pages show it (UTC: the server does
+	// not know the visitor's zone; the page's script shows local time).
+	"attemptTime": func(t time.Time) string { return t.UTC().Format("02/01/2006 15:04:05") + " UTC" },
 	"problemText": func(field string, c message.Code) string {
 		return fieldNames[field] + ": " + problemTexts[c]
 	},
@@ -28,6 +32,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 // pageData is what every template gets.
 type pageData struct {
 	Email     *store.Email
+	Failure   *failureView // the public account of Email's failure
 	StatusURL string
 	Error     *apiError
 	TraceID   string
@@ -92,11 +97,12 @@ var (
 	fieldNames = map[string]string{"assunto": "Assunto", "mensagem": "Mensagem"}
 
 	problemTexts = map[message.Code]string{
-		message.CodeRequired:     "campo obrigatório.",
-		message.CodeBlank:        "não pode ficar em branco.",
-		message.CodeTooLong:      "texto longo demais (assunto até 100 caracteres, mensagem até 250).",
-		message.CodeInvalidUTF8:  "contém caracteres inválidos.",
-		message.CodeControlChars: "contém quebras de linha ou caracteres de controle não permitidos.",
+		message.CodeRequired:        "campo obrigatório.",
+		message.CodeBlank:           "não pode ficar em branco.",
+		message.CodeTooLong:         "texto longo demais (assunto até 100 caracteres, mensagem até 250).",
+		message.CodeInvalidUTF8:     "contém caracteres inválidos.",
+		message.CodeInvalidEncoding: "contém bytes inválidos na codificação declarada.",
+		message.CodeControlChars:    "contém quebras de linha ou caracteres de controle não permitidos.",
 	}
 )
 

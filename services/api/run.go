@@ -89,8 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Tracer: tel.Tracer("carteiro/outbox"), Propagator: tel.Propagator, Published: published,
 	})
 
+	stop := newDrain()
 	public := &http.Server{
-		Handler:           NewServer(log, db, relay, tel, cfg.JaegerURL),
+		Handler:           stop.handler(NewServer(log, db, relay, tel, cfg.JaegerURL)),
+		ConnState:         stop.connState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,
@@ -98,7 +100,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxHeaderBytes:    16 << 10,
 	}
 	internalMux := http.NewServeMux()
-	health.Register(internalMux, health.Probe{Name: "postgres", Check: db.Ping})
+	health.Register(internalMux, health.Probe{Name: "api", Check: stop.ready},
+		health.Probe{Name: "postgres", Check: db.Ping})
 	internalMux.Handle("GET /metrics", tel.MetricsHandler())
 	if cfg.PProf {
 		health.RegisterPProf(internalMux)
@@ -110,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
+	var publicLn net.Listener
 	for _, s := range []struct {
 		name string
 		addr string
@@ -119,11 +123,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return fmt.Errorf("listen %s (%s): %w", s.addr, s.name, err)
 		}
+		if s.srv == public {
+			publicLn = ln
+		}
 		log.Info("listening", "listener", s.name, "addr", ln.Addr().String())
 		wg.Go(func() {
-			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				errs <- fmt.Errorf("%s server: %w", s.name, err)
+			err := s.srv.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) || (errors.Is(err, net.ErrClosed) && stop.draining.Load()) {
+				return
 			}
+			errs <- fmt.Errorf("%s server: %w", s.name, err)
 		})
 	}
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
@@ -134,7 +143,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		err = nil
 	case err = <-errs:
 	}
-	log.Info("shutting down")
+	// The order matters behind a proxy: see drain.go.
+	log.Info("shutting down", "drain", cfg.ShutdownDrain.String())
+	stop.begin()
+	_ = publicLn.Close()
+	left := stop.wait(cfg.ShutdownDrain)
+	log.Info("drained", "connections_left", left)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	_ = public.Shutdown(shutdownCtx)

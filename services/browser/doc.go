@@ -7,6 +7,9 @@
 // and the mail reach Mailpit; check the inline pt-BR errors, the plain form
 // post without JavaScript, that a double click sends one mail, that the
 // page loads nothing from another host and logs no error or CSP violation;
+// that it counts characters as the api does (250 emoji are sent, 251
+// refused inline) and shows a failed delivery's kind, never the relay's
+// reply;
 // and check accessibility in the same browser: labels bound to the fields,
 // errors announced, keyboard-only use, and WCAG AA colour contrast computed
 // from the rendered styles.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/carteiro/carteiro/services/internal/stacktest"
 )
@@ -121,7 +122,7 @@ func TestSendShowsSentAndMailArrives(t *testing.T) {
 }
 
 // TestInvalidFieldsShowInlineErrors submits empty, blank and over-long
-// fields (the over-long ones set by script: maxlength stops typing) and a
+// fields (the over-long ones set by script, as a paste would) and a
 // subject the api refuses: each shows its pt-BR message under its field,
 // visible, marked aria-invalid and referenced by aria-describedby, with a
 // summary in the live region and the focus on the first wrong field. Nothing
@@ -369,4 +370,73 @@ func TestDoubleClickSendsOnce(t *testing.T) {
 	if mails := waitMail(t, s, assunto); len(mails) != 1 {
 		t.Errorf("%d mails, want 1", len(mails))
 	}
+}
+
+// TestEmojiCountLikeTheAPI types emoji, characters outside the BMP that
+// are two UTF-16 code units each (what maxlength and value.length count)
+// but one Unicode character for the api: 250 in the message fill it
+// exactly, the counter says so and the message is sent; 251 are refused by
+// the page inline, as the api would, and nothing is sent. Without
+// JavaScript the browser sends the 250 too.
+func TestEmojiCountLikeTheAPI(t *testing.T) {
+	s, tb := start(t, tabOptions{})
+	const emoji = "🙂"
+	full, over := strings.Repeat(emoji, 250), strings.Repeat(emoji, 251)
+
+	tb.open()
+	tb.fill("Emoji no limite", full)
+	if got := eval[int](tb, `[...document.getElementById("mensagem").value].length`); got != 250 {
+		t.Fatalf("the field holds %d characters after typing 250 emoji, want 250", got)
+	}
+	if got := tb.text("mensagem-contador"); got != "(250/250)" {
+		t.Errorf("counter %q, want (250/250)", got)
+	}
+	checkFieldError(t, tb, "mensagem", "")
+	tb.do(chromedp.Click(chromedp.ID("enviar")))
+	if st := tb.waitFinal(); st != "sent" {
+		t.Fatalf("final status %s, want sent (status text %q)", st, tb.text("status-texto"))
+	}
+	var stored string
+	s.QueryRow("SELECT mensagem FROM emails WHERE id = $1", []any{tb.text("message-id")}, &stored)
+	if stored != full {
+		t.Errorf("stored %d characters, want the 250 emoji", len([]rune(stored)))
+	}
+
+	tb.open()
+	postsBefore := tb.posts("/api/messages")
+	tb.fill("Emoji demais", over)
+	// The page says so while typing, before any send.
+	checkFieldError(t, tb, "mensagem", "A mensagem deve ter no máximo 250 caracteres.")
+	if got := tb.text("mensagem-contador"); got != "(251/250)" {
+		t.Errorf("counter %q, want (251/250)", got)
+	}
+	tb.do(chromedp.Click(chromedp.ID("enviar")))
+	if got := tb.text("status-texto"); got != "Corrija os campos indicados." {
+		t.Errorf("status text %q, want the summary", got)
+	}
+	checkFieldError(t, tb, "mensagem", "A mensagem deve ter no máximo 250 caracteres.")
+	if n := tb.posts("/api/messages") - postsBefore; n != 0 {
+		t.Errorf("the page sent %d POSTs for 251 emoji, want 0", n)
+	}
+	// Deleting one brings it back under the limit: the error goes.
+	tb.do(chromedp.SendKeys(chromedp.ID("mensagem"), kb.Backspace))
+	checkFieldError(t, tb, "mensagem", "")
+
+	t.Run("without JavaScript", func(t *testing.T) {
+		nojs := newTab(t, s, tabOptions{noJavaScript: true})
+		nojs.open()
+		nojs.fill("Emoji sem JavaScript", full)
+		res, err := chromedp.RunResponse(nojs.ctx, chromedp.Click(chromedp.ID("enviar")))
+		if err != nil {
+			t.Fatalf("form post: %v", err)
+		}
+		if res.Status != http.StatusAccepted {
+			t.Fatalf("form post answered %d, want 202", res.Status)
+		}
+		var stored string
+		s.QueryRow("SELECT mensagem FROM emails WHERE assunto = $1", []any{"Emoji sem JavaScript"}, &stored)
+		if stored != full {
+			t.Errorf("stored %d characters, want the 250 emoji", len([]rune(stored)))
+		}
+	})
 }

@@ -3,9 +3,9 @@
 // Mailpit or an in-process SMTP server whose replies a test scripts), posts
 // a known number of messages through nginx, breaks something for real
 // (kill -9 a worker inside DATA, flush or restart Redis, stop Postgres,
-// make the relay answer 451 or 550, SIGTERM a worker under load, a relay
-// that answers every reply slowly, with the worker killed or stopped in
-// the middle), lets the system recover, and counts: messages accepted (2xx), rows by status, and
+// make the relay answer 451 or 550, SIGTERM a worker under load, restart one
+// of two apis under load, a relay that answers every reply slowly, with the
+// worker killed or stopped in the middle), lets the system recover, and counts: messages accepted (2xx), rows by status, and
 // mails in the inbox by Message-ID. Every scenario prints one line
 //
 //	<scenario>: accepted=N sent=N lost=0 duplicates=K

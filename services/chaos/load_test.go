@@ -27,6 +27,9 @@ type result struct {
 	subject string
 	id      string // the message id, from a 2xx answer
 	status  int    // 0 when the request failed without an answer
+	// inDoubt: a 500 saying the database stopped answering during the
+	// message's COMMIT, so whether it is stored is unknown (still an err).
+	inDoubt bool
 	err     error
 	start   time.Time
 	latency time.Duration
@@ -91,6 +94,7 @@ func (l *load) post(ctx context.Context) result {
 		r.id = out.ID
 	} else if res.StatusCode != http.StatusServiceUnavailable {
 		r.err = fmt.Errorf("answer %d: %.200s", res.StatusCode, b)
+		r.inDoubt = res.StatusCode == http.StatusInternalServerError && bytes.Contains(b, []byte("may or may not be stored"))
 	}
 	return l.record(r)
 }

@@ -75,6 +75,7 @@ func (s *stack) conn(ctx context.Context) (*pgx.Conn, error) {
 
 // row is one stored message's status, attempts, last_error and Message-ID.
 type row struct {
+	subject   string
 	status    string
 	attempts  int
 	lastError string
@@ -90,7 +91,7 @@ func (s *stack) rows() (map[string]row, error) {
 		return nil, err
 	}
 	defer c.Close(context.Background())
-	rs, err := c.Query(ctx, `SELECT id::text, status, attempts, coalesce(last_error, ''), coalesce(message_id, '') FROM emails`)
+	rs, err := c.Query(ctx, `SELECT id::text, assunto, status, attempts, coalesce(last_error, ''), coalesce(message_id, '') FROM emails`)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +99,7 @@ func (s *stack) rows() (map[string]row, error) {
 	for rs.Next() {
 		var id string
 		var r row
-		if err := rs.Scan(&id, &r.status, &r.attempts, &r.lastError, &r.messageID); err != nil {
+		if err := rs.Scan(&id, &r.subject, &r.status, &r.attempts, &r.lastError, &r.messageID); err != nil {
 			return nil, err
 		}
 		out[id] = r

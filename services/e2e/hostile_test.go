@@ -467,7 +467,7 @@ func testContentTypes(t *testing.T, s *stack) {
 	cases := []struct{ name, contentType, body string }{
 		{"text/plain", "text/plain", "assunto=oi&mensagem=corpo"},
 		{"text/plain charset", "text/plain; charset=utf-8", `{"assunto":"oi","mensagem":"corpo"}`},
-		{"multipart/form-data", w.FormDataContentType(), mp.String()},
+		{"multipart/mixed", "multipart/mixed; boundary=" + w.Boundary(), mp.String()},
 		{"application/xml", "application/xml", `<m><assunto>oi</assunto><mensagem>corpo</mensagem></m>`},
 		{"text/html", "text/html", `<p>oi</p>`},
 		{"none", "", "assunto=oi&mensagem=corpo"},

@@ -115,31 +115,59 @@ func TestBadInputThroughNginx(t *testing.T) {
 }
 
 // A 4xx reply is retried until the relay accepts; a 5xx is dead at once.
+// The relay's replies name internal hosts: they stay in Postgres, and the
+// public status view (JSON and page, through nginx) gives only the kind of
+// failure.
 func TestSMTPFailuresThroughStack(t *testing.T) {
+	const temporary = "4.4.1 relay-3.interno.example [10.9.8.7] try again later"
+	const permanent = "5.7.1 <diretoria@interno.example>: rejected by 10.9.8.7"
 	smtp := testenv.StartSMTP(t)
 	smtp.Reply(func(n int) error {
 		switch n {
 		case 1:
-			return testenv.Error(451, "4.4.1 try again later")
+			return testenv.Error(451, temporary)
 		case 3:
-			return testenv.Error(550, "5.7.1 rejected")
+			return testenv.Error(550, permanent)
 		}
 		return nil
 	})
 	s := startStack(t, stackOptions{smtpAddr: smtp.Addr})
+	lastError := func(id string) (e string) {
+		s.queryRow("SELECT coalesce(last_error, '') FROM emails WHERE id = $1", []any{id}, &e)
+		return e
+	}
 
 	retried := s.submitJSON("retried", "first a 451, then accepted")
 	st := s.waitStatus(retried, "sent")
-	if st.Attempts != 2 || st.LastError == nil || !strings.Contains(*st.LastError, "451") {
-		t.Errorf("retried: got %+v, want 2 attempts and the 451 as last error", st)
+	if st.Attempts != 2 || st.Failure != nil || !strings.Contains(lastError(retried), "451") {
+		t.Errorf("retried: got %+v, last_error %q; want 2 attempts, no failure shown, the 451 kept in Postgres", st, lastError(retried))
 	}
 	dead := s.submitJSON("dead", "rejected with 550")
 	st = s.waitStatus(dead, "dead")
-	if st.Attempts != 1 || st.LastError == nil || !strings.Contains(*st.LastError, "550") {
-		t.Errorf("dead: got %+v, want 1 attempt and the 550 as last error", st)
+	if st.Attempts != 1 || st.Failure == nil || st.Failure.Kind != "permanent" || st.Failure.Label != "falha permanente" {
+		t.Errorf("dead: got %+v, want 1 attempt and a permanent failure", st)
+	}
+	if e := lastError(dead); !strings.Contains(e, "550") || !strings.Contains(e, "10.9.8.7") {
+		t.Errorf("dead: last_error %q, want the 550 reply kept in Postgres", e)
 	}
 	if n := len(smtp.Messages()); n != 1 {
 		t.Errorf("mails accepted: got %d, want 1", n)
+	}
+	for _, id := range []string{retried, dead} {
+		for _, accept := range []string{"application/json", "text/html", ""} {
+			res, body := s.request("GET", "/api/messages/"+id, "", "", "Accept", accept)
+			if res.StatusCode != 200 {
+				t.Errorf("GET %s (Accept %q): got %d", id, accept, res.StatusCode)
+			}
+			for _, secret := range []string{"10.9.8.7", "interno.example", "4.4.1", "5.7.1", "last_error"} {
+				if strings.Contains(body, secret) {
+					t.Errorf("GET %s (Accept %q): public answer holds %q:\n%s", id, accept, secret, body)
+				}
+			}
+			if id == dead && accept == "text/html" && !strings.Contains(body, "falha permanente") {
+				t.Errorf("status page: got no failure kind:\n%s", body)
+			}
+		}
 	}
 }
 

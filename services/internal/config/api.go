@@ -18,6 +18,11 @@ type API struct {
 	GroupCommit GroupCommit
 	// PProf serves /debug/pprof/ on the internal port.
 	PProf bool
+	// ShutdownDrain is the longest the api waits, after SIGTERM, for the
+	// proxy to let go of its keep-alive connections (answers meanwhile
+	// close theirs; see services/api/drain.go) before it closes the ones
+	// left. It must exceed nginx's upstream keepalive_timeout.
+	ShutdownDrain time.Duration
 }
 
 // GroupCommit tunes the batching of inserts.
@@ -55,7 +60,8 @@ func LoadAPI(getenv func(string) string) (API, error) {
 			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
 			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
 		},
-		PProf: r.bool("PPROF", false),
+		PProf:         r.bool("PPROF", false),
+		ShutdownDrain: r.duration("SHUTDOWN_DRAIN", 5*time.Second, 0),
 		Outbox: Outbox{
 			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
 			BatchSize:      r.int("OUTBOX_BATCH_SIZE", 200, 1, 10000),

@@ -25,11 +25,14 @@ type Code string
 
 // The validation problem codes.
 const (
-	CodeRequired     Code = "required"
-	CodeBlank        Code = "blank"
-	CodeTooLong      Code = "too_long"
-	CodeInvalidUTF8  Code = "invalid_utf8"
-	CodeControlChars Code = "control_chars"
+	CodeRequired    Code = "required"
+	CodeBlank       Code = "blank"
+	CodeTooLong     Code = "too_long"
+	CodeInvalidUTF8 Code = "invalid_utf8"
+	// CodeInvalidEncoding: a form field's bytes are not valid in the
+	// charset the request declared (other than UTF-8).
+	CodeInvalidEncoding Code = "invalid_encoding"
+	CodeControlChars    Code = "control_chars"
 )
 
 // Problems maps a field name (assunto, mensagem) to what is wrong with it.
@@ -101,6 +104,8 @@ func (c Code) Message(field string) string {
 		return field + " must be at most " + strconv.Itoa(limit) + " characters"
 	case CodeInvalidUTF8:
 		return field + " is not valid UTF-8"
+	case CodeInvalidEncoding:
+		return field + " has bytes that are not valid in the declared charset"
 	case CodeControlChars:
 		if field == "assunto" {
 			return field + " must not contain line breaks or control characters"

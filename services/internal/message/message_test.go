@@ -57,7 +57,7 @@ func TestNormalizeCountsCRLFAsOneCharacter(t *testing.T) {
 }
 
 func TestCodeMessageNamesTheField(t *testing.T) {
-	for _, c := range []Code{CodeRequired, CodeBlank, CodeTooLong, CodeInvalidUTF8, CodeControlChars} {
+	for _, c := range []Code{CodeRequired, CodeBlank, CodeTooLong, CodeInvalidUTF8, CodeInvalidEncoding, CodeControlChars} {
 		for _, f := range []string{"assunto", "mensagem"} {
 			if got := c.Message(f); !strings.HasPrefix(got, f+" ") {
 				t.Errorf("%s/%s: got %q, want it to start with the field", c, f, got)

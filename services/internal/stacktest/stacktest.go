@@ -404,9 +404,18 @@ func (s *Stack) SubmitJSON(assunto, mensagem string) string {
 
 // Status is what GET /api/messages/{id} says.
 type Status struct {
-	Status    string  `json:"status"`
-	Attempts  int     `json:"attempts"`
-	LastError *string `json:"last_error"`
+	Status   string   `json:"status"`
+	Attempts int      `json:"attempts"`
+	Failure  *Failure `json:"failure"`
+}
+
+// Failure is the public account of a failed delivery: its kind
+// ("temporary" or "permanent"), a pt-BR label and, for a temporary one,
+// the next attempt. The relay's reply is never part of it.
+type Failure struct {
+	Kind          string     `json:"kind"`
+	Label         string     `json:"label"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
 }
 
 // WaitStatus polls the status URL through nginx until want (30 s).

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -18,11 +19,17 @@ import (
 // that moment and inserts them with one multi-row INSERT, one commit.
 // Insert still returns only after its row's commit, so a 202 still means
 // "committed in Postgres".
+//
+// A batch runs under a deadline of its own (one query timeout from when a
+// flusher takes it), not its callers': a request near its deadline must not
+// cut short a transaction that decides other requests' rows. A caller whose
+// deadline passes while its row waits in the queue abandons it (nothing is
+// stored); once a flusher has taken the row, the caller waits for the
+// batch's real outcome (inTx), past its own deadline if need be.
 
 // pendingInsert is one row waiting for a flusher.
 type pendingInsert struct {
-	email    Email
-	deadline time.Time
+	email Email
 	// state is waiting, then taken by a flusher or abandoned by its caller
 	// (whose deadline passed first); exactly one of them wins.
 	state atomic.Int32
@@ -73,7 +80,6 @@ func (s *Store) insertGrouped(ctx context.Context, e Email) (_ Email, err error)
 		span.End()
 	}()
 	p := &pendingInsert{email: e, done: make(chan error, 1), span: span}
-	p.deadline, _ = ctx.Deadline()
 	select {
 	case s.group.queue <- p:
 	case <-ctx.Done():
@@ -87,8 +93,9 @@ func (s *Store) insertGrouped(ctx context.Context, e Email) (_ Email, err error)
 			// No flusher took it: nothing was stored.
 			return Email{}, fmt.Errorf("insert message: %w", ctx.Err())
 		}
-		// A flusher has it in a transaction bounded by this deadline: its
-		// verdict says whether the row is stored.
+		// A flusher has it in a transaction: only its outcome says
+		// whether the row is stored, and the batch's own deadline and
+		// resolution bound the wait.
 		err := <-p.done
 		return p.email, err
 	}
@@ -126,21 +133,12 @@ func appendTaken(batch []*pendingInsert, p *pendingInsert) []*pendingInsert {
 	return batch
 }
 
-// insertBatch inserts the rows in one statement. Its deadline is the
-// earliest of theirs, so no caller outlives the transaction that decides
-// its row. If the batch fails for a reason other than the database being
-// unavailable, each row is tried alone so one bad row cannot fail the rest.
+// insertBatch inserts the rows in one statement, in one transaction under
+// a deadline of its own. If the batch fails for a reason other than the
+// database being unavailable, each row is tried alone so one bad row cannot
+// fail the rest.
 func (s *Store) insertBatch(batch []*pendingInsert) {
-	deadline := batch[0].deadline
-	for _, p := range batch[1:] {
-		if !p.deadline.IsZero() && (deadline.IsZero() || p.deadline.Before(deadline)) {
-			deadline = p.deadline
-		}
-	}
-	if deadline.IsZero() {
-		deadline = time.Now().Add(s.queryTimeout)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithTimeout(context.Background(), s.queryTimeout)
 	defer cancel()
 
 	n := len(batch)
@@ -150,32 +148,36 @@ func (s *Store) insertBatch(batch []*pendingInsert) {
 		e := p.email
 		ids[i], assuntos[i], mensagens[i], tps[i], tss[i] = e.ID, e.Assunto, e.Mensagem, e.Traceparent, e.Tracestate
 	}
-	rows, err := s.pool.Query(ctx, `
-		INSERT INTO emails (id, assunto, mensagem, traceparent, tracestate)
-		SELECT id, assunto, mensagem, NULLIF(tp, ''), NULLIF(ts, '')
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(id, assunto, mensagem, tp, ts)
-		RETURNING created_at`, ids, assuntos, mensagens, tps, tss)
 	var created time.Time
-	if err == nil {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			INSERT INTO emails (id, assunto, mensagem, traceparent, tracestate)
+			SELECT id, assunto, mensagem, NULLIF(tp, ''), NULLIF(ts, '')
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(id, assunto, mensagem, tp, ts)
+			RETURNING created_at`, ids, assuntos, mensagens, tps, tss)
+		if err != nil {
+			return err
+		}
 		for rows.Next() {
-			if err = rows.Scan(&created); err != nil {
-				break
+			if err := rows.Scan(&created); err != nil {
+				rows.Close()
+				return err
 			}
 		}
 		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-	}
-	if err != nil && n > 1 && !Unavailable(err) && !errors.Is(err, context.Canceled) {
+		return rows.Err()
+	})
+	if err != nil && n > 1 && !Unavailable(err) && !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, context.Canceled) {
+		// Alone, each row gets a transaction of its own, all of them
+		// within one more query timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), s.queryTimeout)
+		defer cancel()
 		for _, p := range batch {
-			e, err := insert(ctx, s.pool, p.email)
-			p.email.CreatedAt = e.CreatedAt
-			p.done <- err
+			p.done <- s.insertAlone(ctx, &p.email)
 		}
 		return
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrOutcomeUnknown) {
 		err = fmt.Errorf("insert message: %w", err)
 	}
 	for _, p := range batch {
@@ -183,4 +185,14 @@ func (s *Store) insertBatch(batch []*pendingInsert) {
 		p.span.SetAttributes(attribute.Int("db.operation.batch.size", n))
 		p.done <- err
 	}
+}
+
+// insertAlone inserts one row of a failed batch in a transaction of its
+// own, and sets its created_at.
+func (s *Store) insertAlone(ctx context.Context, e *Email) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		stored, err := insert(ctx, tx, *e)
+		e.CreatedAt = stored.CreatedAt
+		return err
+	})
 }

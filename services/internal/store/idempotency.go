@@ -28,16 +28,24 @@ var (
 // with the request's fingerprint in the same transaction. A repeat with the
 // same fingerprint returns the message the first use created, with
 // replayed set; a different fingerprint is ErrKeyReused; a repeat while the
-// first is still in its transaction is ErrKeyInFlight.
+// first is still in its transaction is ErrKeyInFlight. As with Insert, an
+// error means nothing was stored, except ErrOutcomeUnknown.
 func (s *Store) InsertOnce(ctx context.Context, key string, fingerprint []byte, in message.Input, traceparent, tracestate string) (e Email, replayed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
+	// inTx: an error means nothing was stored, even when ctx ends during
+	// COMMIT, as with Insert.
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		e, replayed, err = insertOnce(ctx, tx, key, fingerprint, newEmail(in, traceparent, tracestate))
+		return err
+	})
 	if err != nil {
-		return Email{}, false, fmt.Errorf("insert message: %w", err)
+		return Email{}, false, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	return e, replayed, nil
+}
 
+func insertOnce(ctx context.Context, tx pgx.Tx, key string, fingerprint []byte, e Email) (Email, bool, error) {
 	// The transaction-scoped advisory lock marks the key as in flight.
 	var locked bool
 	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))`, key).Scan(&locked); err != nil {
@@ -48,7 +56,7 @@ func (s *Store) InsertOnce(ctx context.Context, key string, fingerprint []byte, 
 	}
 	var seen []byte
 	var id string
-	err = tx.QueryRow(ctx, `
+	err := tx.QueryRow(ctx, `
 		SELECT fingerprint, email_id::text FROM idempotency_keys
 		WHERE key = $1 AND created_at > now() - make_interval(secs => $2)`,
 		key, IdempotencyTTL.Seconds()).Scan(&seen, &id)
@@ -66,7 +74,7 @@ func (s *Store) InsertOnce(ctx context.Context, key string, fingerprint []byte, 
 		return Email{}, false, fmt.Errorf("look up idempotency key: %w", err)
 	}
 
-	e, err = insert(ctx, tx, newEmail(in, traceparent, tracestate))
+	e, err = insert(ctx, tx, e)
 	if err != nil {
 		return Email{}, false, err
 	}
@@ -77,9 +85,6 @@ func (s *Store) InsertOnce(ctx context.Context, key string, fingerprint []byte, 
 			email_id = excluded.email_id, created_at = now()`,
 		key, fingerprint, e.ID); err != nil {
 		return Email{}, false, fmt.Errorf("remember idempotency key: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return Email{}, false, fmt.Errorf("insert message: %w", err)
 	}
 	return e, false, nil
 }

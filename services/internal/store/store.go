@@ -49,6 +49,9 @@ type Store struct {
 	log  *slog.Logger
 	// queryTimeout bounds each call made on behalf of a request.
 	queryTimeout time.Duration
+	// statementTimeout is the server's bound on one statement (a COMMIT
+	// included): statement_timeout on every connection.
+	statementTimeout time.Duration
 	// group, when set, batches Inserts (see EnableGroupCommit).
 	group *groupCommit
 }
@@ -63,7 +66,8 @@ func Open(ctx context.Context, cfg config.Postgres, log *slog.Logger, opts ...Op
 	pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
 	// A statement that outlives the request's budget is cancelled by the
 	// server too, not only abandoned by the client.
-	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.QueryTimeout.Milliseconds() * 4)
+	statementTimeout := 4 * cfg.QueryTimeout
+	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(statementTimeout.Milliseconds())
 	pc.MaxConnLifetime = 30 * time.Minute
 	pc.HealthCheckPeriod = 15 * time.Second
 	for _, o := range opts {
@@ -73,7 +77,7 @@ func Open(ctx context.Context, cfg config.Postgres, log *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
-	return &Store{pool: pool, log: log, queryTimeout: cfg.QueryTimeout}, nil
+	return &Store{pool: pool, log: log, queryTimeout: cfg.QueryTimeout, statementTimeout: statementTimeout}, nil
 }
 
 // Option adjusts the pool configuration before the pool is made (the
@@ -99,13 +103,26 @@ func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // Insert stores a new message as queued, in one transaction, and returns it.
 // When Insert returns nil the message is committed: it will be delivered.
+// Any other error but ErrOutcomeUnknown means it is not stored, even when
+// ctx ended while the transaction was committing: Insert then waits for the
+// transaction's real outcome (see inTx), at most a query timeout in the
+// queue plus one for the transaction, then statement_timeout and one more
+// query timeout to learn a COMMIT's fate.
 func (s *Store) Insert(ctx context.Context, in message.Input, traceparent, tracestate string) (Email, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	defer cancel()
+	e := newEmail(in, traceparent, tracestate)
 	if s.group != nil {
-		return s.insertGrouped(ctx, newEmail(in, traceparent, tracestate))
+		return s.insertGrouped(ctx, e)
 	}
-	return insert(ctx, s.pool, newEmail(in, traceparent, tracestate))
+	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
+		e, err = insert(ctx, tx, e)
+		return err
+	})
+	if err != nil {
+		return Email{}, err
+	}
+	return e, nil
 }
 
 func newEmail(in message.Input, traceparent, tracestate string) Email {
@@ -156,9 +173,10 @@ func (s *Store) Get(ctx context.Context, id string) (Email, error) {
 
 // Unavailable reports whether err means the database could not be reached
 // or did not answer in time, as opposed to a fault in the request itself.
-// Callers answer such errors with 503 and a Retry-After.
+// Callers answer such errors with 503 and a Retry-After: nothing was stored.
+// ErrOutcomeUnknown is never one of them.
 func Unavailable(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, ErrOutcomeUnknown) {
 		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) ||

@@ -101,7 +101,7 @@ export function fakeAPI(req) {
     }
     const created = msg.created.toISOString().replace('Z', '123Z'); // nanoseconds, as Go writes them
     const sent = new Date(msg.created.getTime() + 42).toISOString().replace('Z', '456Z');
-    return answer(200, { id: msg.id, status: 'sent', attempts: 1, last_error: null, created_at: created,
+    return answer(200, { id: msg.id, status: 'sent', attempts: 1, failure: null, created_at: created,
       next_attempt_at: null, sent_at: sent }, { 'Cache-Control': 'no-store' });
   }
   return answer(404, { error: 'message not found' });

@@ -1,0 +1,219 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/carteiro/carteiro/services/internal/config"
+	"github.com/carteiro/carteiro/services/internal/message"
+	"github.com/carteiro/carteiro/services/internal/testenv"
+)
+
+// openWith opens a migrated store on db with the given query timeout,
+// logging to log.
+func openWith(t *testing.T, db config.Postgres, queryTimeout time.Duration, log *slog.Logger) *Store {
+	t.Helper()
+	db.QueryTimeout = queryTimeout
+	s, err := Open(context.Background(), db, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// waitLog returns once the log has n lines containing s.
+func waitLog(t *testing.T, log *testenv.LogBuffer, s string, n int) {
+	t.Helper()
+	for range 1000 {
+		if log.Count(s) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the log never said %q %d times", s, n)
+}
+
+// rowCount counts the emails whose assunto is assunto.
+func rowCount(t *testing.T, s *Store, assunto string) int {
+	t.Helper()
+	var n int
+	if err := s.pool.QueryRow(context.Background(), `SELECT count(*) FROM emails WHERE assunto = $1`, assunto).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A COMMIT still running when its deadline passes is answered by its real
+// outcome: committed after the deadline → stored, no error; rolled back
+// after it → an error (a 503) and no row. Through group commit, alone, and
+// with an Idempotency-Key.
+func TestCommitAfterTheDeadlineTellsTheTruth(t *testing.T) {
+	paths := []struct {
+		name   string
+		group  bool
+		insert func(s *Store, assunto string) error
+	}{
+		{"group commit", true, func(s *Store, assunto string) error {
+			_, err := s.Insert(context.Background(), message.Input{Assunto: assunto, Mensagem: "m"}, "", "")
+			return err
+		}},
+		{"alone", false, func(s *Store, assunto string) error {
+			_, err := s.Insert(context.Background(), message.Input{Assunto: assunto, Mensagem: "m"}, "", "")
+			return err
+		}},
+		{"idempotency key", false, func(s *Store, assunto string) error {
+			in := message.Input{Assunto: assunto, Mensagem: "m"}
+			_, _, err := s.InsertOnce(context.Background(), "key-"+assunto, []byte(assunto), in, "", "")
+			return err
+		}},
+	}
+	for _, path := range paths {
+		t.Run(path.name, func(t *testing.T) {
+			db := testenv.NewDatabase(t)
+			log := testenv.NewLogBuffer(t)
+			s := openWith(t, db, time.Second, slog.New(slog.NewJSONHandler(log, nil)))
+			testenv.StallCommits(t, db)
+			if path.group {
+				ctx, cancel := context.WithCancel(context.Background())
+				t.Cleanup(cancel)
+				s.EnableGroupCommit(ctx, 1, 16, noop.NewTracerProvider().Tracer(""))
+			}
+			for i, c := range []struct {
+				assunto    string
+				wantStored bool
+			}{
+				{"gate 1", true},
+				{"gate 2 abort", false},
+			} {
+				g := testenv.CloseGate(t, db, int64(i+1))
+				done := make(chan error, 1)
+				go func() { done <- path.insert(s, c.assunto) }()
+				g.WaitBlocked()
+				// The COMMIT's deadline has passed and its connection is
+				// gone: only now may the transaction end.
+				waitLog(t, log, "commit outcome unknown", i+1)
+				g.Open()
+				err := <-done
+				stored := rowCount(t, s, c.assunto) == 1
+				if stored != c.wantStored || (err == nil) != stored {
+					t.Errorf("%s: got error %v and stored %v, want stored %v and an error only if not", c.assunto, err, stored, c.wantStored)
+				}
+				if err != nil && !Unavailable(err) {
+					t.Errorf("%s: got %v, want an unavailable error (503, nothing stored)", c.assunto, err)
+				}
+			}
+			if n := log.Count(`"status":"committed"`); n != 1 {
+				t.Errorf("outcomes learned committed: got %d, want 1", n)
+			}
+		})
+	}
+}
+
+// One caller's deadline does not cut short its batch: a caller whose
+// deadline passes while its batch commits, slowly, gets the batch's
+// outcome, and its batch-mates are stored.
+func TestGroupCommitOutlivesACallersDeadline(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	s := openWith(t, db, 5*time.Second, testenv.Logger(t))
+	testenv.StallCommits(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.EnableGroupCommit(ctx, 1, 16, noop.NewTracerProvider().Tracer(""))
+
+	first, second := testenv.CloseGate(t, db, 1), testenv.CloseGate(t, db, 2)
+	insert := func(ctx context.Context, assunto string) chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.Insert(ctx, message.Input{Assunto: assunto, Mensagem: "m"}, "", "")
+			done <- err
+		}()
+		return done
+	}
+	// The only flusher is busy with the first batch while the short and
+	// the slow rows queue up; they then make the second batch together.
+	blocker := insert(context.Background(), "gate 1")
+	first.WaitBlocked()
+	shortCtx, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShort()
+	short := insert(shortCtx, "short")
+	slow := insert(context.Background(), "gate 2")
+	for len(s.group.queue) < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	first.Open()
+	second.WaitBlocked()
+	<-shortCtx.Done()
+	second.Open()
+
+	for name, done := range map[string]chan error{"gate 1": blocker, "short": short, "gate 2": slow} {
+		if err := <-done; err != nil {
+			t.Errorf("%s: got %v, want stored", name, err)
+		}
+		if n := rowCount(t, s, name); n != 1 {
+			t.Errorf("%s: got %d rows, want 1", name, n)
+		}
+	}
+	var together bool
+	err := s.pool.QueryRow(context.Background(), `SELECT count(DISTINCT created_at) = 1 FROM emails
+		WHERE assunto IN ('short', 'gate 2')`).Scan(&together)
+	if err != nil || !together {
+		t.Errorf("short and slow rows in one transaction: got %v (%v), want true", together, err)
+	}
+}
+
+// A COMMIT whose database disappears before answering has an outcome
+// nobody can learn: ErrOutcomeUnknown, never an unavailable error (503).
+func TestCommitOutcomeUnknownWhileDatabaseDown(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	log := testenv.NewLogBuffer(t)
+	s := openWith(t, pg.Config, time.Second, slog.New(slog.NewJSONHandler(log, nil)))
+	testenv.StallCommits(t, pg.Config)
+	g := testenv.CloseGate(t, pg.Config, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Insert(context.Background(), message.Input{Assunto: "gate 1", Mensagem: "m"}, "", "")
+		done <- err
+	}()
+	g.WaitBlocked()
+	pg.Stop()
+	err := <-done
+	if !errors.Is(err, ErrOutcomeUnknown) || Unavailable(err) {
+		t.Errorf("got %v (unavailable %v), want ErrOutcomeUnknown and not unavailable", err, Unavailable(err))
+	}
+	pg.Start()
+	var n int
+	for range 50 {
+		if err = s.pool.QueryRow(context.Background(), `SELECT count(*) FROM emails`).Scan(&n); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Crash recovery rolled it back: "unknown" was honest, not a lie.
+	if err != nil || n != 0 {
+		t.Errorf("rows after the restart: got %d (%v), want 0", n, err)
+	}
+}
+
+// A transaction id the server never heard of (its WAL was lost in a crash
+// before it was flushed) never committed: not stored, not unknown.
+func TestCommitLostInACrashIsNotStored(t *testing.T) {
+	s := open(t)
+	var next string
+	if err := s.pool.QueryRow(context.Background(), `SELECT (pg_current_xact_id()::text::bigint + 1000000)::text`).Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	err := s.resolveCommit(next, time.Now(), io.ErrUnexpectedEOF)
+	if !Unavailable(err) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Errorf("got %v, want an unavailable error (503, nothing stored)", err)
+	}
+}
