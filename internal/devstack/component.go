@@ -19,6 +19,11 @@ type Component struct {
 	// Env is added to the stack's environment (Config.Environ), each
 	// "NAME=value" replacing the stack's value of NAME.
 	Env []string
+	// Settings are "NAME=value" lines that decide how the process runs
+	// beyond Env and Args (nginx: the values its templates are rendered
+	// with). They are written to <Name>.settings at each start, and an Up
+	// that finds the process running with other settings warns.
+	Settings []string
 	// Listen are the addresses the process binds. Before it starts each
 	// must be free (a reservation in Stack.Ports is released just then);
 	// it is ready only once each accepts connections. An address with port

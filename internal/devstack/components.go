@@ -169,6 +169,7 @@ func (c Config) nginx(apis []string) Component {
 	n, _ := c.NginxConfig() // its errors are Prepare's
 	return Component{
 		Name: "nginx", Path: n.Bin, Args: n.Args(), DependsOn: apis, Hint: "apt-get install nginx, or set NGINX_BIN",
+		Settings: n.Settings(),
 		Listen:   []string{c.NginxListen, c.NginxStatusAddr},
 		ReadyURL: "http://" + DialAddr(c.NginxListen) + "/nginx-health",
 		Prepare: func(ctx context.Context, logf Logf) error {

@@ -17,12 +17,15 @@ import (
 //	<name>.url   the URL that answers once it is ready
 //	<name>.exit  its exit status once it has ended: the code, or 128+N
 //	             after signal N (as a shell's $?)
+//	<name>.settings  the Component.Settings it was started with, a line each
 const (
 	extLog  = ".log"
 	extPID  = ".pid"
 	extProc = ".proc"
 	extURL  = ".url"
 	extExit = ".exit"
+
+	extSettings = ".settings"
 )
 
 // record is the content of <name>.proc.
@@ -99,7 +102,7 @@ func readExit(path string) (int, error) {
 // removeFiles removes a component's pid, identity and URL files (its log
 // and exit status stay).
 func (s *Stack) removeFiles(name string) {
-	for _, ext := range []string{extPID, extProc, extURL} {
+	for _, ext := range []string{extPID, extProc, extURL, extSettings} {
 		os.Remove(s.file(name, ext))
 	}
 }

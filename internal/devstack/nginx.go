@@ -231,6 +231,16 @@ func (n NginxConfig) Test(ctx context.Context) error {
 // placeholderRe is a ${NAME} placeholder of this repository's templates.
 var placeholderRe = regexp.MustCompile(`\$\{[A-Z_][A-Z0-9_]*\}`)
 
+// Settings are the values the templates are rendered with, "NAME=value"
+// sorted by name (Component.Settings).
+func (n NginxConfig) Settings() []string {
+	out := make([]string, 0, len(n.Vars))
+	for _, k := range sortedKeys(n.Vars) {
+		out = append(out, k+"="+n.Vars[k])
+	}
+	return out
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -56,6 +56,14 @@ func (p *Ports) Release(addr string) bool {
 	return ok
 }
 
+// Held reports whether addr (as Release takes it) is reserved here.
+func (p *Ports) Held(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.held[DialAddr(addr)]
+	return ok
+}
+
 // Close frees every reservation left.
 func (p *Ports) Close() {
 	p.mu.Lock()

@@ -80,6 +80,18 @@ func (s *Stack) Up(ctx context.Context) error {
 			missing = append(missing, fmt.Errorf("%s: %s is missing (%s)", c.Name, what, c.Hint))
 		}
 	}
+	// Every address must be free before anything starts: a busy port found
+	// halfway would leave half a stack running.
+	for _, c := range cs {
+		if c.Skip != "" || s.running(c.Name) {
+			continue
+		}
+		for _, a := range c.Listen {
+			if !portZero(a) && !(s.Ports != nil && s.Ports.Held(a)) && accepting(a) {
+				missing = append(missing, fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or choose another address", c.Name, DialAddr(a)))
+			}
+		}
+	}
 	if _, err := os.Stat(s.Config.Supervisor); err != nil {
 		missing = append(missing, fmt.Errorf("the supervisor %s is missing (make build)", s.Config.Supervisor))
 	}
@@ -93,7 +105,7 @@ func (s *Stack) Up(ctx context.Context) error {
 		}
 		if r, err := s.readRecord(c.Name); err == nil && r.Process.Alive() {
 			s.logf("%s already running (pid %d)", c.Name, r.Process.PID)
-			s.checkEnv(c, r.Process)
+			s.checkDrift(c, r)
 			continue
 		} else if err == nil || !os.IsNotExist(err) {
 			s.logf("%s: removing a stale pid file (%s)", c.Name, s.staleReason(c.Name, r, err))
@@ -117,20 +129,41 @@ func (s *Stack) staleReason(name string, r record, err error) string {
 	return fmt.Sprintf("pid %d has ended, or is another process now", r.Process.PID)
 }
 
-// checkEnv warns when a running component was started with other values of
-// its own variables (a plain `up` before an `up` with OBS=1).
-func (s *Stack) checkEnv(c Component, p Process) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/environ")
-	if err != nil {
-		return
+// checkDrift warns when a running component is not what this
+// configuration would start: other values of its own variables (a plain
+// `up` before an `up` with OBS=1), other arguments, other settings (nginx
+// rendered for another API_INSTANCES or RATE_LIMIT), or a program rebuilt
+// since it started (/proc/<pid>/exe then ends in " (deleted)", see
+// proc_pid_exe(5)). Up leaves it running: restarting the caller's stack
+// behind its back is down's job.
+func (s *Stack) checkDrift(c Component, r record) {
+	p := r.Process
+	warn := func(what string) {
+		s.logf("warning: %s (pid %d) runs with %s; run down, then up, to apply it", c.Name, p.PID, what)
 	}
-	have := strings.Split(string(b), "\x00")
-	for _, kv := range c.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		if getenv(have, k) != v {
-			s.logf("warning: %s (pid %d) runs with another %s than this configuration's %q; run down, then up, to apply it",
-				c.Name, p.PID, k, v)
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/environ"); err == nil {
+		have := strings.Split(string(b), "\x00")
+		for _, kv := range c.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			if getenv(have, k) != v {
+				warn(fmt.Sprintf("another %s than this configuration's %q", k, v))
+			}
 		}
+	}
+	if want := append([]string{c.Path}, c.Args...); !slices.Equal(r.Command, want) {
+		warn(fmt.Sprintf("other arguments than this configuration's %q", want))
+	}
+	if b, err := os.ReadFile(s.file(c.Name, extSettings)); err == nil {
+		have := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		for _, kv := range c.Settings {
+			k, v, _ := strings.Cut(kv, "=")
+			if getenv(have, k) != v {
+				warn(fmt.Sprintf("another %s than this configuration's %q", k, v))
+			}
+		}
+	}
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/exe"); err == nil && strings.HasSuffix(exe, " (deleted)") {
+		warn(fmt.Sprintf("a program since rebuilt or replaced (%s)", exe))
 	}
 }
 
@@ -151,6 +184,9 @@ func (s *Stack) start(ctx context.Context, c Component) error {
 	}
 	for _, ext := range []string{extPID, extProc, extURL, extExit} {
 		os.Remove(s.file(c.Name, ext))
+	}
+	if err := writeFileAtomic(s.file(c.Name, extSettings), []byte(strings.Join(c.Settings, "\n")+"\n")); err != nil {
+		return err
 	}
 	logPath := s.file(c.Name, extLog)
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -291,6 +292,80 @@ func TestUpRefusesPortInUse(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.Config.Dir, "web.pid")); err == nil {
 		t.Error("web.pid written although nothing started")
+	}
+
+	// A busy address of a later component is found before anything starts.
+	s.Components = []Component{serving("first", reserve(t), 0), serving("web", ln.Addr().String(), 0)}
+	s.Components[1].DependsOn = []string{"first"}
+	err = s.Up(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "web: "+ln.Addr().String()+" is already in use") {
+		t.Fatalf("Up: got %v, want web's address already in use", err)
+	}
+	if _, ok := s.Running("first"); ok {
+		t.Error("first started although web's address is busy")
+	}
+}
+
+// TestUpWarnsOfDrift: an Up that finds a component running as another
+// configuration would start it (environment, arguments, settings, a
+// rebuilt program) leaves it running and says so, once per difference.
+func TestUpWarnsOfDrift(t *testing.T) {
+	s := testStack(t)
+	var log bytes.Buffer
+	s.Log = &log
+	// The program is a copy of this test binary, so that it can be rebuilt.
+	self, _ := os.Executable()
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(prog, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := reserve(t)
+	c := serving("web", addr, 0)
+	c.Path, c.Env, c.Settings = prog, []string{"MODE=a"}, []string{"API_UPSTREAM=127.0.0.1:1", "RATE=10r/s"}
+	s.Components = []Component{c}
+	if err := s.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.Running("web")
+
+	log.Reset()
+	if err := s.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), "warning") {
+		t.Errorf("Up of the same configuration: got %q, want no warning", log.String())
+	}
+
+	// Replace the program the way go build does: a new file under the name.
+	if err := os.Remove(prog); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prog, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := c
+	d.Env = []string{"MODE=b"}
+	d.Args = append(slices.Clone(c.Args), "extra")
+	d.Settings = []string{"API_UPSTREAM=127.0.0.1:1; server 127.0.0.1:2", "RATE=10r/s"}
+	s.Components = []Component{d}
+	log.Reset()
+	if err := s.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`another MODE than this configuration's "b"`, "other arguments", "another API_UPSTREAM", "since rebuilt or replaced"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("Up of another configuration: got %q, want a warning with %q", log.String(), want)
+		}
+	}
+	if strings.Contains(log.String(), "another RATE") {
+		t.Errorf("got %q, want no warning for the unchanged RATE", log.String())
+	}
+	if q, _ := s.Running("web"); q != p {
+		t.Errorf("got process %+v, want the same %+v left running", q, p)
 	}
 }
 

@@ -23,11 +23,16 @@ import (
 //  1. fails its readiness and answers every request with
 //     "Connection: close", so the proxy puts no connection back in its pool;
 //  2. closes its listener: a new connection is refused, which nginx retries
-//     on the other api (the request was never sent);
+//     on the other api (the request was never sent). With SHUTDOWN_DELAY it
+//     first keeps accepting that long, for a Kubernetes Service to stop
+//     routing new connections here;
 //  3. waits until the proxy has closed its idle connections (nginx's
 //     upstream keepalive_timeout, shorter than SHUTDOWN_DRAIN) or used
 //     them once more, at most SHUTDOWN_DRAIN;
 //  4. only then calls Shutdown, which finishes the requests in flight.
+//
+// What is left: a connection nginx opened in the microseconds before the
+// listener closed, still in the kernel's accept queue, is reset with it.
 
 // errDraining is the readiness answer of a stopping api.
 var errDraining = errors.New("shutting down")

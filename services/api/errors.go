@@ -31,6 +31,7 @@ var (
 	errUnavailable = &apiError{Status: http.StatusServiceUnavailable, RetryAfter: "5",
 		Message: "the message store is unavailable; nothing was stored, try again shortly"}
 	errNotFound    = &apiError{Status: http.StatusNotFound, Message: "message not found"}
+	errNoRoute     = &apiError{Status: http.StatusNotFound, Message: "not found"}
 	errKeyInFlight = &apiError{Status: http.StatusConflict, RetryAfter: "1",
 		Message: "a request with this Idempotency-Key is still being processed; retry shortly"}
 	errKeyReused = &apiError{Status: http.StatusUnprocessableEntity,
@@ -40,7 +41,8 @@ var (
 	// the message, and never said whether it did. Never a 503, which means
 	// "not stored".
 	errOutcomeUnknown = &apiError{Status: http.StatusInternalServerError,
-		Message: "the message store stopped answering while committing: the message may or may not be stored; resend it with the same Idempotency-Key to be sure"}
+		Message: "the message store stopped answering while committing: the message may or may not be stored; resend it with the same Idempotency-Key to be sure",
+		Page:    "O serviço parou de responder enquanto registrava a mensagem, e não dá para saber se ela foi registrada. Se enviar de novo, ela pode chegar duas vezes."}
 	// errClientGone is recorded when the client closed the connection
 	// before the answer (nginx's 499 convention); nobody receives it.
 	errClientGone = &apiError{Status: 499, Message: "client closed the request"}

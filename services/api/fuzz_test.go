@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/store"
 	"github.com/carteiro/carteiro/services/internal/telemetry"
@@ -88,7 +89,7 @@ func FuzzCreateMessage(f *testing.F) {
 		// A fresh registry per server: metrics register once per registry.
 		tel := *tel
 		tel.Registry = newRegistry()
-		h := NewServer(log, st, nopNotifier{}, &tel, "")
+		h := NewServer(log, st, nopNotifier{}, &tel, "", config.TraceContextLink)
 		req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(body))
 		req.Header.Set("Content-Type", contentType)
 		if acceptJSON {

@@ -23,7 +23,8 @@ type acceptedResponse struct {
 	Status    message.Status `json:"status"`
 	StatusURL string         `json:"status_url"`
 	// TraceID is the trace that follows the message to the inbox;
-	// TraceURL is where to see it, when a Jaeger UI is configured.
+	// TraceURL is where to see it, when a Jaeger UI is configured and the
+	// trace is recorded.
 	TraceID  string `json:"trace_id,omitempty"`
 	TraceURL string `json:"trace_url,omitempty"`
 }
@@ -106,7 +107,9 @@ func handleCreateMessage(log *slog.Logger, messages messageStore, relay notifier
 		}
 		if sc := trace.SpanContextFromContext(traceCtx); sc.IsValid() {
 			res.TraceID = sc.TraceID().String()
-			if jaegerURL != "" {
+			// Only a recorded trace is linked: an unrecorded one is in no
+			// Jaeger.
+			if jaegerURL != "" && sc.IsSampled() {
 				res.TraceURL = strings.TrimRight(jaegerURL, "/") + "/trace/" + res.TraceID
 			}
 		}
@@ -142,7 +145,7 @@ func handleGetMessage(log *slog.Logger, messages messageStore) http.Handler {
 
 func handleNotFound(log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		respondError(w, r, log, errNotFound)
+		respondError(w, r, log, errNoRoute)
 	})
 }
 

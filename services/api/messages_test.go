@@ -118,12 +118,13 @@ func TestCreateMessageAcceptsJSON(t *testing.T) {
 	if status != "queued" && status != "sending" && status != "sent" {
 		t.Errorf("stored status: got %q, want queued", status)
 	}
-	// The row keeps the api's server span, a child in the caller's trace.
-	if traceID(tp) != traceID(traceparent) || tp == traceparent {
-		t.Errorf("stored traceparent: got %q, want the caller's trace %s with the api's span", tp, traceID(traceparent))
+	// The row keeps the api's server span, in a trace of the api's own
+	// (the caller's is linked, not joined: TestCallerTraceContext).
+	if traceID(tp) != got.TraceID || traceID(tp) == traceID(traceparent) {
+		t.Errorf("stored traceparent: got %q, want the api's trace %s, not the caller's", tp, got.TraceID)
 	}
-	if got.TraceID != traceID(traceparent) || res.Header.Get("X-Trace-Id") != got.TraceID {
-		t.Errorf("trace id: got body %q header %q, want %s", got.TraceID, res.Header.Get("X-Trace-Id"), traceID(traceparent))
+	if len(got.TraceID) != 32 || res.Header.Get("X-Trace-Id") != got.TraceID {
+		t.Errorf("trace id: got body %q header %q, want the same trace id", got.TraceID, res.Header.Get("X-Trace-Id"))
 	}
 	// The relay puts it on the stream.
 	rdb := r.Client()
@@ -131,7 +132,7 @@ func TestCreateMessageAcceptsJSON(t *testing.T) {
 		msgs, _ := rdb.XRange(context.Background(), api.stream, "-", "+").Result()
 		for _, m := range msgs {
 			tp, _ := m.Values["traceparent"].(string)
-			if m.Values["id"] == got.ID && traceID(tp) == traceID(traceparent) {
+			if m.Values["id"] == got.ID && traceID(tp) == got.TraceID {
 				return true
 			}
 		}
@@ -178,9 +179,16 @@ func TestCreateMessageAcceptsFormWithHTMLPage(t *testing.T) {
 func TestGetMessageUnknown(t *testing.T) {
 	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
 	for _, id := range []string{"0193a1b2-0000-7000-8000-000000000000", "not-a-uuid", "1%27%20OR%201=1"} {
-		res, body := api.get(t, api.URL+"/api/messages/"+id)
-		if res.StatusCode != 404 {
-			t.Errorf("GET %s: got %d, want 404 (%s)", id, res.StatusCode, body)
+		res, body := api.get(t, api.URL+"/api/messages/"+id, "Accept", "application/json")
+		if res.StatusCode != 404 || !strings.Contains(body, `"message not found"`) {
+			t.Errorf("GET %s: got %d %s, want 404 message not found", id, res.StatusCode, body)
+		}
+	}
+	// A path that names no message says so, not "message not found".
+	for _, path := range []string{"/api", "/api/nope", "/api/messages"} {
+		res, body := api.get(t, api.URL+path, "Accept", "application/json")
+		if res.StatusCode != 404 || !strings.Contains(body, `{"error":"not found"}`) {
+			t.Errorf("GET %s: got %d %s, want 404 not found", path, res.StatusCode, body)
 		}
 	}
 }
@@ -210,9 +218,16 @@ func TestCrossSitePostIsRejected(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
-	for _, u := range []string{api.URL + "/healthz", api.URL + "/readyz", api.Internal + "/healthz", api.Internal + "/readyz"} {
+	for _, u := range []string{api.Internal + "/healthz", api.Internal + "/readyz"} {
 		if res, body := api.get(t, u); res.StatusCode != 200 {
 			t.Errorf("GET %s: got %d, want 200 (%s)", u, res.StatusCode, body)
+		}
+	}
+	// Health and readiness are the internal port's: the public one, which
+	// nginx proxies, does not know them.
+	for _, u := range []string{api.URL + "/healthz", api.URL + "/readyz"} {
+		if res, body := api.get(t, u); res.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: got %d, want 404 (%s)", u, res.StatusCode, body)
 		}
 	}
 	if err := run(context.Background(), []string{"api", "healthcheck"},
@@ -243,8 +258,8 @@ func TestPostgresDownAnswers503(t *testing.T) {
 	if e := decodeBody[errorResponse](t, body); !strings.Contains(e.Error, "unavailable") {
 		t.Errorf("error: got %q, want it to say the store is unavailable", e.Error)
 	}
-	if res, _ := api.get(t, api.Internal+"/readyz"); res.StatusCode != 503 {
-		t.Errorf("readyz while down: got %d, want 503", res.StatusCode)
+	if res, body := api.get(t, api.Internal+"/readyz"); res.StatusCode != 503 || body != "postgres: unavailable\n" {
+		t.Errorf("readyz while down: got %d %q, want 503 %q (the driver's error only in the log)", res.StatusCode, body, "postgres: unavailable\n")
 	}
 
 	pg.Start()

@@ -24,7 +24,7 @@ import (
 // row, every 503 has none, and nothing else is answered.
 func TestAnswersTellTheCommitsOutcome(t *testing.T) {
 	db := testenv.NewDatabase(t)
-	api := startAPIWith(t, db, testenv.StartRedis(t).Addr, map[string]string{"DB_QUERY_TIMEOUT": "400ms"})
+	api := startAPIWith(t, db, testenv.StartRedis(t).Addr, map[string]string{"DB_QUERY_TIMEOUT": "1s"})
 	testenv.StallCommits(t, db)
 
 	type answer struct {

@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	stop := newDrain()
 	public := &http.Server{
-		Handler:           stop.handler(NewServer(log, db, relay, tel, cfg.JaegerURL)),
+		Handler:           stop.handler(NewServer(log, db, relay, tel, cfg.JaegerURL, cfg.IncomingTraceContext)),
 		ConnState:         stop.connState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxHeaderBytes:    16 << 10,
 	}
 	internalMux := http.NewServeMux()
-	health.Register(internalMux, health.Probe{Name: "api", Check: stop.ready},
+	health.Register(internalMux, log, health.Probe{Name: "api", Check: stop.ready},
 		health.Probe{Name: "postgres", Check: db.Ping})
 	internalMux.Handle("GET /metrics", tel.MetricsHandler())
 	if cfg.PProf {
@@ -144,9 +144,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case err = <-errs:
 	}
 	// The order matters behind a proxy: see drain.go.
-	log.Info("shutting down", "drain", cfg.ShutdownDrain.String())
+	log.Info("shutting down", "delay", cfg.ShutdownDelay.String(), "drain", cfg.ShutdownDrain.String())
 	stop.begin()
+	time.Sleep(cfg.ShutdownDelay)
 	_ = publicLn.Close()
+	log.Info("listener closed", "listener", "public")
 	left := stop.wait(cfg.ShutdownDrain)
 	log.Info("drained", "connections_left", left)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

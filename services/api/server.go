@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/store"
 	"github.com/carteiro/carteiro/services/internal/telemetry"
@@ -27,8 +28,11 @@ type notifier interface{ Notify() }
 // NewServer returns the api's public handler: the routes behind the
 // cross-origin protection that rejects cross-site POSTs, measured (RED
 // metrics) and traced (one server span per request, named by route).
-// jaegerURL, when set, is where the pages link trace ids.
-func NewServer(log *slog.Logger, messages messageStore, relay notifier, tel *telemetry.Telemetry, jaegerURL string) http.Handler {
+// jaegerURL, when set, is where the pages link trace ids. incomingTrace is
+// config.TraceContextLink (each request starts a trace and links the
+// caller's traceparent) or config.TraceContextJoin (the span is the
+// traceparent's child; only behind an edge that starts every trace).
+func NewServer(log *slog.Logger, messages messageStore, relay notifier, tel *telemetry.Telemetry, jaegerURL, incomingTrace string) http.Handler {
 	metrics := newHTTPMetrics(tel.Registry)
 	mux := http.NewServeMux()
 	addRoutes(mux, log, messages, relay, tel, metrics, jaegerURL)
@@ -39,6 +43,9 @@ func NewServer(log *slog.Logger, messages messageStore, relay notifier, tel *tel
 	return otelhttp.NewHandler(metrics.instrument(cop.Handler(mux)), "carteiro-api",
 		otelhttp.WithTracerProvider(tel.Traces),
 		otelhttp.WithPropagators(tel.Propagator),
+		// A caller's trace context is untrusted: linked, not joined, so
+		// its sampled flag neither forces nor suppresses recording.
+		otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return incomingTrace != config.TraceContextJoin }),
 		// RED metrics are ours (Prometheus names); otelhttp only traces.
 		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/telemetry"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
@@ -20,8 +23,10 @@ type keptSpans struct{ *tracetest.InMemoryExporter }
 
 func (keptSpans) Shutdown(context.Context) error { return nil }
 
-// A request joins the caller's trace: the server span is named by route,
-// the INSERT is its child, and the relay's PRODUCER span descends from it.
+// A request starts its own trace and links the caller's (an untrusted
+// client's trace context is never joined): the server span is named by
+// route, the INSERT is its child, and the relay's PRODUCER span descends
+// from it.
 func TestRequestSpans(t *testing.T) {
 	exp := keptSpans{tracetest.NewInMemoryExporter()}
 	r := testenv.StartRedis(t)
@@ -31,7 +36,10 @@ func TestRequestSpans(t *testing.T) {
 	if res.StatusCode != http.StatusAccepted {
 		t.Fatalf("status: got %d (%s)", res.StatusCode, body)
 	}
-	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	tid, err := trace.TraceIDFromHex(res.Header.Get("X-Trace-Id"))
+	if err != nil || tid.String() == "0af7651916cd43dd8448eb211c80319c" {
+		t.Fatalf("X-Trace-Id: got %q (%v), want a trace of the api's own", res.Header.Get("X-Trace-Id"), err)
+	}
 	var server, insert, producer *tracetest.SpanStub
 	waitFor(t, "the producer span", func() bool {
 		for _, s := range exp.GetSpans() {
@@ -49,8 +57,12 @@ func TestRequestSpans(t *testing.T) {
 		}
 		return server != nil && insert != nil && producer != nil
 	})
-	if server.SpanKind != trace.SpanKindServer || server.Parent.SpanID().String() != "b7ad6b7169203331" {
-		t.Errorf("server span: got kind %v parent %v, want server under the caller's span", server.SpanKind, server.Parent.SpanID())
+	if server.SpanKind != trace.SpanKindServer || server.Parent.IsValid() {
+		t.Errorf("server span: got kind %v parent %v, want a server span starting the trace", server.SpanKind, server.Parent.SpanID())
+	}
+	if len(server.Links) != 1 || server.Links[0].SpanContext.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" ||
+		server.Links[0].SpanContext.SpanID().String() != "b7ad6b7169203331" {
+		t.Errorf("server span links: got %+v, want one to the caller's span", server.Links)
 	}
 	if insert.Parent.SpanID() != server.SpanContext.SpanID() {
 		t.Errorf("INSERT parent: got %v, want the server span", insert.Parent.SpanID())
@@ -62,6 +74,78 @@ func TestRequestSpans(t *testing.T) {
 	entries, _ := r.Client().XRange(context.Background(), api.stream, "-", "+").Result()
 	if len(entries) != 1 || entries[0].Values["traceparent"] != "00-"+tid.String()+"-"+producer.SpanContext.SpanID().String()+"-01" {
 		t.Errorf("stream entry: got %v, want the producer span's traceparent", entries)
+	}
+}
+
+// A caller's traceparent decides neither the trace nor its recording: by
+// default (link) every request is recorded by carteiro's own sampler,
+// whatever the caller's sampled flag; joined only with
+// INCOMING_TRACE_CONTEXT=join, behind an edge that starts every trace.
+func TestCallerTraceContext(t *testing.T) {
+	const callerTrace, callerSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	cases := []struct {
+		name, mode, sampler, traceparent string
+		recorded, joined                 bool
+	}{
+		{"link, caller sampled", config.TraceContextLink, "", "00-" + callerTrace + "-" + callerSpan + "-01", true, false},
+		{"link, caller not sampled", config.TraceContextLink, "", "00-" + callerTrace + "-" + callerSpan + "-00", true, false},
+		{"link, no caller trace", config.TraceContextLink, "", "", true, false},
+		{"link, caller sampled, carteiro records nothing", config.TraceContextLink, "parentbased_always_off", "00-" + callerTrace + "-" + callerSpan + "-01", false, false},
+		{"join, edge sampled", config.TraceContextJoin, "", "00-" + callerTrace + "-" + callerSpan + "-01", true, true},
+		{"join, edge not sampled", config.TraceContextJoin, "", "00-" + callerTrace + "-" + callerSpan + "-00", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			exp := tracetest.NewInMemoryExporter()
+			tel, err := telemetry.Setup(context.Background(), "carteiro-api",
+				func(k string) string { return map[string]string{"OTEL_TRACES_SAMPLER": c.sampler}[k] },
+				telemetry.WithSpanExporter(exp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "http://jaeger.test", c.mode)
+			req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))
+			req.Header.Set("Content-Type", "application/json")
+			if c.traceparent != "" {
+				req.Header.Set("traceparent", c.traceparent)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusAccepted {
+				t.Fatalf("status: got %d, want 202 (%s)", rec.Code, rec.Body)
+			}
+			tid := rec.Header().Get("X-Trace-Id")
+			if joined := tid == callerTrace; joined != c.joined {
+				t.Errorf("X-Trace-Id %s: joined the caller's trace: got %v, want %v", tid, joined, c.joined)
+			}
+			// The answer links the trace in Jaeger only when it is recorded.
+			got := decodeBody[acceptedResponse](t, rec.Body.String())
+			if linked := got.TraceURL == "http://jaeger.test/trace/"+tid; linked != c.recorded || got.TraceID != tid {
+				t.Errorf("answer: trace_id %q trace_url %q, want trace_id %s and a trace_url exactly when recorded (%v)", got.TraceID, got.TraceURL, tid, c.recorded)
+			}
+			var server *tracetest.SpanStub
+			for _, s := range exp.GetSpans() {
+				if s.Name == "POST /api/messages" {
+					server = &s
+				}
+			}
+			if recorded := server != nil; recorded != c.recorded {
+				t.Fatalf("recorded: got %v, want %v", recorded, c.recorded)
+			}
+			if server == nil {
+				return
+			}
+			if server.SpanContext.TraceID().String() != tid {
+				t.Errorf("span's trace %s, answer's %s: want the same", server.SpanContext.TraceID(), tid)
+			}
+			wantLinks := 0
+			if c.traceparent != "" && !c.joined {
+				wantLinks = 1
+			}
+			if len(server.Links) != wantLinks || server.Parent.IsValid() != c.joined {
+				t.Errorf("got %d links and parent %v, want %d links and a parent: %v", len(server.Links), server.Parent.SpanID(), wantLinks, c.joined)
+			}
+		})
 	}
 }
 

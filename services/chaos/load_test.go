@@ -17,9 +17,10 @@ import (
 )
 
 // clientTimeout is the longest a POST may take: the api promises an answer
-// (202 or 503) within about 2 s, so a request still open after this is a
-// failure, not a slow success.
-const clientTimeout = 10 * time.Second
+// (202 or 503) within about 2 s, or 12 s when its COMMIT is in doubt
+// (README "How delivery works"), and nginx gives up at 15 s, so a request
+// still open after this is a failure, not a slow success.
+const clientTimeout = 15 * time.Second
 
 // result is one POST.
 type result struct {

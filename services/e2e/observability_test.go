@@ -27,6 +27,7 @@ type jaegerTrace struct {
 		ProcessID     string `json:"processID"`
 		References    []struct {
 			RefType string `json:"refType"`
+			TraceID string `json:"traceID"`
 			SpanID  string `json:"spanID"`
 		} `json:"references"`
 	} `json:"spans"`
@@ -63,35 +64,53 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// accepted is what a 202 says of the message and its trace.
+type accepted struct{ ID, TraceID, TraceURL string }
+
+// submitTraced posts a message with the caller's traceparent (none when
+// empty) and returns the 202's answer; X-Trace-Id must name the same trace
+// as the body.
+func (s *stack) submitTraced(assunto, traceparent string) accepted {
+	s.t.Helper()
+	headers := []string{"Accept", "application/json"}
+	if traceparent != "" {
+		headers = append(headers, "traceparent", traceparent)
+	}
+	res, out := s.request("POST", "/api/messages", "application/json", jsonBody(assunto, "seguindo o rastro"), headers...)
+	if res.StatusCode != http.StatusAccepted {
+		s.t.Fatalf("submit: got %d (%s)", res.StatusCode, out)
+	}
+	var acc accepted
+	json.Unmarshal([]byte(out), &struct {
+		ID       *string `json:"id"`
+		TraceID  *string `json:"trace_id"`
+		TraceURL *string `json:"trace_url"`
+	}{&acc.ID, &acc.TraceID, &acc.TraceURL})
+	if len(acc.TraceID) != 32 || res.Header.Get("X-Trace-Id") != acc.TraceID {
+		s.t.Errorf("trace id in the answer: got body %q header %q, want the same trace id", acc.TraceID, res.Header.Get("X-Trace-Id"))
+	}
+	return acc
+}
+
 // One message, one trace: from the api's HTTP span through Postgres and
-// the stream to the worker's SMTP span, in Jaeger; and every dashboard
-// and alert expression answers from Prometheus after the traffic.
+// the stream to the worker's SMTP span, in Jaeger; the caller's trace is
+// linked, not joined; and every dashboard and alert expression answers
+// from Prometheus after the traffic.
 func TestOneTraceFromRequestToInbox(t *testing.T) {
 	s := startStack(t, stackOptions{observability: true})
 
-	type sent struct{ id, traceID string }
+	type sent struct{ id, traceID, callerTrace, callerSpan string }
 	var msgs []sent
 	for i := range 3 {
-		traceID := randomHex(16)
-		body := fmt.Sprintf(`{"assunto":"trace %d","mensagem":"seguindo o rastro"}`, i)
-		res, out := s.request("POST", "/api/messages", "application/json", body,
-			"Accept", "application/json", "traceparent", "00-"+traceID+"-"+randomHex(8)+"-01")
-		if res.StatusCode != http.StatusAccepted {
-			t.Fatalf("submit: got %d (%s)", res.StatusCode, out)
+		callerTrace, callerSpan := randomHex(16), randomHex(8)
+		acc := s.submitTraced(fmt.Sprintf("trace %d", i), "00-"+callerTrace+"-"+callerSpan+"-01")
+		if acc.TraceID == callerTrace {
+			t.Errorf("trace id in the answer: got the caller's %s, want a trace of carteiro's own", callerTrace)
 		}
-		var acc struct{ ID, TraceID, TraceURL string }
-		json.Unmarshal([]byte(out), &struct {
-			ID       *string `json:"id"`
-			TraceID  *string `json:"trace_id"`
-			TraceURL *string `json:"trace_url"`
-		}{&acc.ID, &acc.TraceID, &acc.TraceURL})
-		if acc.TraceID != traceID || res.Header.Get("X-Trace-Id") != traceID {
-			t.Errorf("trace id in the answer: got body %q header %q, want the caller's %s", acc.TraceID, res.Header.Get("X-Trace-Id"), traceID)
+		if acc.TraceURL != s.Jaeger+"/trace/"+acc.TraceID {
+			t.Errorf("trace_url: got %q, want %q", acc.TraceURL, s.Jaeger+"/trace/"+acc.TraceID)
 		}
-		if acc.TraceURL != s.Jaeger+"/trace/"+traceID {
-			t.Errorf("trace_url: got %q, want %q", acc.TraceURL, s.Jaeger+"/trace/"+traceID)
-		}
-		msgs = append(msgs, sent{acc.ID, traceID})
+		msgs = append(msgs, sent{acc.ID, acc.TraceID, callerTrace, callerSpan})
 	}
 	// Some refused requests, so the error panels have something to show.
 	for range 2 {
@@ -117,6 +136,14 @@ func TestOneTraceFromRequestToInbox(t *testing.T) {
 		})
 		if tr.TraceID != m.traceID {
 			t.Errorf("trace id: got %s, want %s", tr.TraceID, m.traceID)
+		}
+		// The api's server span links the caller's span (Jaeger shows a
+		// link as a FOLLOWS_FROM reference into the other trace).
+		if !linksTo(tr, spanID(tr, "carteiro-api", "POST /api/messages"), m.callerTrace, m.callerSpan) {
+			t.Errorf("trace %s: the server span does not link the caller's span %s/%s", m.traceID, m.callerTrace, m.callerSpan)
+		}
+		if len(s.trace(m.callerTrace)) != 0 {
+			t.Errorf("caller's trace %s: in Jaeger, want carteiro to have recorded nothing in it", m.callerTrace)
 		}
 		// The worker's span descends from the api's server span.
 		server, process := spanID(tr, "carteiro-api", "POST /api/messages"), spanID(tr, "carteiro-worker", "process emails")
@@ -160,6 +187,98 @@ func TestOneTraceFromRequestToInbox(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Only requests and deliveries make traces: a stack that starts and then
+// idles for 30 s (readiness probes, pool warm-up, Prometheus scraping every
+// second, the outbox relay's sweeps, the worker's polls) leaves no trace in
+// Jaeger, and one POST adds exactly one, even when the caller's
+// traceparent says not to record (carteiro decides, not the caller).
+func TestOnlyRequestsMakeTraces(t *testing.T) {
+	s := startStack(t, stackOptions{observability: true})
+	time.Sleep(30 * time.Second)
+	if traces := s.carteiroTraces(); len(traces) != 0 {
+		t.Errorf("idle stack: got %d traces, want none: %v", len(traces), traces)
+	}
+
+	acc := s.submitTraced("um só rastro", "00-"+randomHex(16)+"-"+randomHex(8)+"-00")
+	// Watched in Postgres: a GET of its status would be a request, and a
+	// trace, of its own.
+	waitUntil(t, "message "+acc.ID+" sent", func() bool {
+		var status string
+		s.queryRow("SELECT status FROM emails WHERE id = $1", []any{acc.ID}, &status)
+		return status == "sent"
+	})
+	waitUntil(t, "the whole trace "+acc.TraceID+" in Jaeger", func() bool {
+		traces := s.trace(acc.TraceID)
+		return len(traces) == 1 && hasSpans(traces[0], map[string][]string{
+			"carteiro-api":    {"POST /api/messages", "INSERT", "send emails"},
+			"carteiro-worker": {"process emails", "smtp send"},
+		})
+	})
+	// Spans leave in batches, up to five seconds apart: wait out one more
+	// so a stray span exported after the request's would be seen.
+	time.Sleep(7 * time.Second)
+	traces := s.carteiroTraces()
+	if _, ok := traces[acc.TraceID]; len(traces) != 1 || !ok {
+		t.Errorf("after one POST: got traces %v, want only %s", traces, acc.TraceID)
+	}
+}
+
+// carteiroTraces lists every trace in Jaeger that has a span of a carteiro
+// service, with the names of its spans that have no parent in it.
+func (s *stack) carteiroTraces() map[string][]string {
+	s.t.Helper()
+	var services struct{ Data []string }
+	if code := s.getJSON(s.Jaeger+"/api/services", &services); code != http.StatusOK {
+		s.t.Fatalf("Jaeger /api/services: HTTP %d", code)
+	}
+	out := map[string][]string{}
+	for _, svc := range services.Data {
+		if !strings.HasPrefix(svc, "carteiro") {
+			continue
+		}
+		var found struct{ Data []jaegerTrace }
+		q := url.Values{"service": {svc}, "lookback": {"1h"}, "limit": {"1000"}}
+		if code := s.getJSON(s.Jaeger+"/api/traces?"+q.Encode(), &found); code != http.StatusOK {
+			s.t.Fatalf("Jaeger traces of %s: HTTP %d", svc, code)
+		}
+		for _, tr := range found.Data {
+			inTrace := map[string]bool{}
+			for _, sp := range tr.Spans {
+				inTrace[sp.SpanID] = true
+			}
+			var roots []string
+			for _, sp := range tr.Spans {
+				root := true
+				for _, r := range sp.References {
+					if r.TraceID == tr.TraceID && inTrace[r.SpanID] {
+						root = false
+					}
+				}
+				if root {
+					roots = append(roots, tr.Processes[sp.ProcessID].ServiceName+"/"+sp.OperationName)
+				}
+			}
+			out[tr.TraceID] = roots
+		}
+	}
+	return out
+}
+
+// linksTo reports whether span id refers to span spanID of trace traceID.
+func linksTo(tr jaegerTrace, id, traceID, spanID string) bool {
+	for _, sp := range tr.Spans {
+		if sp.SpanID != id {
+			continue
+		}
+		for _, r := range sp.References {
+			if r.TraceID == traceID && r.SpanID == spanID {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func hasSpans(tr jaegerTrace, want map[string][]string) bool {

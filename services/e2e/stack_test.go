@@ -26,7 +26,10 @@ type stackOptions struct {
 	smtpAddr string
 	// observability also starts Jaeger and Prometheus (make dev OBS=1).
 	observability bool
-	extraEnv      map[string]string
+	// privatePostgres runs the database on the stack's own Postgres
+	// server (Stack.Postgres), for a test that stops it.
+	privatePostgres bool
+	extraEnv        map[string]string
 }
 
 func repoRoot(t *testing.T) string { return stacktest.RepoRoot() }
@@ -34,7 +37,7 @@ func repoRoot(t *testing.T) string { return stacktest.RepoRoot() }
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	s := stacktest.Start(t, stacktest.Options{
-		SMTPAddr: o.smtpAddr, Observability: o.observability, ExtraEnv: o.extraEnv,
+		SMTPAddr: o.smtpAddr, Observability: o.observability, PrivatePostgres: o.privatePostgres, ExtraEnv: o.extraEnv,
 	})
 	return &stack{Stack: s, t: t, dir: s.Dir, db: s.DB, redis: s.Redis, env: s.Env}
 }

@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if cfg.PProf {
 		health.RegisterPProf(mux)
 	}
-	health.Register(mux,
+	health.Register(mux, log,
 		health.Probe{Name: "postgres", Check: db.Ping},
 		health.Probe{Name: "redis", Check: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 	)

@@ -12,8 +12,9 @@
 //                the UTC start time, e.g. 20261127T154704Z
 //   SLO_P95_MS, SLO_P99_MS, SLO_FAILED_RATE   override a script's SLOs
 //
-// Every request carries a W3C `traceparent` (a new sampled trace, so each
-// message's trace can be found in Jaeger from the k6 side) and a `name` tag
+// Every request carries a W3C `traceparent` (a new sampled trace of k6's
+// own; carteiro does not join it: it starts its own trace, links k6's, and
+// names its trace in the answer's `trace_id` and `X-Trace-Id`) and a `name` tag
 // (bounded label values: a message's URL holds its id). Every POST carries
 // a fresh Idempotency-Key per message. GETs carry none: they are
 // idempotent by definition, and the api reads the header on POST only.
@@ -149,7 +150,8 @@ export function newMessage(label) {
 // POST /api/messages with a new Idempotency-Key (or opts.key) and a new
 // trace. opts.expected is a responseCallback (http.expectedStatuses) for
 // answers other than 2xx/3xx that the caller expects. Returns the response,
-// its parsed JSON body (null if none), the key and the trace id sent.
+// its parsed JSON body (null if none), the key and the trace id sent (the
+// caller's, which carteiro links but never joins).
 export function post(msg, opts = {}) {
   const key = opts.key || newKey();
   const tp = traceparent();
@@ -219,6 +221,12 @@ export function checkAccepted(p, label) {
     accepted.add(1);
   }
   return b.id;
+}
+
+// isTraceId reports whether s is a W3C trace id: 32 lower-case hex digits,
+// not all zero.
+export function isTraceId(s) {
+  return typeof s === 'string' && /^[0-9a-f]{32}$/.test(s) && !/^0+$/.test(s);
 }
 
 // retryAfter returns a 429/503 answer's Retry-After in seconds (0 if none).

@@ -23,7 +23,32 @@ type API struct {
 	// close theirs; see services/api/drain.go) before it closes the ones
 	// left. It must exceed nginx's upstream keepalive_timeout.
 	ShutdownDrain time.Duration
+	// IncomingTraceContext is what a request's traceparent does
+	// (INCOMING_TRACE_CONTEXT): TraceContextLink (the default) or
+	// TraceContextJoin.
+	IncomingTraceContext string
+	// ShutdownDelay is how long the api, after SIGTERM, keeps accepting
+	// connections (answering each with "Connection: close") before it
+	// closes its listener: for load balancers that learn of a stopping
+	// process on their own, as Kubernetes Services do (a built-in preStop
+	// sleep). 0 closes the listener at once, which nginx with several
+	// apis in its upstream prefers.
+	ShutdownDelay time.Duration
 }
+
+// The values of INCOMING_TRACE_CONTEXT.
+const (
+	// TraceContextLink starts a new trace for every request and links the
+	// caller's trace context, if any: a client decides neither the trace a
+	// request joins nor whether it is recorded.
+	TraceContextLink = "link"
+	// TraceContextJoin makes the request's span a child of the incoming
+	// trace context, sampled flag included. Only for an api that nothing
+	// but a trusted edge reaches, one that starts every trace itself
+	// (nginx's OpenTelemetry module with otel_trace_context inject, in the
+	// compose observability overlay).
+	TraceContextJoin = "join"
+)
 
 // GroupCommit tunes the batching of inserts.
 type GroupCommit struct {
@@ -60,8 +85,10 @@ func LoadAPI(getenv func(string) string) (API, error) {
 			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
 			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
 		},
-		PProf:         r.bool("PPROF", false),
-		ShutdownDrain: r.duration("SHUTDOWN_DRAIN", 5*time.Second, 0),
+		PProf:                r.bool("PPROF", false),
+		ShutdownDrain:        r.duration("SHUTDOWN_DRAIN", 5*time.Second, 0),
+		ShutdownDelay:        r.duration("SHUTDOWN_DELAY", 0, 0),
+		IncomingTraceContext: r.oneOf("INCOMING_TRACE_CONTEXT", TraceContextLink, TraceContextLink, TraceContextJoin),
 		Outbox: Outbox{
 			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
 			BatchSize:      r.int("OUTBOX_BATCH_SIZE", 200, 1, 10000),

@@ -28,6 +28,23 @@ func TestLoadAPIDefaults(t *testing.T) {
 	}
 }
 
+func TestIncomingTraceContext(t *testing.T) {
+	for _, c := range []struct{ value, want, wantErr string }{
+		{"", TraceContextLink, ""},
+		{"link", TraceContextLink, ""},
+		{"join", TraceContextJoin, ""},
+		{"follow", "", "INCOMING_TRACE_CONTEXT:"},
+	} {
+		got, err := LoadAPI(env(map[string]string{"INCOMING_TRACE_CONTEXT": c.value}))
+		switch {
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("%q: got %v, want an error naming INCOMING_TRACE_CONTEXT", c.value, err)
+		case c.wantErr == "" && (err != nil || got.IncomingTraceContext != c.want):
+			t.Errorf("%q: got %q, %v, want %q", c.value, got.IncomingTraceContext, err, c.want)
+		}
+	}
+}
+
 func TestLoadNamesEveryBadVariable(t *testing.T) {
 	_, err := LoadWorker(env(map[string]string{
 		"DB_PORT":               "abc",

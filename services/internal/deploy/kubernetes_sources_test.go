@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -52,6 +53,7 @@ var kubeOnlyEnv = map[string]string{
 	"WORKER_SHUTDOWN_TIMEOUT": "its default, written out beside the grace period that must exceed it",
 	"SMTP_USERNAME":           "production: the relay's account (compose sends to Mailpit)",
 	"SMTP_PASSWORD_FILE":      "production: the relay's password, from the Secret carteiro-smtp",
+	"SHUTDOWN_DELAY":          "a Service may route new connections to a stopping pod a moment longer; compose's nginx has the one api",
 }
 
 // composeOnlyEnv are variables compose sets that the manifests do not.
@@ -468,7 +470,7 @@ func checkProbesMatchCompose(t *testing.T, name string, svc types.ServiceConfig,
 	switch {
 	case name == "app" || name == "worker":
 		mux := http.NewServeMux()
-		health.Register(mux)
+		health.Register(mux, slog.New(slog.DiscardHandler))
 		for kind, p := range probes {
 			rec := httptest.NewRecorder()
 			mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.HTTPGet.Path, nil))

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -93,9 +94,10 @@ func TestNginxTracingFlavours(t *testing.T) {
 	if !slices.Equal(diff, want) {
 		t.Errorf("nginx.conf native vs otel: got differing lines %q, want %q", diff, want)
 	}
-	// The otel flavour traces and logs trace ids; the native one only
-	// passes the caller's traceparent on.
-	for _, want := range []string{"otel_exporter", "otel_trace_context propagate;", "$otel_trace_id", "otel_service_name carteiro-frontend;"} {
+	// The otel flavour starts every trace (a caller's traceparent is
+	// replaced: the api joins nginx's) and logs trace ids; the native one
+	// only passes the caller's traceparent on (the api links it).
+	for _, want := range []string{"otel_exporter", "otel_trace_context inject;", "$otel_trace_id", "otel_service_name carteiro-frontend;"} {
 		if !bytes.Contains(otel["snippets/tracing-otel.conf"], []byte(want)) {
 			t.Errorf("snippets/tracing-otel.conf: got no %q, want it", want)
 		}
@@ -121,8 +123,14 @@ func nginxBin(t *testing.T) string {
 // until the test ends; it returns when the status listener accepts.
 func startNginx(t *testing.T, status string, vars ...string) {
 	t.Helper()
+	runNginx(t, renderNginx(t, "", vars...), status)
+}
+
+// runNginx runs the rendered n in the foreground until the test ends; it
+// returns when addr accepts.
+func runNginx(t *testing.T, n devstack.NginxConfig, addr string) {
+	t.Helper()
 	bin := nginxBin(t)
-	n := renderNginx(t, "", vars...)
 	dir := n.Dir
 	cmd := exec.Command(bin, n.Args()...)
 	var stderr bytes.Buffer
@@ -143,7 +151,7 @@ func startNginx(t *testing.T, status string, vars ...string) {
 	})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", status, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return
@@ -155,7 +163,7 @@ func startNginx(t *testing.T, status string, vars ...string) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nginx status listener %s: not accepting after 5s", status)
+			t.Fatalf("nginx listener %s: not accepting after 5s", addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -202,5 +210,76 @@ func TestNginxStatusListener(t *testing.T) {
 				t.Errorf("GET %s/nginx-status on the public listener: got %d, want 404", public, code)
 			}
 		})
+	}
+}
+
+// TestTraceContextTrust: the api joins an incoming trace context
+// (INCOMING_TRACE_CONTEXT=join) only where nginx starts every trace itself
+// (NGINX_TRACING=otel, whose snippet injects nginx's own context); where
+// nginx passes a client's traceparent on, the api links it (the default).
+func TestTraceContextTrust(t *testing.T) {
+	for label, files := range map[string][]string{
+		"base":                     {baseFile},
+		"base+observability":       {baseFile, observabilityFile},
+		"compose test (stand-ins)": {baseFile, observabilityFile, "deploy/composetest/compose.test-override.yml"},
+	} {
+		p := loadProject(t, files...)
+		tracing, _ := envValue(p.Services["frontend"], "NGINX_TRACING")
+		incoming, _ := envValue(p.Services["app"], "INCOMING_TRACE_CONTEXT")
+		if join := incoming == "join"; join != (tracing == "otel") {
+			t.Errorf("%s: app INCOMING_TRACE_CONTEXT=%q with frontend NGINX_TRACING=%q: want join exactly when nginx starts the traces (otel)", label, incoming, tracing)
+		}
+	}
+}
+
+// TestNginxOwnErrors: the error answers nginx gives by itself that no
+// stack test can provoke (this configuration never answers 500 or 503 on
+// its own) follow the contract too: a test-only server includes
+// snippets/errors.conf beside the rendered configuration and returns them.
+func TestNginxOwnErrors(t *testing.T) {
+	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
+	public, status, extra := addr(), addr(), addr()
+	n := renderNginx(t, "", "NGINX_LISTEN="+public, "NGINX_STATUS_ADDR="+status, "API_HTTP_ADDR="+addr())
+	server := fmt.Sprintf(`server {
+    listen %s;
+    root %s;
+    include snippets/errors.conf;
+    location = /500 { return 500; }
+    location = /503 { return 503; }
+}
+`, extra, n.Vars["WEB_ROOT"])
+	if err := os.WriteFile(filepath.Join(n.Dir, "conf.d", "zz-test-errors.conf"), []byte(server), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runNginx(t, n, extra)
+	for _, c := range []struct {
+		path, accept, wantType, wantBody, retryAfter string
+		code                                         int
+	}{
+		{"/503", "application/json", "application/json", `"error":"the service is unavailable`, "5", 503},
+		{"/503", "text/html", "text/html; charset=utf-8", `<html lang="pt-BR">`, "5", 503},
+		{"/500", "", "application/json", `{"error":"internal error"}`, "", 500},
+		{"/500", "text/html", "text/html; charset=utf-8", "Serviço temporariamente indisponível", "", 500},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+extra+c.path, nil)
+		if c.accept != "" {
+			req.Header.Set("Accept", c.accept)
+		}
+		res, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.code || res.Header.Get("Content-Type") != c.wantType || !strings.Contains(string(b), c.wantBody) {
+			t.Errorf("GET %s (Accept %q): got %d %q %.200q, want %d %q containing %q", c.path, c.accept,
+				res.StatusCode, res.Header.Get("Content-Type"), b, c.code, c.wantType, c.wantBody)
+		}
+		if got := res.Header.Get("Retry-After"); got != c.retryAfter {
+			t.Errorf("GET %s (Accept %q): Retry-After %q, want %q", c.path, c.accept, got, c.retryAfter)
+		}
+		if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("X-Request-Id") == "" || res.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s (Accept %q): headers %v, want no-store, X-Request-Id and the security headers", c.path, c.accept, res.Header)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -15,8 +16,13 @@ type Probe struct {
 }
 
 // Register adds GET /healthz (the process is alive) and GET /readyz (every
-// probe answers within two seconds) to mux.
-func Register(mux *http.ServeMux, probes ...Probe) {
+// probe answers within two seconds) to mux. Register them on an internal
+// port only: never on a listener the public reaches.
+//
+// The bodies are terse ("ok", "ready", "<probe>: unavailable"): a probe's
+// error, which may carry addresses, user and database names, goes to log
+// (level WARN), never into the answer.
+func Register(mux *http.ServeMux, log *slog.Logger, probes ...Probe) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -25,10 +31,12 @@ func Register(mux *http.ServeMux, probes ...Probe) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
 		for _, p := range probes {
 			if err := p.Check(ctx); err != nil {
+				log.WarnContext(ctx, "readiness probe failed", "probe", p.Name, "err", err)
 				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintf(w, "%s: unavailable: %v\n", p.Name, err)
+				fmt.Fprintf(w, "%s: unavailable\n", p.Name)
 				return
 			}
 		}

@@ -217,3 +217,24 @@ func TestCommitLostInACrashIsNotStored(t *testing.T) {
 		t.Errorf("got %v, want an unavailable error (503, nothing stored)", err)
 	}
 }
+
+// A COMMIT still in progress after statement_timeout (one that ignores
+// the cancel, as a wait for a synchronous standby does) has its backend
+// terminated, which decides it: rolled back, not stored, a 503.
+func TestCommitStuckPastStatementTimeoutIsEnded(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	log := testenv.NewLogBuffer(t)
+	s := openWith(t, db, time.Second, slog.New(slog.NewJSONHandler(log, nil)))
+	testenv.StallCommits(t, db)
+	testenv.CloseGate(t, db, 1) // never opened
+	_, err := s.Insert(context.Background(), message.Input{Assunto: "gate 1", Mensagem: "m"}, "", "")
+	if !Unavailable(err) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Errorf("got %v, want an unavailable error (503, nothing stored)", err)
+	}
+	if n := rowCount(t, s, "gate 1"); n != 0 {
+		t.Errorf("rows: got %d, want 0", n)
+	}
+	if n := log.Count(`"status":"aborted"`); n != 1 {
+		t.Errorf("outcomes learned aborted: got %d, want 1", n)
+	}
+}

@@ -105,9 +105,10 @@ func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 // When Insert returns nil the message is committed: it will be delivered.
 // Any other error but ErrOutcomeUnknown means it is not stored, even when
 // ctx ended while the transaction was committing: Insert then waits for the
-// transaction's real outcome (see inTx), at most a query timeout in the
-// queue plus one for the transaction, then statement_timeout and one more
-// query timeout to learn a COMMIT's fate.
+// transaction's real outcome (see inTx): at most a query timeout in the
+// queue, one for the transaction (one more when its batch retries each row
+// alone), then statement_timeout and one more query timeout to learn a
+// COMMIT's fate: 8 query timeouts in all.
 func (s *Store) Insert(ctx context.Context, in message.Input, traceparent, tracestate string) (Email, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	defer cancel()

@@ -5,11 +5,22 @@ import (
 	"strconv"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
-// newSampler reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG. The
-// default follows the caller's decision and samples new traces.
+// newSampler reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (the
+// OpenTelemetry SDK environment variables specification) and wraps the
+// sampler they name in requestRoots. The default follows the parent's
+// decision and records every new trace.
 func newSampler(getenv func(string) string) (sdktrace.Sampler, error) {
+	s, err := configuredSampler(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return requestRoots{next: s}, nil
+}
+
+func configuredSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 	ratio := func() (float64, error) {
 		arg := getenv("OTEL_TRACES_SAMPLER_ARG")
 		if arg == "" {
@@ -42,4 +53,40 @@ func newSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 	default:
 		return nil, fmt.Errorf("OTEL_TRACES_SAMPLER: %q is not a supported sampler", name)
 	}
+}
+
+// requestRoots is carteiro's trace policy around the configured sampler:
+// only a request (a SERVER span) or a delivery (a CONSUMER span) may start
+// a trace. Work done outside both, such as connection setup (go-redis's
+// redis.dial with its HELLO and CLIENT SETINFO, pgx's connect), pool
+// warm-up, the outbox relay's sweeps and the metrics collectors' queries,
+// makes no root span, so Jaeger shows only what users did.
+//
+// A span whose parent is in the same process follows that parent: one not
+// recorded has no recorded children, whatever the configured sampler, so
+// a dropped root leaves no orphans behind. Remote parents, and new roots of
+// the two kinds, are the configured sampler's to decide. Whether a remote
+// parent exists at all for an HTTP request is the server's choice
+// (services/api: a caller's trace is linked, not joined, unless
+// INCOMING_TRACE_CONTEXT=join), so no caller forces or suppresses
+// recording.
+type requestRoots struct{ next sdktrace.Sampler }
+
+func (s requestRoots) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	parent := trace.SpanContextFromContext(p.ParentContext)
+	switch {
+	case parent.IsValid() && !parent.IsRemote():
+		decision := sdktrace.Drop
+		if parent.IsSampled() {
+			decision = sdktrace.RecordAndSample
+		}
+		return sdktrace.SamplingResult{Decision: decision, Tracestate: parent.TraceState()}
+	case !parent.IsValid() && p.Kind != trace.SpanKindServer && p.Kind != trace.SpanKindConsumer:
+		return sdktrace.SamplingResult{Decision: sdktrace.Drop}
+	}
+	return s.next.ShouldSample(p)
+}
+
+func (s requestRoots) Description() string {
+	return "RequestRoots{" + s.next.Description() + "}"
 }

@@ -93,7 +93,7 @@ func TestSamplerDefaultFollowsTheParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Description(); !strings.HasPrefix(got, "ParentBased{root:AlwaysOnSampler") {
+	if got := s.Description(); !strings.HasPrefix(got, "RequestRoots{ParentBased{root:AlwaysOnSampler") {
 		t.Errorf("got %s, want parent-based always-on", got)
 	}
 	var _ sdktrace.Sampler = s

@@ -43,8 +43,9 @@ function problem(s, max, subject) {
 // fakeAPI answers like nginx + carteiro's api, as README.md documents them.
 export function fakeAPI(req) {
   const u = new URL(req.url);
-  const tp = /^00-([0-9a-f]{32})-[0-9a-f]{16}-0[01]$/.exec(req.headers.traceparent || '');
-  const traceId = tp ? tp[1] : globalThis.crypto.randomUUID().replace(/-/g, '');
+  // Like the api, a trace of its own whatever the caller's traceparent
+  // (which the api links, never joins).
+  const traceId = globalThis.crypto.randomUUID().replace(/-/g, '');
   if (req.method === 'GET' && u.pathname === '/') {
     return answer(200, '<form id="formulario"><input name="assunto"><textarea name="mensagem"></textarea></form>',
       { 'Content-Type': 'text/html; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
@@ -52,7 +53,8 @@ export function fakeAPI(req) {
   if (req.method === 'POST' && (u.pathname === '/api/messages' || u.pathname === '/api')) {
     posts++;
     if (H.refuseEvery > 0 && posts % H.refuseEvery === 0) {
-      return answer(429, '<html>429 Too Many Requests</html>', { 'Content-Type': 'text/html' });
+      return answer(429, { error: 'too many requests from this address; nothing was stored, retry after the seconds in Retry-After' },
+        { 'Retry-After': '1', 'Cache-Control': 'no-store' });
     }
     let m;
     try {
