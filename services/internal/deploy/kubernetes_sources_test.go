@@ -59,6 +59,8 @@ var kubeOnlyEnv = map[string]string{
 // composeOnlyEnv are variables compose sets that the manifests do not.
 var composeOnlyEnv = map[string]string{
 	"JAEGER_UI_URL": "a browser address of compose's Jaeger UI; a cluster's is its own (set it per deployment)",
+	"INCOMING_TRACE_CONTEXT": "join only behind the observability overlay's nginx, whose otel module starts every trace; " +
+		"the cluster's frontend has no otel module (NGINX_TRACING=native) and passes a client's traceparent on, which the api links (the default)",
 }
 
 // kubeServices maps each compose service to the image the manifests run
