@@ -4,9 +4,11 @@
 # bin/mailpit and starts Mailpit, api, worker and nginx in the background
 # (bin/devstack up: cmd/devstack, package internal/devstack); Postgres and
 # Redis must already run on 127.0.0.1. `make dev-down` stops them.
-# `make dev OBS=1` also builds bin/jaeger and starts Jaeger (traces, UI on
-# 127.0.0.1:16686), Prometheus (127.0.0.1:9090), Alertmanager (alerts mailed
-# to Mailpit; 127.0.0.1:9093) and the nginx, Postgres and Redis exporters.
+# `make dev OBS=1` also builds bin/jaeger and bin/otelcol and starts Jaeger
+# (traces, UI on 127.0.0.1:16686), the OpenTelemetry Collector (OTLP on
+# 127.0.0.1:4317/4318: span metrics, tail sampling), Prometheus
+# (127.0.0.1:9090), Alertmanager (alerts mailed to Mailpit; 127.0.0.1:9093)
+# and the nginx, Postgres and Redis exporters.
 # Containers: `make up` / `make down` (needs a Docker engine).
 
 SHELL := /bin/bash
@@ -41,7 +43,7 @@ KUBE_VERSION_LDFLAGS = $(foreach pkg,k8s.io/component-base/version k8s.io/client
 	-X $(pkg).gitTreeState=clean)
 KUBE_GO := cd $(KUBE_TOOLS_DIR) && GOWORK=off CGO_ENABLED=0 $(GO)
 
-.PHONY: help build devstack tools jaeger kubernetes test-kubernetes images docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
+.PHONY: help build devstack tools jaeger otelcol kubernetes test-kubernetes images docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -77,6 +79,24 @@ jaeger: $(BIN_DIR)/jaeger ## Build bin/jaeger (Jaeger v2, slow: minutes; not par
 
 $(BIN_DIR)/jaeger: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
 	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/jaegertracing/jaeger/cmd/jaeger
+	touch $@
+
+# The OpenTelemetry Collector between the services and Jaeger/Prometheus
+# (observability/otelcol/config.yaml): its own tools module,
+# scripts/tools/otelcol (a small main listing exactly the components used,
+# from one collector release; Jaeger's module pins an older collector).
+# Static, so the compose test's stand-in image copies it as is. Minutes on
+# a cold build cache; the time is printed.
+OTELCOL_TOOLS := $(TOOLS_DIR)/otelcol
+
+otelcol: $(BIN_DIR)/otelcol ## Build bin/otelcol (the OpenTelemetry Collector, OBS=1; only when missing or scripts/tools/otelcol changed)
+
+$(BIN_DIR)/otelcol: $(OTELCOL_TOOLS)/go.mod $(OTELCOL_TOOLS)/go.sum $(OTELCOL_TOOLS)/main.go
+	@mkdir -p $(BIN_DIR)
+	@echo "otelcol: building the OpenTelemetry Collector (minutes on a cold build cache)"
+	@start=$$(date +%s); \
+	cd $(OTELCOL_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(CURDIR)/$@ . ; \
+	echo "otelcol: built in $$(( $$(date +%s) - start )) s"
 	touch $@
 
 # --- Docker Engine tooling (make up, make test-compose) ----------------------
@@ -144,7 +164,7 @@ $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl &: $(KUBE_TOOLS_DIR)/go.mod $(KUBE_
 # Every knob of the native stack is an environment variable (README
 # "Configuration"); make passes its command-line variables on as such:
 # make dev API_INSTANCES=2 RATE_LIMIT=0.
-dev: build tools $(if $(filter 1,$(OBS)),jaeger) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, Prometheus, Alertmanager, exporters; RATE_LIMIT=0: no rate limit)
+dev: build tools $(if $(filter 1,$(OBS)),jaeger otelcol) ## Build, then start Mailpit, api, worker and nginx natively (OBS=1: also Jaeger, the collector, Prometheus, Alertmanager, exporters; RATE_LIMIT=0: no rate limit)
 	OBS=$(OBS) $(BIN_DIR)/devstack up
 
 dev-down: devstack ## Stop the native stack started by `make dev`
@@ -153,12 +173,13 @@ dev-down: devstack ## Stop the native stack started by `make dev`
 dev-status: devstack ## One line per native component
 	$(BIN_DIR)/devstack status
 
-# bin/jaeger is a prerequisite because the observability end-to-end test
-# starts a private stack with OBS=1 (Jaeger, Prometheus) on free ports;
+# bin/jaeger and bin/otelcol are prerequisites because the observability
+# end-to-end tests start private stacks with OBS=1 (Jaeger, the collector,
+# Prometheus) on free ports;
 # bin/kube-apiserver and bin/kubectl because the Kubernetes manifest tests
 # (services/internal/deploy/kubernetes*_test.go, also `make test-kubernetes`)
 # render the overlays and apply them to a private API server.
-test: build tools jaeger kubernetes ## go vet, every test (e2e tests use bin/, including bin/jaeger; the Kubernetes manifests against a real kube-apiserver; the chaos suite's short version), then each fuzz target briefly
+test: build tools jaeger otelcol kubernetes ## go vet, every test (e2e tests use bin/, including bin/jaeger and bin/otelcol; the Kubernetes manifests against a real kube-apiserver; the chaos suite's short version), then each fuzz target briefly
 	$(GO) vet ./...
 	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT) $(KUBERNETES_REPORT)
 	BIN_DIR=$(CURDIR)/$(BIN_DIR) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
@@ -179,7 +200,7 @@ COMPOSE_TEST_TIMEOUT ?= 60m
 
 test-compose: ## Run make up's compose stack under the Docker Engine with stand-in images and check it (deploy/composetest; minutes, more on a cold machine)
 	@start=$$(date +%s); rc=0; \
-	$(MAKE) --no-print-directory build tools jaeger docker-tools secrets && \
+	$(MAKE) --no-print-directory build tools jaeger otelcol docker-tools secrets && \
 	$(GO) vet -tags composetest ./deploy/composetest/... && \
 	BIN_DIR=$(CURDIR)/$(BIN_DIR) $(GO) test -tags composetest -count=1 -timeout $(COMPOSE_TEST_TIMEOUT) -v \
 		-run '^TestComposeUnderEngine$$' ./deploy/composetest/ || rc=$$?; \
@@ -253,7 +274,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 15s)
 # then on. Prints a table and writes bench/results.json; exits non-zero only
 # when something broke. Quick run:
 #   make bench BENCH_DURATION=3s BENCH_N=2000 BENCH_E2E_DURATION=10s
-bench: build tools jaeger ## Measure pgbench/accept/delivery/end-to-end/RSS against this machine's limits (bench/results.json)
+bench: build tools jaeger otelcol ## Measure pgbench/accept/delivery/end-to-end/RSS against this machine's limits (bench/results.json)
 	$(GO) build -o $(BIN_DIR)/bench ./scripts/bench
 	BENCH_COMMAND='make bench $(strip $(MAKEOVERRIDES))' $(BIN_DIR)/bench
 

@@ -30,10 +30,10 @@ func TestRunStatusAndDownOfAnEmptyStack(t *testing.T) {
 	if err := run(context.Background(), []string{"devstack", "status"}, env, &out, &log); err != nil {
 		t.Fatal(err)
 	}
-	// jaeger mailpit alertmanager prometheus api api-2 worker nginx, and
-	// the nginx, Postgres and Redis exporters.
-	if n := strings.Count(out.String(), "\n"); n != 11 {
-		t.Errorf("status with OBS=1 and two apis: got %d lines, want 11\n%s", n, out.String())
+	// jaeger otelcol mailpit alertmanager prometheus api api-2 worker
+	// nginx, and the nginx, Postgres and Redis exporters.
+	if n := strings.Count(out.String(), "\n"); n != 12 {
+		t.Errorf("status with OBS=1 and two apis: got %d lines, want 12\n%s", n, out.String())
 	}
 	if err := run(context.Background(), []string{"devstack", "down"}, env, &out, &log); err != nil {
 		t.Errorf("down of an empty stack: %v", err)

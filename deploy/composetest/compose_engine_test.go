@@ -23,7 +23,7 @@ import (
 // every service of the two files but grafana (compose.test-override.yml),
 // k6 (profile load) and the one-shot jobs.
 var startedServices = []string{"alertmanager", "app", "db", "frontend", "jaeger", "mail", "nginx-exporter",
-	"postgres-exporter", "prometheus", "queue", "redis-exporter", "worker"}
+	"otelcol", "postgres-exporter", "prometheus", "queue", "redis-exporter", "worker"}
 
 // oneShotServices run once at `up` and exit 0 (db-monitor-role makes
 // postgres-exporter's role); what needs them waits for

@@ -19,7 +19,7 @@ import (
 // segmentation probe.
 var listenPort = map[string]int{
 	"db": 5432, "queue": 6379, "app": 8080, "worker": 9102, "mail": 1025,
-	"frontend": 8080, "jaeger": 4318, "prometheus": 9090, "nginx-exporter": 9113,
+	"frontend": 8080, "jaeger": 4317, "otelcol": 4318, "prometheus": 9090, "nginx-exporter": 9113,
 	"alertmanager": 9093, "postgres-exporter": 9187, "redis-exporter": 9121,
 }
 
@@ -41,6 +41,12 @@ var segmentationRules = []struct {
 	{"frontend", "postgres-exporter", false}, {"frontend", "redis-exporter", false}, {"frontend", "alertmanager", false},
 	{"alertmanager", "mail", true}, {"alertmanager", "db", false}, {"alertmanager", "queue", false},
 	{"prometheus", "postgres-exporter", true}, {"prometheus", "redis-exporter", true}, {"prometheus", "alertmanager", true},
+	// Spans go through the collector: the services and the edge reach it,
+	// it reaches Jaeger, the edge does not reach Jaeger; Prometheus scrapes
+	// its span metrics.
+	{"app", "otelcol", true}, {"worker", "otelcol", true}, {"frontend", "otelcol", true},
+	{"otelcol", "jaeger", true}, {"frontend", "jaeger", false}, {"prometheus", "otelcol", true},
+	{"otelcol", "db", false}, {"otelcol", "queue", false}, {"otelcol", "mail", false},
 }
 
 // testSegmentation: which container may open which is derived from the

@@ -41,6 +41,7 @@ var Standins = []Standin{
 	{Var: "NGINX_IMAGE", Name: "nginx", Commands: map[string]string{"nginx-entrypoint": "./cmd/nginx-entrypoint"}},
 	{Var: "MAILPIT_IMAGE", Name: "mailpit", Bins: []string{"mailpit"}},
 	{Var: "JAEGER_IMAGE", Name: "jaeger", Bins: []string{"jaeger"}},
+	{Var: "OTELCOL_IMAGE", Name: "otelcol", Bins: []string{"otelcol"}},
 	{Var: "PROMETHEUS_IMAGE", Name: "prometheus", Bins: []string{"prometheus"}},
 	{Var: "NGINX_EXPORTER_IMAGE", Name: "nginx-prometheus-exporter"},
 	{Var: "ALERTMANAGER_IMAGE", Name: "alertmanager"},
@@ -51,7 +52,7 @@ var Standins = []Standin{
 // BuildOptions says where the inputs of the images are.
 type BuildOptions struct {
 	RepoRoot string    // the repository (go.mod, deploy/composetest)
-	BinDir   string    // bin/ with mailpit, jaeger, prometheus
+	BinDir   string    // bin/ with mailpit, jaeger, otelcol, prometheus
 	Base     BaseImage // the Debian base
 	GOROOT   string    // the Go toolchain copied into the golang stand-in
 	CABundle string    // this machine's CA bundle (PEM)
@@ -91,7 +92,7 @@ func BuildImages(ctx context.Context, e *Engine, o BuildOptions) (vars map[strin
 		for _, b := range s.Bins {
 			p := filepath.Join(o.BinDir, b)
 			if _, err := os.Stat(p); err != nil {
-				return nil, "", fmt.Errorf("stand-in %s needs %s (make tools jaeger docker-tools): %w", s.Name, p, err)
+				return nil, "", fmt.Errorf("stand-in %s needs %s (make tools jaeger otelcol docker-tools): %w", s.Name, p, err)
 			}
 			spec.Extra[b] = p
 		}

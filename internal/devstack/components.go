@@ -10,14 +10,15 @@ import (
 )
 
 // Components are carteiro's native stack, in start order: with
-// Observability jaeger and prometheus first (so the api and the workers
+// Observability jaeger, otelcol (the OpenTelemetry Collector, which sends
+// it the traces it keeps) and prometheus first (so the api and the workers
 // trace from their first request; prometheus after alertmanager, which
 // mails through mailpit), mailpit (unless SKIP_MAILPIT), the api instances
 // (api, api-2, ...), the worker instances, nginx, and with Observability
 // the nginx, Postgres and Redis exporters. Down stops them in the reverse
 // order: the entry point first, the SMTP sink after the workers have
-// drained and Alertmanager has sent its last mail, and Jaeger last, after
-// the last spans arrived.
+// drained and Alertmanager has sent its last mail, the collector after the
+// services' last spans, and Jaeger last.
 func (c Config) Components() []Component { return c.components(false) }
 
 // components returns the configured components, or with all every
@@ -28,11 +29,10 @@ func (c Config) components(all bool) []Component {
 	var cs []Component
 	var obsEnv, apiObsEnv []string
 	if obs {
-		cs = append(cs, c.jaeger(), c.prometheus(), c.alertmanager(!c.SkipMailpit || all))
+		cs = append(cs, c.jaeger(), c.otelcol(), c.prometheus(), c.alertmanager(!c.SkipMailpit || all))
 	}
 	if c.Observability {
-		obsEnv = []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + DialAddr(c.Jaeger.OTLPHTTPAddr),
-			"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}
+		obsEnv = c.otlpEnv()
 		apiObsEnv = append(obsEnv, "JAEGER_UI_URL="+c.Jaeger.UIURL)
 	}
 	if !c.SkipMailpit || all {
@@ -78,14 +78,8 @@ func (c Config) jaeger() Component {
 	return Component{
 		Name: "jaeger", Path: filepath.Join(c.BinDir, "jaeger"), Args: []string{"--config", j.Config},
 		Env: env, Listen: listen, ReadyURL: "http://" + DialAddr(j.QueryAddr) + "/",
-		Hint: "make jaeger (OBS=1)",
-		Prepare: func(context.Context, Logf) error {
-			f, err := os.Open(j.Config)
-			if err != nil {
-				return fmt.Errorf("Jaeger config (JAEGER_CONFIG): %w", err)
-			}
-			return f.Close()
-		},
+		Hint:    "make jaeger (OBS=1)",
+		Prepare: func(context.Context, Logf) error { return readable(j.Config, "Jaeger config (JAEGER_CONFIG)") },
 	}
 }
 
@@ -136,7 +130,7 @@ func (c Config) api(i int, obsEnv []string, obs bool) Component {
 		Hint: "make build",
 	}
 	if obs {
-		comp.DependsOn = []string{"jaeger"}
+		comp.DependsOn = []string{"otelcol"}
 	}
 	if i == 0 && !c.SkipDBSetup {
 		comp.Prepare = func(ctx context.Context, _ Logf) error { return c.SetupDatabase(ctx) }
@@ -162,7 +156,7 @@ func (c Config) worker(i int, obsEnv []string, obs, mailpit bool) Component {
 		},
 	}
 	if obs {
-		comp.DependsOn = append(comp.DependsOn, "jaeger")
+		comp.DependsOn = append(comp.DependsOn, "otelcol")
 	}
 	if mailpit {
 		// The SMTP sink outlives the workers, which finish their sends.
@@ -210,4 +204,14 @@ func (c Config) nginxExporter() Component {
 		comp.Skip = "no nginx exporter (apt-get install prometheus-nginx-exporter, or set NGINX_EXPORTER_BIN); the nginx job will be down"
 	}
 	return comp
+}
+
+// readable checks that the file at path can be opened for reading; what
+// names it in the error.
+func readable(path, what string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return f.Close()
 }

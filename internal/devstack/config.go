@@ -40,8 +40,8 @@ type Config struct {
 	ReadyTimeout time.Duration // READY_TIMEOUT (20 s): each start, until ready
 	StopTimeout  time.Duration // STOP_TIMEOUT (25 s): each stop, SIGTERM to SIGKILL
 
-	// Observability is OBS: also Jaeger, Prometheus, Alertmanager and the
-	// nginx, Postgres and Redis exporters.
+	// Observability is OBS: also Jaeger, the OpenTelemetry Collector,
+	// Prometheus, Alertmanager and the nginx, Postgres and Redis exporters.
 	Observability bool
 
 	NginxListen     string // NGINX_LISTEN 127.0.0.1:8080: the public entry point
@@ -72,6 +72,7 @@ type Config struct {
 
 	Nginx            NginxSettings
 	Jaeger           JaegerSettings
+	Otelcol          OtelcolSettings
 	Prometheus       PrometheusSettings
 	NginxExporter    ExporterSettings
 	Alertmanager     AlertmanagerSettings
@@ -110,8 +111,8 @@ type NginxSettings struct {
 
 // JaegerSettings are Jaeger's listeners and files (OBS=1).
 type JaegerSettings struct {
-	OTLPGRPCAddr  string // JAEGER_OTLP_GRPC_ADDR 127.0.0.1:4317
-	OTLPHTTPAddr  string // JAEGER_OTLP_HTTP_ADDR 127.0.0.1:4318: api and worker export here
+	OTLPGRPCAddr  string // JAEGER_OTLP_GRPC_ADDR 127.0.0.1:14317: the collector exports here
+	OTLPHTTPAddr  string // JAEGER_OTLP_HTTP_ADDR 127.0.0.1:14318
 	QueryAddr     string // JAEGER_QUERY_ADDR 127.0.0.1:16686: UI and query API
 	QueryGRPCAddr string // JAEGER_QUERY_GRPC_ADDR 127.0.0.1:16685 (port 0: any)
 	MetricsAddr   string // JAEGER_METRICS_ADDR, empty: no metrics listener
@@ -295,8 +296,8 @@ func Load(root string, environ []string) (Config, error) {
 	}
 
 	c.Jaeger = JaegerSettings{
-		OTLPGRPCAddr:  e.addr("JAEGER_OTLP_GRPC_ADDR", "127.0.0.1:4317", false),
-		OTLPHTTPAddr:  e.addr("JAEGER_OTLP_HTTP_ADDR", "127.0.0.1:4318", false),
+		OTLPGRPCAddr:  e.addr("JAEGER_OTLP_GRPC_ADDR", "127.0.0.1:14317", false),
+		OTLPHTTPAddr:  e.addr("JAEGER_OTLP_HTTP_ADDR", "127.0.0.1:14318", false),
 		QueryAddr:     e.addr("JAEGER_QUERY_ADDR", "127.0.0.1:16686", false),
 		QueryGRPCAddr: e.addr("JAEGER_QUERY_GRPC_ADDR", "127.0.0.1:16685", true),
 		MetricsAddr:   e.get("JAEGER_METRICS_ADDR", ""),
@@ -307,6 +308,8 @@ func Load(root string, environ []string) (Config, error) {
 		e.addr("JAEGER_METRICS_ADDR", "", false)
 	}
 	c.Jaeger.UIURL = e.get("JAEGER_UI_URL", "http://"+DialAddr(c.Jaeger.QueryAddr))
+	loadOtelcol(e, &c)
+	c.Otelcol.Config = abs(c.Otelcol.Config)
 	c.Prometheus = PrometheusSettings{
 		Bin:            e.get("PROMETHEUS_BIN", findProgram(path, "prometheus")),
 		Listen:         e.addr("PROMETHEUS_LISTEN", "127.0.0.1:9090", false),
@@ -333,7 +336,7 @@ func Load(root string, environ []string) (Config, error) {
 	drop := map[string]bool{"HTTP_ADDR": true, "INTERNAL_ADDR": true}
 	if c.Observability {
 		// A traces-only endpoint inherited from the shell would win over
-		// the stack's Jaeger.
+		// the stack's collector.
 		drop["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = true
 		drop["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = true
 	}

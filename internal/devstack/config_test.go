@@ -140,7 +140,7 @@ func TestStandardComponents(t *testing.T) {
 
 	c = load(t, "OBS=1", "SKIP_MAILPIT=1", "SKIP_NGINX_EXPORTER=1")
 	cs = c.Components()
-	if g, w := names(cs), "jaeger prometheus alertmanager api worker nginx nginx-exporter postgres-exporter redis-exporter"; g != w {
+	if g, w := names(cs), "jaeger otelcol prometheus alertmanager api worker nginx nginx-exporter postgres-exporter redis-exporter"; g != w {
 		t.Errorf("OBS=1 SKIP_MAILPIT=1: got %s, want %s", g, w)
 	}
 	for _, x := range cs {
@@ -149,12 +149,19 @@ func TestStandardComponents(t *testing.T) {
 		}
 	}
 	for _, x := range cs {
-		if x.Name == "api" && !slices.Contains(x.Env, "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318") {
-			t.Errorf("api with OBS=1: env %v, want the OTLP endpoint of the stack's Jaeger", x.Env)
+		if (x.Name == "api" || x.Name == "worker") && !slices.Contains(x.Env, "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318") {
+			t.Errorf("%s with OBS=1: env %v, want the OTLP endpoint of the stack's collector", x.Name, x.Env)
+		}
+		if (x.Name == "api" || x.Name == "worker") && !slices.Equal(x.DependsOn[:1], []string{"otelcol"}) {
+			t.Errorf("%s with OBS=1: depends on %v, want otelcol first", x.Name, x.DependsOn)
+		}
+		if x.Name == "otelcol" && (!slices.Contains(x.Env, "OTELCOL_JAEGER_ENDPOINT=127.0.0.1:14317") ||
+			!slices.Contains(x.Env, "OTELCOL_SAMPLE_PERCENT=100") || !slices.Equal(x.DependsOn, []string{"jaeger"})) {
+			t.Errorf("otelcol: env %v, depends on %v; want Jaeger's OTLP/gRPC receiver, 100 %% kept, after jaeger", x.Env, x.DependsOn)
 		}
 	}
 	// Down and Status know OBS=1's and Mailpit's components without OBS=1.
-	if g, w := names(load(t, "SKIP_MAILPIT=1").components(true)), "jaeger prometheus alertmanager mailpit api worker nginx nginx-exporter postgres-exporter redis-exporter"; g != w {
+	if g, w := names(load(t, "SKIP_MAILPIT=1").components(true)), "jaeger otelcol prometheus alertmanager mailpit api worker nginx nginx-exporter postgres-exporter redis-exporter"; g != w {
 		t.Errorf("all components: got %s, want %s", g, w)
 	}
 }

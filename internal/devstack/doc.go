@@ -1,7 +1,9 @@
 // Package devstack runs carteiro's native stack: Mailpit, the api and
-// worker instances, nginx and, with observability on, Jaeger, Prometheus,
-// Alertmanager and the nginx, Postgres and Redis exporters, as local
-// processes against the machine's Postgres and Redis. `make dev`
+// worker instances, nginx and, with observability on, Jaeger, the
+// OpenTelemetry Collector (the services' spans go through it: span
+// metrics, tail sampling), Prometheus, Alertmanager and the nginx,
+// Postgres and Redis exporters, as local processes against the machine's
+// Postgres and Redis. `make dev`
 // (cmd/devstack) uses it, and so do the end-to-end, browser and
 // fault-injection suites (through services/internal/stacktest) and `make
 // bench`, so the stack the tests prove is the one developers run.

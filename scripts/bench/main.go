@@ -187,7 +187,7 @@ func prerequisites(repo string, s settings) error {
 	}
 	for _, b := range stackBinaries(s) {
 		if _, err := os.Stat(filepath.Join(repo, "bin", b)); err != nil {
-			missing = append(missing, "bin/"+b+": make build tools jaeger (make bench does)")
+			missing = append(missing, "bin/"+b+": make build tools jaeger otelcol (make bench does)")
 		}
 	}
 	if len(missing) > 0 {
@@ -200,7 +200,7 @@ func prerequisites(repo string, s settings) error {
 func stackBinaries(s settings) []string {
 	bins := []string{"api", "worker", "mailpit", "devstack"}
 	if contains(s.Modes, "on") {
-		bins = append(bins, "jaeger")
+		bins = append(bins, "jaeger", "otelcol")
 	}
 	return bins
 }

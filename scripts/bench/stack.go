@@ -31,6 +31,7 @@ var (
 	stackAddrVars = []string{"NGINX_LISTEN", "API_HTTP_ADDR", "API_INTERNAL_ADDR",
 		"WORKER_INTERNAL_ADDR", "MAILPIT_SMTP_ADDR", "MAILPIT_UI_ADDR", "NGINX_STATUS_ADDR"}
 	obsAddrVars = []string{"JAEGER_OTLP_GRPC_ADDR", "JAEGER_OTLP_HTTP_ADDR", "JAEGER_QUERY_ADDR",
+		"OTELCOL_OTLP_GRPC_ADDR", "OTELCOL_OTLP_HTTP_ADDR", "OTELCOL_METRICS_ADDR", "OTELCOL_HEALTH_ADDR",
 		"PROMETHEUS_LISTEN", "NGINX_EXPORTER_LISTEN", "ALERTMANAGER_LISTEN", "POSTGRES_EXPORTER_LISTEN",
 		"REDIS_EXPORTER_LISTEN"}
 )
@@ -89,7 +90,7 @@ func newStack(repo, binDir, dir string, obs bool, redisAddr string, s settings, 
 	}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ours := own[k]; ours || strings.HasPrefix(k, "OTEL_") || strings.HasPrefix(k, "JAEGER_") && k != "JAEGER_MAX_TRACES" {
+		if _, ours := own[k]; ours || strings.HasPrefix(k, "OTEL_") || strings.HasPrefix(k, "JAEGER_") && k != "JAEGER_MAX_TRACES" || strings.HasPrefix(k, "OTELCOL_") {
 			continue // the stack sets the OTEL_* variables itself with OBS=1
 		}
 		env = append(env, kv)

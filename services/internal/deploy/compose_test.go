@@ -43,7 +43,8 @@ var (
 		reason string
 	}{}
 	// service -> why it has no healthcheck. Nothing may wait for such a
-	// service with `condition: service_healthy` (TestDependsOnHealthy).
+	// service with `condition: service_healthy`; what needs it waits for
+	// `service_started` (TestDependsOnHealthy).
 	healthcheckExceptions = map[string]string{
 		"nginx-exporter": "the image is scratch plus one static binary: no shell, no HTTP client " +
 			"and no self-check flag to run a healthcheck with; Prometheus watches it " +
@@ -52,6 +53,9 @@ var (
 			"to probe, exits with the test's verdict, and nothing waits for it",
 		"db-monitor-role": "a one-shot job (psql creates postgres_exporter's role and exits): " +
 			"postgres-exporter waits for it to complete successfully",
+		"otelcol": "the official contrib image is scratch plus the collector: no shell, no HTTP " +
+			"client to ask its health_check extension, no self-check flag; Prometheus watches it " +
+			"(up{job=\"otelcol\"}); frontend waits for it to start (its name to resolve)",
 	}
 	// oneShotJobs are the services that run to completion at `up`; what
 	// needs them waits for service_completed_successfully.
@@ -61,7 +65,7 @@ var (
 // observabilityServices are the services the observability overlay adds.
 // k6 is in the `load` profile; the tests load every profile.
 var observabilityServices = []string{"alertmanager", "db-monitor-role", "grafana", "jaeger", "k6",
-	"nginx-exporter", "postgres-exporter", "prometheus", "redis-exporter"}
+	"nginx-exporter", "otelcol", "postgres-exporter", "prometheus", "redis-exporter"}
 
 // repoRoot is the repository root, found from this file's location so the
 // test does not depend on the directory `go test` runs in.
@@ -776,8 +780,9 @@ func TestDependsOnHealthy(t *testing.T) {
 	overlay := map[string][]string{
 		"app":               {"db", "queue"},
 		"worker":            {"app", "db", "mail", "queue"},
-		"frontend":          {"app", "jaeger"}, // ngx_otel_module resolves jaeger at start
+		"frontend":          {"app", "otelcol"}, // ngx_otel_module resolves otelcol at start
 		"grafana":           {"jaeger", "prometheus"},
+		"otelcol":           {"jaeger"}, // where it sends the traces it keeps
 		"nginx-exporter":    {"frontend"},
 		"k6":                {"frontend", "prometheus", "worker"}, // what it measures, where it reports
 		"alertmanager":      {"mail"},                             // it mails through Mailpit
@@ -797,18 +802,16 @@ func TestDependsOnHealthy(t *testing.T) {
 					t.Errorf("depends_on: got %v, want %v", got, want[name])
 				}
 				for dep, d := range svc.DependsOn {
+					_, noHealthcheck := healthcheckExceptions[dep]
 					want := types.ServiceConditionHealthy
-					if oneShotJobs[dep] {
+					switch {
+					case oneShotJobs[dep]:
 						want = types.ServiceConditionCompletedSuccessfully
+					case noHealthcheck:
+						want = types.ServiceConditionStarted
 					}
 					if d.Condition != want {
 						t.Errorf("depends_on %s condition: got %v, want %v", dep, d.Condition, want)
-					}
-					if oneShotJobs[dep] {
-						continue
-					}
-					if _, none := healthcheckExceptions[dep]; none {
-						t.Errorf("depends_on %s: got a wait for health, want none (%s has no healthcheck)", dep, dep)
 					}
 				}
 			})
@@ -957,11 +960,13 @@ func TestObservabilityOverlay(t *testing.T) {
 	}
 
 	// app and worker join observabilidade. frontend, the edge, joins only
-	// telemetria_borda: with jaeger, nginx-exporter and k6, never beside the
-	// worker, Prometheus or Grafana.
+	// telemetria_borda: with otelcol, nginx-exporter and k6, never beside
+	// the worker, Jaeger, Prometheus or Grafana.
 	joins := map[string]string{"app": "observabilidade", "worker": "observabilidade", "frontend": "telemetria_borda"}
 	own := map[string][]string{
-		"jaeger":         {"observabilidade", "observabilidade_ui", "telemetria_borda"},
+		"jaeger": {"observabilidade", "observabilidade_ui"},
+		// app and worker on observabilidade, frontend on telemetria_borda.
+		"otelcol":        {"observabilidade", "telemetria_borda"},
 		"prometheus":     {"observabilidade", "observabilidade_ui"},
 		"grafana":        {"observabilidade", "observabilidade_ui"},
 		"nginx-exporter": {"observabilidade", "telemetria_borda"},
@@ -1014,7 +1019,7 @@ func TestObservabilityTelemetryEnv(t *testing.T) {
 	base := loadProject(t, baseFile)
 	merged := loadProject(t, baseFile, observabilityFile)
 	want := map[string]string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otelcol:4318",
 		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 		"OTEL_TRACES_SAMPLER":         "parentbased_always_on",
 	}

@@ -51,6 +51,9 @@ var contractMetrics = map[string]string{
 	"nginx_http_requests_total":              "counter",
 	"nginx_up":                               "gauge",
 	"up":                                     "gauge",
+	// The OpenTelemetry Collector's span metrics (job otelcol).
+	"traces_span_metrics_calls_total":      "counter",
+	"traces_span_metrics_duration_seconds": "histogram",
 
 	"pg_up":                               "gauge",
 	"pg_settings_max_connections":         "gauge",
@@ -76,14 +79,14 @@ var contractMetrics = map[string]string{
 var contractLabelValues = map[string][]string{
 	"state":   {"stream", "lag", "pending", "queued", "sending", "failed", "dead"},
 	"outcome": {"sent", "retry", "dead", "released"},
-	"job":     {"carteiro-api", "carteiro-worker", "nginx", "postgres", "redis", "prometheus"},
+	"job":     {"carteiro-api", "carteiro-worker", "nginx", "postgres", "redis", "otelcol", "prometheus"},
 	"slo":     {"delivery-success", "delivery-latency", "api-availability"},
 }
 
 var (
 	// A metric name: one of the contract's prefixes, or a recorded series
 	// (level:metric:operations, with colons).
-	metricNameRe = regexp.MustCompile(`\b(?:[a-z_][a-z0-9_]*:[a-z0-9_:]+|(?:carteiro|nginx|pg|redis)_[a-z0-9_]+)\b`)
+	metricNameRe = regexp.MustCompile(`\b(?:[a-z_][a-z0-9_]*:[a-z0-9_:]+|(?:carteiro|nginx|pg|redis|traces_span_metrics)_[a-z0-9_]+)\b`)
 	stringLitRe  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	// label="a" or label=~"a|b" for a label with a closed value set.
 	closedMatcherRe = regexp.MustCompile(`\b(state|outcome|job|slo)\s*(=~|=|!~|!=)\s*"([^"]*)"`)

@@ -41,6 +41,7 @@ var nativePlaceholders = map[string]string{
 	"POSTGRES_EXPORTER_TARGET": "127.0.0.1:9187",
 	"REDIS_EXPORTER_TARGET":    "127.0.0.1:9121",
 	"ALERTMANAGER_TARGET":      "127.0.0.1:9093",
+	"OTELCOL_METRICS_TARGET":   "127.0.0.1:8889",
 	"SCRAPE_INTERVAL":          "5s",
 	"RULES_DIR":                "", // set by renderNativeConfig
 }
@@ -178,6 +179,7 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 		"nginx":           {"/metrics", "nginx-exporter:" + listenPort("nginx-exporter")},
 		"postgres":        {"/metrics", "postgres-exporter:" + listenPort("postgres-exporter")},
 		"redis":           {"/metrics", "redis-exporter:" + listenPort("redis-exporter")},
+		"otelcol":         {"/metrics", "otelcol:" + port("otelcol", "OTELCOL_METRICS_ADDR")},
 		"prometheus":      {"", "127.0.0.1:9090"},
 	}
 	if g, w := compose.alertmanagers(), []string{"alertmanager:" + listenPort("alertmanager")}; !slices.Equal(g, w) {
@@ -201,6 +203,7 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 		"nginx":           {"/metrics", nativePlaceholders["NGINX_EXPORTER_TARGET"]},
 		"postgres":        {"/metrics", nativePlaceholders["POSTGRES_EXPORTER_TARGET"]},
 		"redis":           {"/metrics", nativePlaceholders["REDIS_EXPORTER_TARGET"]},
+		"otelcol":         {"/metrics", nativePlaceholders["OTELCOL_METRICS_TARGET"]},
 	}
 	gotNative := native.jobs()
 	if g, w := sortedKeys(gotNative), sortedKeys(wantNative); !slices.Equal(g, w) {

@@ -153,8 +153,10 @@ func Start(t *testing.T, o Options) *Stack {
 		"WORKER_SHUTDOWN_TIMEOUT": "5s", "STOP_TIMEOUT": "10",
 	}
 	if o.Observability {
-		if _, err := os.Stat(filepath.Join(bin, "jaeger")); err != nil {
-			testenv.Missing(t, "%s (run make jaeger): %v", filepath.Join(bin, "jaeger"), err)
+		for _, b := range []string{"jaeger", "otelcol"} {
+			if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+				testenv.Missing(t, "%s (run make %s): %v", filepath.Join(bin, b), b, err)
+			}
 		}
 		for _, p := range []string{"prometheus", "prometheus-alertmanager", "prometheus-nginx-exporter",
 			"prometheus-postgres-exporter", "prometheus-redis-exporter"} {
@@ -168,6 +170,10 @@ func Start(t *testing.T, o Options) *Stack {
 		vars["JAEGER_OTLP_GRPC_ADDR"] = addr()
 		vars["JAEGER_OTLP_HTTP_ADDR"] = addr()
 		vars["JAEGER_QUERY_GRPC_ADDR"] = "127.0.0.1:0"
+		vars["OTELCOL_OTLP_GRPC_ADDR"] = addr()
+		vars["OTELCOL_OTLP_HTTP_ADDR"] = addr()
+		vars["OTELCOL_METRICS_ADDR"] = addr()
+		vars["OTELCOL_HEALTH_ADDR"] = addr()
 		vars["PROMETHEUS_LISTEN"] = s.Prometheus
 		vars["NGINX_EXPORTER_LISTEN"] = addr()
 		vars["POSTGRES_EXPORTER_LISTEN"] = addr()

@@ -32,6 +32,14 @@ import (
 // BIN_DIR is unset. A missing binary stops t (Missing: a failure in CI).
 func KubeBinary(t testing.TB, name string) string {
 	t.Helper()
+	return Built(t, name, "kubernetes")
+}
+
+// Built returns the path of a program the Makefile builds into $BIN_DIR
+// (or the repository's bin/ when BIN_DIR is unset) with `make target`. A
+// missing program stops t (Missing: a failure in CI).
+func Built(t testing.TB, name, target string) string {
+	t.Helper()
 	dir := os.Getenv("BIN_DIR")
 	if dir == "" {
 		_, file, _, _ := runtime.Caller(0)
@@ -39,7 +47,7 @@ func KubeBinary(t testing.TB, name string) string {
 	}
 	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err != nil {
-		Missing(t, "%s (make kubernetes builds it): %v", path, err)
+		Missing(t, "%s (make %s builds it): %v", path, target, err)
 	}
 	return path
 }

@@ -1,0 +1,312 @@
+package deploy
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/carteiro/carteiro/services/internal/testenv"
+)
+
+const (
+	otelcolConfig = "observability/otelcol/config.yaml"
+	otelcolTools  = "scripts/tools/otelcol"
+)
+
+// otelcolKinds are the sections of a collector configuration that name
+// components, as `otelcol components` lists them.
+var otelcolKinds = []string{"receivers", "processors", "exporters", "connectors", "extensions"}
+
+// otelcolConfigFile is the part of observability/otelcol/config.yaml the
+// tests read: every component section, and the tail-sampling policies.
+type otelcolConfigFile struct {
+	Receivers, Processors, Exporters, Connectors, Extensions map[string]yaml.Node
+	Service                                                  struct {
+		Pipelines map[string]struct{ Receivers, Processors, Exporters []string }
+	}
+}
+
+func readOtelcolConfig(t *testing.T) otelcolConfigFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), otelcolConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c otelcolConfigFile
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("%s: %v", otelcolConfig, err)
+	}
+	return c
+}
+
+// types are the component types a configuration uses, by kind (an id is
+// type[/name]).
+func (c otelcolConfigFile) types() map[string][]string {
+	out := map[string][]string{}
+	for kind, section := range map[string]map[string]yaml.Node{
+		"receivers": c.Receivers, "processors": c.Processors, "exporters": c.Exporters,
+		"connectors": c.Connectors, "extensions": c.Extensions,
+	} {
+		for id := range section {
+			typ, _, _ := strings.Cut(id, "/")
+			if !slices.Contains(out[kind], typ) {
+				out[kind] = append(out[kind], typ)
+			}
+		}
+		slices.Sort(out[kind])
+	}
+	return out
+}
+
+// TestOtelcolComponents: bin/otelcol (scripts/tools/otelcol) has exactly
+// the components observability/otelcol/config.yaml uses, and accepts the
+// file as the native stack runs it (every variable at its default).
+func TestOtelcolComponents(t *testing.T) {
+	bin := testenv.Built(t, "otelcol", "otelcol")
+	cfg := readOtelcolConfig(t)
+
+	out, err := exec.Command(bin, "components").Output()
+	if err != nil {
+		t.Fatalf("otelcol components: %v", err)
+	}
+	var listed struct {
+		Receivers, Processors, Exporters, Connectors, Extensions []struct{ Name string }
+	}
+	if err := yaml.Unmarshal(out, &listed); err != nil {
+		t.Fatalf("otelcol components: %v\n%s", err, out)
+	}
+	used := cfg.types()
+	byKind := map[string][]struct{ Name string }{"receivers": listed.Receivers, "processors": listed.Processors,
+		"exporters": listed.Exporters, "connectors": listed.Connectors, "extensions": listed.Extensions}
+	for _, kind := range otelcolKinds {
+		var got []string
+		for _, c := range byKind[kind] {
+			got = append(got, c.Name)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, used[kind]) {
+			t.Errorf("bin/otelcol %s: got %v, want exactly the ones %s uses, %v", kind, got, otelcolConfig, used[kind])
+		}
+	}
+
+	validate := exec.Command(bin, "validate", "--config", "file:"+filepath.Join(repoRoot(t), otelcolConfig))
+	validate.Env = withoutOtelcolEnv(os.Environ())
+	if out, err := validate.CombinedOutput(); err != nil {
+		t.Errorf("otelcol validate %s: %v\n%s", otelcolConfig, err, out)
+	}
+}
+
+// withoutOtelcolEnv is environ less the collector's own variables.
+func withoutOtelcolEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "OTELCOL_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// TestOtelcolPipeline: span metrics see every span, before sampling; the
+// sampled pipeline keeps errors, dead letters, traces slower than the
+// delivery objective (5 s, observability/README.md) and a share of the
+// rest that defaults to 100 %; the kept traces go to Jaeger.
+func TestOtelcolPipeline(t *testing.T) {
+	cfg := readOtelcolConfig(t)
+	p := cfg.Service.Pipelines
+	if g := p["traces"]; !slices.Equal(g.Receivers, []string{"otlp"}) || !slices.Equal(g.Processors, []string{"memory_limiter"}) ||
+		!slices.Equal(g.Exporters, []string{"span_metrics", "forward"}) {
+		t.Errorf("pipeline traces: got %+v, want otlp → memory_limiter → span_metrics and forward", g)
+	}
+	if g := p["traces/sampled"]; !slices.Equal(g.Receivers, []string{"forward"}) || !slices.Equal(g.Processors, []string{"tail_sampling", "batch"}) ||
+		!slices.Equal(g.Exporters, []string{"otlp_grpc/jaeger"}) {
+		t.Errorf("pipeline traces/sampled: got %+v, want forward → tail_sampling → batch → otlp_grpc/jaeger", g)
+	}
+	if g := p["metrics/spanmetrics"]; !slices.Equal(g.Receivers, []string{"span_metrics"}) || !slices.Equal(g.Exporters, []string{"prometheus"}) {
+		t.Errorf("pipeline metrics/spanmetrics: got %+v, want span_metrics → prometheus", g)
+	}
+
+	var ts struct {
+		DecisionWait string `yaml:"decision_wait"`
+		Cache        struct {
+			NonSampled int `yaml:"non_sampled_cache_size"`
+		} `yaml:"decision_cache"`
+		Policies []struct {
+			Name, Type string
+			StatusCode struct {
+				StatusCodes []string `yaml:"status_codes"`
+			} `yaml:"status_code"`
+			OTTL struct {
+				SpanEvent []string `yaml:"spanevent"`
+			} `yaml:"ottl_condition"`
+			Latency struct {
+				ThresholdMS int `yaml:"threshold_ms"`
+			}
+			Probabilistic struct {
+				Percentage string `yaml:"sampling_percentage"`
+			}
+		}
+	}
+	node := cfg.Processors["tail_sampling"]
+	if err := node.Decode(&ts); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, pol := range ts.Policies {
+		switch pol.Type {
+		case "status_code":
+			got[pol.Type] = strings.Join(pol.StatusCode.StatusCodes, ",")
+		case "ottl_condition":
+			got[pol.Type] = strings.Join(pol.OTTL.SpanEvent, ",")
+		case "latency":
+			got[pol.Type] = strconv.Itoa(pol.Latency.ThresholdMS)
+		case "probabilistic":
+			got[pol.Type] = pol.Probabilistic.Percentage
+		default:
+			got[pol.Type] = "?"
+		}
+	}
+	want := map[string]string{
+		"status_code":    "ERROR",
+		"ottl_condition": `name == "dead-lettered"`, // the worker's span event (services/internal/delivery)
+		"latency":        "5000",
+		"probabilistic":  "${env:OTELCOL_SAMPLE_PERCENT:-100}",
+	}
+	for _, k := range sortedKeys(want) {
+		if got[k] != want[k] {
+			t.Errorf("tail_sampling policy %s: got %q, want %q", k, got[k], want[k])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("tail_sampling policies: got %v, want exactly %v", got, want)
+	}
+	// A "not sampled" cache would drop the late spans of a trace judged
+	// before its error arrived.
+	if ts.Cache.NonSampled != 0 {
+		t.Errorf("tail_sampling non_sampled_cache_size: got %d, want 0", ts.Cache.NonSampled)
+	}
+	// The SDKs export every 5 s: a trace over the 5 s objective must
+	// still be whole at its decision.
+	if ts.DecisionWait != "${env:OTELCOL_DECISION_WAIT:-30s}" {
+		t.Errorf("tail_sampling decision_wait: got %q, want ${env:OTELCOL_DECISION_WAIT:-30s}", ts.DecisionWait)
+	}
+	// The worker still names its dead letters so.
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "services", "internal", "delivery", "handle.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), `span.AddEvent("dead-lettered"`) {
+		t.Error(`services/internal/delivery/handle.go: no span event "dead-lettered", which the dead-letters policy matches`)
+	}
+}
+
+// TestOtelcolVersion: the collector is built from one release: the tools
+// module's collector and contrib modules, and the version the binary
+// reports.
+func TestOtelcolVersion(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), otelcolTools, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^\s*(go\.opentelemetry\.io/collector/[a-z/]+|github\.com/open-telemetry/opentelemetry-collector-contrib/[a-z/]+) (v0\.[0-9]+\.[0-9]+)\b`)
+	versions := map[string]bool{}
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		versions[m[2]] = true
+	}
+	if len(versions) != 1 {
+		t.Fatalf("%s/go.mod: collector v0 modules at %v, want one release", otelcolTools, sortedKeys(versions))
+	}
+	release := sortedKeys(versions)[0]
+	main, err := os.ReadFile(filepath.Join(repoRoot(t), otelcolTools, "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `const version = "` + strings.TrimPrefix(release, "v") + `"`; !strings.Contains(string(main), want) {
+		t.Errorf("%s/main.go: want %s (the modules' release)", otelcolTools, want)
+	}
+}
+
+// TestOtelcolCompose: compose's otelcol runs the same configuration file
+// with its listeners where app, worker and frontend send their spans, the
+// kept traces go to jaeger's OTLP/gRPC receiver, the share kept defaults to
+// 100 %, and the collector accepts the file with compose's values.
+func TestOtelcolCompose(t *testing.T) {
+	merged := loadProject(t, baseFile, observabilityFile)
+	otelcol := merged.Services["otelcol"]
+	if want := []string{"--config", "file:/etc/otelcol/config.yaml"}; !slices.Equal([]string(otelcol.Command), want) {
+		t.Errorf("otelcol command: got %v, want %v", otelcol.Command, want)
+	}
+	wantMount(t, otelcol, otelcolConfig, "/etc/otelcol/config.yaml")
+
+	env := func(svc, key string) string {
+		v, ok := envValue(merged.Services[svc], key)
+		if !ok {
+			t.Errorf("%s env %s: got unset, want it set", svc, key)
+		}
+		return v
+	}
+	port := func(svc, key string) string {
+		_, p, err := net.SplitHostPort(strings.TrimPrefix(env(svc, key), "http://"))
+		if err != nil {
+			t.Errorf("%s env %s: got %q, want host:port", svc, key, env(svc, key))
+		}
+		return p
+	}
+	httpPort, grpcPort := port("otelcol", "OTELCOL_OTLP_HTTP_ADDR"), port("otelcol", "OTELCOL_OTLP_GRPC_ADDR")
+	for _, svc := range []string{"app", "worker"} {
+		if got, want := env(svc, "OTEL_EXPORTER_OTLP_ENDPOINT"), "http://otelcol:"+httpPort; got != want {
+			t.Errorf("%s OTEL_EXPORTER_OTLP_ENDPOINT: got %q, want %q (otelcol's OTLP/HTTP receiver)", svc, got, want)
+		}
+	}
+	snippet, err := os.ReadFile(filepath.Join(repoRoot(t), "nginx", "snippets", "tracing-otel.conf.template"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "endpoint otelcol:" + grpcPort + ";"; !strings.Contains(string(snippet), want) {
+		t.Errorf("nginx/snippets/tracing-otel.conf.template: want %q (otelcol's OTLP/gRPC receiver)", want)
+	}
+	if got, want := env("otelcol", "OTELCOL_JAEGER_ENDPOINT"), "jaeger:"+port("jaeger", "JAEGER_OTLP_GRPC_ADDR"); got != want {
+		t.Errorf("otelcol OTELCOL_JAEGER_ENDPOINT: got %q, want %q (jaeger's OTLP/gRPC receiver)", got, want)
+	}
+	if got := env("otelcol", "OTELCOL_SAMPLE_PERCENT"); got != "100" {
+		t.Errorf("otelcol OTELCOL_SAMPLE_PERCENT: got %q, want 100 by default (CARTEIRO_TRACE_SAMPLE_PERCENT)", got)
+	}
+
+	bin := testenv.Built(t, "otelcol", "otelcol")
+	validate := exec.Command(bin, "validate", "--config", "file:"+filepath.Join(repoRoot(t), otelcolConfig))
+	validate.Env = withoutOtelcolEnv(os.Environ())
+	for k, v := range otelcol.Environment {
+		if v != nil {
+			validate.Env = append(validate.Env, k+"="+*v)
+		}
+	}
+	if out, err := validate.CombinedOutput(); err != nil {
+		t.Errorf("otelcol validate %s with compose's environment: %v\n%s", otelcolConfig, err, out)
+	}
+}
+
+// TestOtelcolImage: .env's OTELCOL_IMAGE is the official contrib image of
+// the release the tools module builds, pinned by digest.
+func TestOtelcolImage(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), otelcolTools, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor v0\.([0-9]+\.[0-9]+)\b`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s/go.mod: no tailsamplingprocessor v0.x", otelcolTools)
+	}
+	got := readDotEnv(t)["OTELCOL_IMAGE"]
+	want := regexp.MustCompile(`^otel/opentelemetry-collector-contrib:0\.` + regexp.QuoteMeta(string(m[1])) + `@sha256:[0-9a-f]{64}$`)
+	if !want.MatchString(got) {
+		t.Errorf(".env OTELCOL_IMAGE: got %q, want otel/opentelemetry-collector-contrib:0.%s@sha256:<digest>", got, m[1])
+	}
+}
