@@ -38,8 +38,9 @@ func attr(s tracetest.SpanStub, key string) attribute.Value {
 // An entry carrying a traceparent is processed in that trace: the CONSUMER
 // span is the producer's child and links to it; the send is its child.
 // The claim, the outcome write and the acknowledgement act on a batch of
-// entries at once: each is a span of its own (with the Postgres or Redis
-// span as its child) linked to every entry's process span. An entry
+// entries at once: each is one span (with the Postgres or Redis span as
+// its child) under the first entry's process span, linked to every
+// entry's, so it starts no trace of its own. An entry
 // without trace context (published before tracing existed) is still
 // processed, as a new trace.
 func TestProcessingContinuesTheProducersTrace(t *testing.T) {

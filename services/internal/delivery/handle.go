@@ -120,7 +120,7 @@ func (p *Pool) dispatch(entries []queue.Entry) {
 func (p *Pool) claim(jobs []*job, reqs []store.ClaimRequest) ([]store.Claim, error) {
 	ctx, cancel := context.WithTimeout(p.work, claimTimeout)
 	defer cancel()
-	ctx, span := p.d.Tracer.Start(ctx, "claim "+p.d.Queue.Destination(), batchSpan(jobs,
+	ctx, span := p.d.Tracer.Start(inTrace(ctx, jobs), "claim "+p.d.Queue.Destination(), batchSpan(jobs,
 		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(reqs))))...)
 	defer span.End()
 	claims, err := p.d.Store.ClaimBatch(ctx, reqs, p.d.Config.Lease, p.d.Config.MaxAttempts)
@@ -273,7 +273,7 @@ func (p *Pool) ack(jobs []*job) {
 	for i, j := range jobs {
 		ids[i] = j.entry.StreamID
 	}
-	ctx, span := p.d.Tracer.Start(ctx, "settle "+p.d.Queue.Destination(), batchSpan(jobs,
+	ctx, span := p.d.Tracer.Start(inTrace(ctx, jobs), "settle "+p.d.Queue.Destination(), batchSpan(jobs,
 		trace.WithAttributes(
 			attribute.String("messaging.system", "redis"),
 			attribute.String("messaging.operation.name", "ack"),
@@ -289,15 +289,23 @@ func (p *Pool) ack(jobs []*job) {
 	}
 }
 
-// batchSpan are the options of a span that acts on a batch of jobs: a
-// CONSUMER span (delivery work, which carteiro's trace policy lets start a
-// trace: see telemetry's requestRoots) linked to each job's span.
+// A span that acts on a batch of jobs (the claim, the outcome write, the
+// acknowledgement) is a child of the first job's span, so it starts no
+// trace of its own (carteiro's trace policy: only requests and deliveries
+// do), and links to every job's span, the first included.
+
+// inTrace is ctx inside the first job's span.
+func inTrace(ctx context.Context, jobs []*job) context.Context {
+	return trace.ContextWithSpan(ctx, jobs[0].span)
+}
+
+// batchSpan are the options of a batch span: its links, then more.
 func batchSpan(jobs []*job, more ...trace.SpanStartOption) []trace.SpanStartOption {
 	links := make([]trace.Link, len(jobs))
 	for i, j := range jobs {
 		links[i] = trace.Link{SpanContext: j.span.SpanContext()}
 	}
-	return append([]trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...)}, more...)
+	return append([]trace.SpanStartOption{trace.WithLinks(links...)}, more...)
 }
 
 // retry runs f up to five times, a little longer apart each time, so that

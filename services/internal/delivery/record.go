@@ -61,7 +61,7 @@ func (p *Pool) record(batch []*job) {
 	}
 	ctx, done := p.outcomeContext(context.Background())
 	defer done()
-	ctx, span := p.d.Tracer.Start(ctx, "record outcomes", batchSpan(batch,
+	ctx, span := p.d.Tracer.Start(inTrace(ctx, batch), "record outcomes", batchSpan(batch,
 		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(batch))))...)
 	var results []error
 	err := retry(ctx, func(ctx context.Context) (err error) {
