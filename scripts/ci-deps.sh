@@ -19,9 +19,12 @@ set -euo pipefail
 # starting below).
 # docker.io (the Docker Engine) and debootstrap (the stand-ins' Debian base)
 # serve `make test-compose` (deploy/composetest); dockerd is started below.
+# postfix brings smtp-source, `make bench`'s public SMTP ceiling; its debconf
+# question is answered "No configuration" and its service kept from starting
+# (below): no mail server runs on this machine.
 PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter prometheus-alertmanager
     prometheus-postgres-exporter prometheus-redis-exporter curl ca-certificates wrk nodejs gettext-base
-    etcd-server docker.io debootstrap)
+    etcd-server docker.io debootstrap postfix)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {
@@ -47,13 +50,17 @@ install_packages() {
 
     # Keep the packages' own services (nginx on :80, prometheus on :9090,
     # alertmanager on :9093, the exporters on :9113, :9187 and :9121, etcd
-    # on :2379) from starting: the tests run their own instances.
+    # on :2379, postfix on :25) from starting: the tests run their own
+    # instances.
     local policy=/usr/sbin/policy-rc.d created_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod 755 "$policy"
         created_policy=1
     fi
+    # postfix asks what kind of mail server to set up; none: only its
+    # smtp-source is used.
+    echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
     local rc=0
     {
         DEBIAN_FRONTEND=noninteractive apt-get update -q &&
@@ -142,6 +149,8 @@ versions() {
     echo "${v:-etcd: not found}"
     v=$(wrk --version 2>&1 | head -n 1) || true
     echo "${v:-wrk: not found}"
+    v=$(dpkg-query -W -f='smtp-source (postfix ${Version})' postfix 2>/dev/null) || true
+    echo "${v:-postfix: not found}"
     v=$(curl --version | head -n 1) || true
     echo "$v"
     v=$(make --version | head -n 1) || true

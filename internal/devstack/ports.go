@@ -41,6 +41,28 @@ func (p *Ports) Reserve() (string, error) {
 	return addr, nil
 }
 
+// Hold reserves addr again (a listen address as Release takes it), for a
+// component stopped for a while whose port must still be free when it
+// starts again: until then no other program on the machine can take it.
+// Holding an address already held is a no-op.
+func (p *Ports) Hold(addr string) error {
+	key := DialAddr(addr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.held[key]; ok {
+		return nil
+	}
+	ln, err := net.Listen("tcp", key)
+	if err != nil {
+		return fmt.Errorf("hold %s: %w", key, err)
+	}
+	if p.held == nil {
+		p.held = map[string]net.Listener{}
+	}
+	p.held[key] = ln
+	return nil
+}
+
 // Release frees the reservation of addr (a listen address as a component
 // takes it: "127.0.0.1:port", a bare port, or with nginx's parameters) and
 // reports whether there was one.

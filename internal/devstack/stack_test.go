@@ -254,6 +254,28 @@ func TestPorts(t *testing.T) {
 	if !p.Release(port + " reuseport") {
 		t.Errorf("Release(%q): want the reservation of %s released", port+" reuseport", a)
 	}
+	// Hold reserves a released address again, until released.
+	if err := p.Hold(a); err != nil {
+		t.Fatalf("Hold(%s): %v", a, err)
+	}
+	if err := p.Hold(a); err != nil {
+		t.Errorf("Hold(%s) twice: %v, want nil", a, err)
+	}
+	if ln, err := net.Listen("tcp", a); err == nil {
+		ln.Close()
+		t.Fatalf("%s: bound by another listener while held", a)
+	}
+	if !p.Release(a) {
+		t.Errorf("Release(%s) after Hold: want true", a)
+	}
+	taken, err := net.Listen("tcp", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if err := p.Hold(a); err == nil {
+		t.Errorf("Hold(%s) of a port another listener has: got nil, want an error", a)
+	}
 }
 
 // TestUpReleasesReservedPorts: a component starts on a reserved address

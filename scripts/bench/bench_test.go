@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/carteiro/carteiro/internal/devstack"
 )
 
 func TestMedianAndPercentile(t *testing.T) {
@@ -283,5 +285,97 @@ func TestAcceptLua(t *testing.T) {
 	}
 	if r.RPS <= 0 || r.LatencyMs.P99 <= 0 || r.LatencyMs.Max < r.LatencyMs.P50 {
 		t.Errorf("figures %+v", r)
+	}
+}
+
+// need skips, or fails in CI, when program is missing.
+func need(t *testing.T, program, hint string) {
+	t.Helper()
+	if _, err := exec.LookPath(program); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is missing (%s): %v", program, hint, err)
+		}
+		t.Skipf("%s is missing (%s): %v", program, hint, err)
+	}
+}
+
+// TestSMTPSourceSendsEveryMessageOnReusedSessions runs the real
+// smtp-source into a sink: every message arrives whole, over as many
+// sessions as asked.
+func TestSMTPSourceSendsEveryMessageOnReusedSessions(t *testing.T) {
+	need(t, smtpSourceBin(), "apt-get install postfix; scripts/ci-deps.sh installs it")
+	sink := &smtpSink{subjects: map[string]int{}}
+	srv := smtp.NewServer(sink)
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	r, err := runSMTPSource(context.Background(), ln.Addr().String(), t.TempDir(), "bench smtp-source test r1 ", 40, 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if got := sink.subjects["bench smtp-source test r1 0"]; got != 40 || len(sink.subjects) != 1 {
+		t.Errorf("sink got %v, want the one subject 40 times", sink.subjects)
+	}
+	if sink.sessions != 3 {
+		t.Errorf("%d SMTP sessions, want 3 (-s 3 -d: each reused)", sink.sessions)
+	}
+	if r.Rate <= 0 || r.Errors != 0 || r.AvgBytes < len(benchText) || !strings.Contains(r.Command, "-d -s 3 -m 40") {
+		t.Errorf("run %+v", r)
+	}
+}
+
+// TestHTTPCeilingThroughTheStacksNginx renders the stack's nginx in front
+// of the no-op handler and loads it with wrk, as phase 2's ceiling does.
+func TestHTTPCeilingThroughTheStacksNginx(t *testing.T) {
+	need(t, nginxBin(), "apt-get install nginx")
+	need(t, "wrk", "apt-get install wrk")
+	repo, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg, err := devstack.Load(repo, []string{"DEV_DIR=" + dir, "RATE_LIMIT=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := startHTTPCeiling(context.Background(), cfg, dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.stop()
+	s, _ := loadSettings(func(string) string { return "" })
+	r, err := runAccept(context.Background(), s, h.url(), dir, runPrefix("noop", "off", 1), 4, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Accepted == 0 || r.Errors() != 0 || r.RPS <= 0 {
+		t.Errorf("run %+v", r)
+	}
+	h.stop()
+	if answers(context.Background(), "http://"+h.addr+"/nginx-health") {
+		t.Errorf("nginx still answers after stop")
+	}
+	h.nginx = nil // stopped once
+}
+
+func TestParseCommandStats(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_xadd:calls=12,usec=30,usec_per_call=2.50,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_xack:calls=3,usec=9,usec_per_call=3.00,rejected_calls=0,failed_calls=0\r\n"
+	got := parseCommandStats(info)
+	if got["xadd"] != 12 || got["xack"] != 3 || len(got) != 2 {
+		t.Errorf("got %v, want xadd 12, xack 3", got)
+	}
+	before := storeWork{PgCommits: 10, Redis: map[string]float64{"xadd": 2}}
+	after := storeWork{PgCommits: 30, Redis: map[string]float64{"xadd": 12, "xack": 10}}
+	pm := after.perMessage(before, 10)
+	if pm.PgCommits != 2 || pm.Redis["xadd"] != 1 || pm.Redis["xack"] != 1 {
+		t.Errorf("per message = %+v, want 2 commits, xadd 1, xack 1", pm)
 	}
 }

@@ -26,6 +26,11 @@ type deliveryRun struct {
 	Duplicates    int64   `json:"duplicates"`
 	WorkerStarted string  `json:"worker_started"`
 	LastSent      string  `json:"last_sent"`
+	// ProfileErrors are what went wrong fetching the profiles
+	// (BENCH_PROFILE).
+	ProfileErrors []string `json:"profile_errors,omitempty"`
+	// PerMessage is the stores' work per message delivered (see work.go).
+	PerMessage *storeWork `json:"per_message,omitempty"`
 }
 
 // prepareDelivery stops the worker, queues n messages and waits until the
@@ -52,13 +57,17 @@ func prepareDelivery(ctx context.Context, st *stack, db *benchDB, prefix string,
 
 // runDelivery starts the worker and times the drain of the n messages
 // prepareDelivery queued.
-func runDelivery(ctx context.Context, st *stack, db *benchDB, mp *mailpit, r deliveryRun, prefix string, timeout time.Duration) (deliveryRun, error) {
+func runDelivery(ctx context.Context, st *stack, db *benchDB, mp *mailpit, r deliveryRun, prefix string, timeout time.Duration, profile func() func() []string) (deliveryRun, error) {
 	if err := mp.Clear(ctx); err != nil {
 		return r, err
 	}
 	t := time.Now()
 	if err := st.up(ctx); err != nil {
 		return r, err
+	}
+	if profile != nil {
+		done := profile()
+		defer func() { r.ProfileErrors = done() }()
 	}
 	r.WorkerReadyS = time.Since(t).Seconds()
 	procs := st.procs("worker")

@@ -11,14 +11,18 @@
 //  1. ceiling: pgbench, 16 clients, one single-row INSERT per transaction
 //     into the same emails table;
 //  2. accept path: wrk POSTing JSON through nginx at 16 and 64 connections,
-//     the worker stopped meanwhile (BENCH_ACCEPT_WORKER);
-//     phases 1 and 2 alternate (pgbench, accept 16, accept 64) BENCH_ROUNDS
-//     times and the medians are compared;
+//     the worker stopped meanwhile (BENCH_ACCEPT_WORKER); ceiling: the same
+//     wrk at 16 connections through the stack's own nginx configuration to
+//     a Go handler that does no work (nginx → no-op);
+//     phases 1 and 2 alternate (pgbench, nginx → no-op, accept 16,
+//     accept 64) BENCH_ROUNDS times and the medians are compared;
 //  3. delivery: BENCH_N messages queued and on the stream with the worker
 //     stopped, then the worker started and timed until every row is sent and
-//     in Mailpit; ceiling: a plain SMTP client with as many connections as
-//     WORKER_CONCURRENCY pushing the same number of messages of the same
-//     size into the same Mailpit; alternated BENCH_ROUNDS times;
+//     in Mailpit; ceilings: a plain SMTP client (net/smtp) with as many
+//     connections as WORKER_CONCURRENCY, and Postfix's smtp-source -d -s
+//     WORKER_CONCURRENCY (the public one, which the drain's target is
+//     against), each pushing the same number of messages of the same size
+//     into the same Mailpit; alternated BENCH_ROUNDS times;
 //  4. end to end: an open-model (fixed rate) load at half of phase 2's median
 //     16-connection rate for BENCH_E2E_DURATION, then accepted → sent
 //     latency from the rows' timestamps and the highest queue depth seen;
@@ -47,6 +51,11 @@
 //	                            accept run (the accept path alone; what it
 //	                            accepted is delivered before the next run);
 //	                            run: it delivers while phase 2 runs
+//	BENCH_PROFILE        0      1: the stack runs with PPROF=1 and each
+//	                            drain keeps the worker's CPU profile (its
+//	                            first BENCH_PROFILE_SECONDS, 5), block and
+//	                            mutex profiles in <run dir>/<mode>/profiles
+//	                            (implies keeping the run directory)
 //	BENCH_KEEP           0      1: keep the run directory (logs) and the
 //	                            database afterwards (kept anyway on failure)
 //	BENCH_COMMAND               the command line recorded in the results

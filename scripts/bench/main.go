@@ -119,7 +119,7 @@ func run() int {
 	res.OK = len(res.Errors) == 0
 	res.compare()
 
-	keep := s.Keep || !res.OK
+	keep := s.Keep || s.Profile || !res.OK
 	if !keep {
 		res.RunDir = ""
 	}
@@ -171,11 +171,15 @@ func repoRoot() (string, error) {
 // needs.
 func prerequisites(repo string, s settings) error {
 	var missing []string
+	if _, err := exec.LookPath(nginxBin()); err != nil {
+		missing = append(missing, "nginx: apt-get install nginx")
+	}
 	for _, p := range []struct{ name, hint string }{
 		{"wrk", "apt-get install wrk (scripts/ci-deps.sh installs it)"},
 		{"pgbench", "it comes with Debian's postgresql package"},
 		{"redis-server", "apt-get install redis-server"},
 		{"psql", "apt-get install postgresql-client"},
+		{smtpSourceBin(), "apt-get install postfix (smtp-source; scripts/ci-deps.sh installs it)"},
 	} {
 		if _, err := exec.LookPath(p.name); err != nil {
 			missing = append(missing, p.name+": "+p.hint)
@@ -234,6 +238,13 @@ func method(s settings) map[string]string {
 			"unique JSON message per request; errors = answers other than 202 + connect/read/write/timeout errors; "+
 			"ratio = median requests/s ÷ median pgbench tps; a 2 s warm-up at 16 connections first; %s",
 			s.WrkThreads, worker),
+		"phase2_http_ceiling": fmt.Sprintf("the same wrk command at %d connections against the stack's own nginx "+
+			"configuration (nginx/*.template rendered by devstack) whose only api upstream is a Go net/http handler "+
+			"that reads the body and answers 202 without any work; one run per round, after pgbench; "+
+			"ratio = median accept requests/s ÷ its median", s.Conns[0]),
+		"phase3_smtp_source": "smtp-source (Postfix) -d -s WORKER_CONCURRENCY -m N -F <one message composed as the worker " +
+			"does, LF line ends: smtp-source sends CRLF>, into the same Mailpit, timed from its start to its exit, all N " +
+			"counted in Mailpit; after the net/smtp ceiling, before the drain, each round; the drain's ratio to it is the target's",
 		"phase3": "N messages queued by one direct INSERT (queued, unpublished, with a traceparent) while the worker " +
 			"is stopped; the api's outbox relay publishes them to the stream; Mailpit cleared; the worker started " +
 			"(the stack's up); time = worker process start (/proc) → the last row's sent_at; all N sent and in " +

@@ -120,6 +120,14 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		note("warm-up", fmt.Errorf("%d error(s) in %d request(s)", warm.Errors(), warm.Requests))
 	}
 
+	// The public HTTP ceiling: the stack's nginx configuration in front of
+	// a no-op handler.
+	hc, herr := startHTTPCeiling(ctx, st.dev.Config, filepath.Join(dir, "noop"), b.logFile)
+	note("no-op HTTP ceiling", herr)
+	if hc != nil {
+		defer hc.stop()
+	}
+
 	// Phases 1 and 2, alternating.
 	for round := 1; round <= s.Rounds; round++ {
 		if err := settle(fmt.Sprintf("pgbench round %d", round)); err != nil {
@@ -133,6 +141,21 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		b.log.printf("[%s] round %d  pgbench         %8.0f tps (latency avg %.2f ms)", mode, round, p.TPS, p.LatencyAvgMs)
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if hc != nil {
+			what := fmt.Sprintf("no-op HTTP ceiling round %d", round)
+			h, herr := runAccept(ctx, s, hc.url(), dir, runPrefix("noop", mode, round), s.Conns[0], round, s.Duration.D())
+			note(what, herr)
+			if h.Errors() > 0 {
+				note(what, fmt.Errorf("%d error(s) in %d request(s): codes %v, transport %v", h.Errors(), h.Requests, h.Codes, h.WrkErrors))
+			}
+			if h.Accepted > 0 {
+				m.HTTPCeiling = append(m.HTTPCeiling, h)
+			}
+			b.log.printf("[%s] round %d  nginx → no-op   %8.0f req/s  p50 %.1f  p99 %.1f ms", mode, round, h.RPS, h.LatencyMs.P50, h.LatencyMs.P99)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 		for _, conns := range s.Conns {
 			what := fmt.Sprintf("accept c%d round %d", conns, round)
@@ -198,9 +221,40 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if err := mp.Clear(ctx); err != nil {
+			return err
+		}
+		what := fmt.Sprintf("smtp-source round %d", round)
+		ss, serr := runSMTPSource(ctx, st.addr["MAILPIT_SMTP_ADDR"], dir, runPrefix("smtp-source", mode, round), s.N, s.WorkerConcurrency, round)
+		note(what, serr)
+		if serr == nil {
+			got, merr := mp.expect(ctx, int64(s.N))
+			ss.InMailpit = got
+			note(what, merr)
+			m.SMTPSource = append(m.SMTPSource, ss)
+		}
+		b.log.printf("[%s] round %d  smtp-source     %8.0f msg/s (%d sessions, %d bytes each)", mode, round, ss.Rate, ss.Connections, ss.AvgBytes)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 
 		timeout := 10*time.Minute + time.Duration(s.N/50)*time.Second
-		d, derr := runDelivery(ctx, st, db, mp, d, prefix, timeout)
+		before := b.work(ctx, db)
+		var profile func() func() []string
+		if s.Profile {
+			profile = func() func() []string {
+				return profileDrain(ctx, st.addr["WORKER_INTERNAL_ADDR"], filepath.Join(dir, "profiles"), round, s.ProfileSeconds)
+			}
+		}
+		d, derr := runDelivery(ctx, st, db, mp, d, prefix, timeout, profile)
+		// Idle backends report their statistics within 10 s
+		// (PGSTAT_IDLE_INTERVAL); the relay's sweeps meanwhile add a few
+		// commits a second.
+		if derr == nil && sleep(ctx, 11*time.Second) == nil {
+			pm := b.work(ctx, db).perMessage(before, s.N)
+			d.PerMessage = &pm
+			b.log.printf("[%s] round %d  per message: %.2f Postgres commits, %.2f rows updated; Redis %s", mode, round, pm.PgCommits, pm.PgUpdated, formatCalls(pm.Redis))
+		}
 		note(fmt.Sprintf("delivery round %d", round), derr)
 		if derr == nil {
 			m.Delivery = append(m.Delivery, d)

@@ -37,6 +37,11 @@ type modeResult struct {
 	Ceiling          []pgbenchRun `json:"phase1_pgbench"`
 	CeilingMedianTPS float64      `json:"phase1_median_tps"`
 
+	// HTTPCeiling is nginx → a no-op Go handler, wrk at the first
+	// connection count (16), one run per round.
+	HTTPCeiling          []acceptRun `json:"phase2_http_ceiling"`
+	HTTPCeilingMedianRPS float64     `json:"phase2_http_ceiling_median_rps"`
+
 	Warmup *acceptRun   `json:"phase2_warmup,omitempty"`
 	Accept []*acceptSet `json:"phase2_accept"`
 
@@ -46,6 +51,13 @@ type modeResult struct {
 	DeliveryMedian    float64       `json:"phase3_delivery_median_per_s"`
 	DeliveryRatio     float64       `json:"phase3_ratio_delivery_to_ceiling"`
 	DeliveryRoundRate []float64     `json:"phase3_round_ratios"`
+	// SMTPSource is the public SMTP ceiling (Postfix's smtp-source, -d -s
+	// WORKER_CONCURRENCY), one run per round; the ratios are the drain's
+	// over it.
+	SMTPSource              []smtpRun `json:"phase3_smtp_source"`
+	SMTPSourceMedianRate    float64   `json:"phase3_smtp_source_median_per_s"`
+	DeliveryRatioSource     float64   `json:"phase3_ratio_delivery_to_smtp_source"`
+	DeliveryRoundRateSource []float64 `json:"phase3_round_ratios_smtp_source"`
 
 	E2E *e2eRun `json:"phase4_end_to_end,omitempty"`
 
@@ -72,6 +84,8 @@ type acceptSet struct {
 	// over the pgbench run of its round.
 	Ratio       float64   `json:"ratio_to_pgbench"`
 	RoundRatios []float64 `json:"round_ratios"`
+	// RatioHTTP is MedianRPS over the no-op HTTP ceiling's median.
+	RatioHTTP float64 `json:"ratio_to_http_ceiling"`
 }
 
 type settleRecord struct {
@@ -105,6 +119,7 @@ func (m *modeResult) finish() {
 	for _, r := range m.Ceiling {
 		tpsOfRound[r.Round] = r.TPS
 	}
+	m.HTTPCeilingMedianRPS = median(pluck(m.HTTPCeiling, func(r acceptRun) float64 { return r.RPS }))
 	for _, a := range m.Accept {
 		a.MedianRPS = median(pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }))
 		a.MedianP50 = median(pluck(a.Runs, func(r acceptRun) float64 { return r.LatencyMs.P50 }))
@@ -119,6 +134,7 @@ func (m *modeResult) finish() {
 			}
 		}
 		a.Ratio = ratio(a.MedianRPS, m.CeilingMedianTPS)
+		a.RatioHTTP = ratio(a.MedianRPS, m.HTTPCeilingMedianRPS)
 	}
 	m.SMTPMedianRate = median(pluck(m.SMTPCeiling, func(r smtpRun) float64 { return r.Rate }))
 	m.DeliveryMedian = median(pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }))
@@ -131,6 +147,18 @@ func (m *modeResult) finish() {
 	for _, r := range m.Delivery {
 		if c := ceilOfRound[r.Round]; c > 0 {
 			m.DeliveryRoundRate = append(m.DeliveryRoundRate, r.Rate/c)
+		}
+	}
+	m.SMTPSourceMedianRate = median(pluck(m.SMTPSource, func(r smtpRun) float64 { return r.Rate }))
+	m.DeliveryRatioSource = ratio(m.DeliveryMedian, m.SMTPSourceMedianRate)
+	sourceOfRound := map[int]float64{}
+	for _, r := range m.SMTPSource {
+		sourceOfRound[r.Round] = r.Rate
+	}
+	m.DeliveryRoundRateSource = nil
+	for _, r := range m.Delivery {
+		if c := sourceOfRound[r.Round]; c > 0 {
+			m.DeliveryRoundRateSource = append(m.DeliveryRoundRateSource, r.Rate/c)
 		}
 	}
 }

@@ -29,12 +29,16 @@ type settings struct {
 	E2EMaxInFlight int `json:"e2e_max_in_flight"`
 	// AcceptWorker is "run" or "stop": the worker during phase 2.
 	AcceptWorker string `json:"accept_worker"`
-	Out          string `json:"out"`
-	Keep         bool   `json:"keep"`
-	DBName       string `json:"db_name"`
-	DBHost       string `json:"db_host"`
-	DBPort       string `json:"db_port"`
-	DBAdmin      string `json:"db_admin_user"`
+	// Profile keeps the worker's CPU, block and mutex profiles of each
+	// drain (BENCH_PROFILE; see profile.go), ProfileSeconds long.
+	Profile        bool   `json:"profile"`
+	ProfileSeconds int    `json:"profile_seconds"`
+	Out            string `json:"out"`
+	Keep           bool   `json:"keep"`
+	DBName         string `json:"db_name"`
+	DBHost         string `json:"db_host"`
+	DBPort         string `json:"db_port"`
+	DBAdmin        string `json:"db_admin_user"`
 	// Command is the command line recorded in the results.
 	Command string `json:"-"`
 }
@@ -95,6 +99,12 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		DBPort:            str("DB_PORT", "5432"),
 		DBAdmin:           str("DB_ADMIN_USER", "postgres"),
 		Command:           strings.TrimSpace(getenv("BENCH_COMMAND")),
+	}
+	s.ProfileSeconds = num("BENCH_PROFILE_SECONDS", 5, 1, 600)
+	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_PROFILE"))) {
+	case "", "0", "false", "no", "off":
+	default:
+		s.Profile = true
 	}
 	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_KEEP"))) {
 	case "", "0", "false", "no", "off":

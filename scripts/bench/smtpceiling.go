@@ -21,6 +21,9 @@ import (
 // SMTP over loopback allow.
 
 type smtpRun struct {
+	// Tool is net/smtp (this program's client) or smtp-source.
+	Tool        string  `json:"tool"`
+	Command     string  `json:"command,omitempty"`
 	Round       int     `json:"round"`
 	Messages    int     `json:"messages"`
 	Connections int     `json:"connections"`
@@ -59,7 +62,7 @@ func composeMail(prefix string, i int) ([]byte, error) {
 }
 
 func runSMTPCeiling(ctx context.Context, addr, prefix string, n, conns, round int) (smtpRun, error) {
-	r := smtpRun{Round: round, Messages: n, Connections: conns}
+	r := smtpRun{Round: round, Messages: n, Connections: conns, Tool: "net/smtp"}
 	var next, errs, bytesSent atomic.Int64
 	var firstErr error
 	var once sync.Once

@@ -66,6 +66,7 @@ func newStack(repo, binDir, dir string, obs bool, redisAddr string, s settings, 
 		"SMTP_HOST":        "",
 		"SMTP_PORT":        "",
 		"API_INSTANCES":    os.Getenv("API_INSTANCES"),
+		"PPROF":            map[bool]string{true: "1", false: os.Getenv("PPROF")}[s.Profile],
 		"WORKER_INSTANCES": os.Getenv("WORKER_INSTANCES"),
 	}
 	if obs {
@@ -143,6 +144,13 @@ func (st *stack) stopWorkers(ctx context.Context) error {
 	}
 	if err := st.dev.Stop(ctx, sortedKeys(procs)...); err != nil {
 		return fmt.Errorf("stop the workers: %w", err)
+	}
+	// Their ports stay this stack's until they start again (up releases
+	// them): the machine is shared, and a port left free is soon taken.
+	for _, a := range st.dev.Config.WorkerInternalAddrs {
+		if err := st.ports.Hold(a); err != nil {
+			return fmt.Errorf("stop the workers: %w", err)
+		}
 	}
 	return ctx.Err()
 }

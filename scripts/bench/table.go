@@ -38,6 +38,9 @@ func printTable(w io.Writer, res *results) {
 	perMode("1 ceiling", "pgbench INSERT tps", func(m *modeResult) string {
 		return withRuns(m.CeilingMedianTPS, pluck(m.Ceiling, func(r pgbenchRun) float64 { return r.TPS }), "%.0f")
 	})
+	perMode("", fmt.Sprintf("nginx → no-op c%d requests/s", s.Conns[0]), func(m *modeResult) string {
+		return withRuns(m.HTTPCeilingMedianRPS, pluck(m.HTTPCeiling, func(r acceptRun) float64 { return r.RPS }), "%.0f")
+	})
 	for _, conns := range s.Conns {
 		c := fmt.Sprint(conns)
 		phase := ""
@@ -72,6 +75,13 @@ func printTable(w io.Writer, res *results) {
 			}
 			return withRuns(a.Ratio, a.RoundRatios, "%.2f")
 		})
+		perMode("", "c"+c+" ÷ nginx → no-op", func(m *modeResult) string {
+			a := m.findAccept(conns)
+			if a == nil || a.RatioHTTP == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", a.RatioHTTP)
+		})
 	}
 	perMode("3 delivery", "worker drain msg/s", func(m *modeResult) string {
 		return withRuns(m.DeliveryMedian, pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }), "%.0f")
@@ -79,8 +89,30 @@ func printTable(w io.Writer, res *results) {
 	perMode("", "plain SMTP msg/s", func(m *modeResult) string {
 		return withRuns(m.SMTPMedianRate, pluck(m.SMTPCeiling, func(r smtpRun) float64 { return r.Rate }), "%.0f")
 	})
-	perMode("", "drain ÷ SMTP", func(m *modeResult) string {
+	perMode("", "smtp-source msg/s", func(m *modeResult) string {
+		return withRuns(m.SMTPSourceMedianRate, pluck(m.SMTPSource, func(r smtpRun) float64 { return r.Rate }), "%.0f")
+	})
+	perMode("", "drain ÷ plain SMTP", func(m *modeResult) string {
 		return withRuns(m.DeliveryRatio, m.DeliveryRoundRate, "%.2f")
+	})
+	perMode("", "drain ÷ smtp-source", func(m *modeResult) string {
+		return withRuns(m.DeliveryRatioSource, m.DeliveryRoundRateSource, "%.2f")
+	})
+	perMode("", "drain per msg: Postgres commits / Redis calls", func(m *modeResult) string {
+		var v []string
+		for _, d := range m.Delivery {
+			if d.PerMessage != nil {
+				var calls float64
+				for _, n := range d.PerMessage.Redis {
+					calls += n
+				}
+				v = append(v, fmt.Sprintf("%.2f / %.2f", d.PerMessage.PgCommits, calls))
+			}
+		}
+		if len(v) == 0 {
+			return "-"
+		}
+		return strings.Join(v, ", ")
 	})
 	e2e := func(f func(e *e2eRun) string) func(m *modeResult) string {
 		return func(m *modeResult) string {

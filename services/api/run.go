@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// them would make a root span every second.
 	if err := tel.InstrumentRedis(rdb, func(cmd string) bool {
 		switch cmd {
-		case "get", "setnx", "set", "xlen", "xinfo", "ping":
+		case "get", "setnx", "set", "xlen", "xinfo", "xrange", "ping":
 			return true
 		}
 		return false

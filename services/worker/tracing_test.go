@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -35,9 +36,13 @@ func attr(s tracetest.SpanStub, key string) attribute.Value {
 }
 
 // An entry carrying a traceparent is processed in that trace: the CONSUMER
-// span is the producer's child and links to it; the claim, the send and
-// the acknowledgement are its children. An entry without trace context
-// (published before tracing existed) is still processed, as a new trace.
+// span is the producer's child and links to it; the send is its child.
+// The claim, the outcome write and the acknowledgement act on a batch of
+// entries at once: each is one span (with the Postgres or Redis span as
+// its child) under the first entry's process span, linked to every
+// entry's, so it starts no trace of its own. An entry
+// without trace context (published before tracing existed) is still
+// processed, as a new trace.
 func TestProcessingContinuesTheProducersTrace(t *testing.T) {
 	r := newRig(t)
 	exp := newExporter()
@@ -94,19 +99,38 @@ func TestProcessingContinuesTheProducersTrace(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"UPDATE", "smtp send"} {
-		if !children[want] {
-			t.Errorf("child %q of the process span: missing (children: %v)", want, children)
+	if !children["smtp send"] {
+		t.Errorf("child smtp send of the process span: missing (children: %v)", children)
+	}
+	// The batch spans that link to the process span, and their children.
+	batch := map[string]bool{}
+	for _, s := range exp.GetSpans() {
+		linked := false
+		for _, l := range s.Links {
+			linked = linked || l.SpanContext.SpanID() == p.SpanContext.SpanID()
+		}
+		if !linked {
+			continue
+		}
+		for _, c := range exp.GetSpans() {
+			if c.Parent.SpanID() == s.SpanContext.SpanID() {
+				batch[s.Name+" > "+c.Name] = true
+			}
+		}
+	}
+	for _, want := range []string{"claim " + q.Destination() + " > UPDATE", "record outcomes > WITH"} {
+		if !batch[want] {
+			t.Errorf("batch span %q linked to the process span: missing (got %v)", want, batch)
 		}
 	}
 	ackFound := false
-	for name := range children {
-		if name != "UPDATE" && name != "smtp send" {
+	for name := range batch {
+		if strings.HasPrefix(name, "settle "+q.Destination()+" > ") {
 			ackFound = true // the redisotel span of the XACK/XDEL transaction
 		}
 	}
 	if !ackFound {
-		t.Errorf("no Redis span for the acknowledgement among %v", children)
+		t.Errorf("no Redis span for the acknowledgement among %v", batch)
 	}
 	smtp := byName["smtp send"][0]
 	if smtp.SpanKind != trace.SpanKindClient || attr(smtp, "server.address").AsString() != "127.0.0.1" ||

@@ -95,5 +95,9 @@ func LoadAPI(getenv func(string) string) (API, error) {
 			RepublishAfter: r.duration("OUTBOX_REPUBLISH_AFTER", 5*time.Minute, time.Second),
 		},
 	}
+	if c.GroupCommit.Flushers >= c.Postgres.MaxConns {
+		r.fail("DB_MAX_CONNS", "%d leaves no connection beside the GROUP_COMMIT_FLUSHERS=%d transactions (the relay and the keyed requests need their own)",
+			c.Postgres.MaxConns, c.GroupCommit.Flushers)
+	}
 	return c, r.err()
 }

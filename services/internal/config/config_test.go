@@ -26,6 +26,38 @@ func TestLoadAPIDefaults(t *testing.T) {
 	if c.Redis.Stream != "carteiro:emails" {
 		t.Errorf("stream: got %q, want carteiro:emails", c.Redis.Stream)
 	}
+	if c.Postgres.MaxConns != 16 {
+		t.Errorf("DB_MAX_CONNS: got %d, want 16", c.Postgres.MaxConns)
+	}
+}
+
+// The pool's size is explicit and checked: a number, in range, and for
+// the api more than the group commit's transactions.
+func TestMaxConns(t *testing.T) {
+	tests := []struct {
+		env     map[string]string
+		want    int
+		wantErr bool
+	}{
+		{map[string]string{"DB_MAX_CONNS": "32"}, 32, false},
+		{map[string]string{"DB_MAX_CONNS": "1"}, 0, true},
+		{map[string]string{"DB_MAX_CONNS": "many"}, 0, true},
+		{map[string]string{"DB_MAX_CONNS": "4", "GROUP_COMMIT_FLUSHERS": "4"}, 0, true},
+		{map[string]string{"DB_MAX_CONNS": "5", "GROUP_COMMIT_FLUSHERS": "4"}, 5, false},
+	}
+	for _, tt := range tests {
+		c, err := LoadAPI(env(tt.env))
+		if (err != nil) != tt.wantErr || err != nil && !strings.Contains(err.Error(), "DB_MAX_CONNS:") {
+			t.Errorf("%v: got %v, want error %v naming DB_MAX_CONNS", tt.env, err, tt.wantErr)
+			continue
+		}
+		if err == nil && c.Postgres.MaxConns != tt.want {
+			t.Errorf("%v: got %d, want %d", tt.env, c.Postgres.MaxConns, tt.want)
+		}
+	}
+	if c, err := LoadWorker(env(map[string]string{"DB_MAX_CONNS": "3"})); err != nil || c.Postgres.MaxConns != 3 {
+		t.Errorf("worker: got %d %v, want 3", c.Postgres.MaxConns, err)
+	}
 }
 
 func TestIncomingTraceContext(t *testing.T) {

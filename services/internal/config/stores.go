@@ -21,6 +21,11 @@ type Postgres struct {
 	// QueryTimeout bounds each statement a request makes, so an unreachable
 	// database turns into a 503 instead of a hanging request.
 	QueryTimeout time.Duration
+	// MaxConns is the most connections the process keeps to Postgres
+	// (pgxpool's MaxConns, whose own default, max(4, NumCPU), would cap
+	// a 2-core api at 4 requests in the database at once). DB_MAX_CONNS
+	// always sets it; 0, in a Postgres built by hand, keeps pgxpool's.
+	MaxConns int
 }
 
 // URL returns the connection string in URL form.
@@ -58,6 +63,7 @@ func readPostgres(r *reader) Postgres {
 		SSLMode:        r.oneOf("DB_SSLMODE", "prefer", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
 		ConnectTimeout: r.duration("DB_CONNECT_TIMEOUT", 2*time.Second, time.Second),
 		QueryTimeout:   r.duration("DB_QUERY_TIMEOUT", 1500*time.Millisecond, 10*time.Millisecond),
+		MaxConns:       r.int("DB_MAX_CONNS", 16, 2, 1000),
 	}
 }
 

@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "carteiro_worker_inflight",
-			Help: "Messages being delivered right now.",
+			Help: "Messages this worker holds a claim on: being sent, claimed and waiting for a sender, or with their outcome being written.",
 		}),
 		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "carteiro_stale_writes_total",

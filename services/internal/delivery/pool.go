@@ -53,10 +53,13 @@ var (
 // Pool delivers messages with Config.Concurrency sends at once.
 type Pool struct {
 	d Deps
-	// slots holds one token per idle sender; the reader only reads as many
-	// entries as there are idle senders, so nothing waits in memory.
+	// slots bounds the entries the pool holds: one token per message
+	// being sent, or claimed and waiting for a sender (see claimAhead).
+	// The readers read only as many entries as there are tokens.
 	slots chan struct{}
-	jobs  chan queue.Entry
+	jobs  chan *job
+	// outcomes carries the finished attempts to the recorder.
+	outcomes chan *job
 	// stop is closed by Shutdown: no more reading.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -72,20 +75,36 @@ type Pool struct {
 	inflight inflight
 }
 
+// claimAhead is how many claimed messages may wait for a sender, at
+// least: claims are made a batch ahead of the sends, so a sender
+// finishing one message finds the next one claimed instead of waiting for
+// a claim's commit. A commit costs a WAL flush, milliseconds to tens of
+// them on a busy disk; the window must hold what the senders send
+// meanwhile. The heartbeat renews waiting claims as it renews the sends.
+const claimAhead = 64
+
+// readers is how many read-and-claim loops run at once: one reads the
+// stream while the other waits for its claim's commit.
+const readers = 2
+
 // NewPool returns a pool; Run starts it.
 func NewPool(d Deps) *Pool {
 	n := d.Config.Concurrency
+	held := n + max(claimAhead, 3*n)
 	p := &Pool{
-		d:        d,
-		slots:    make(chan struct{}, n),
-		jobs:     make(chan queue.Entry, n),
+		d:     d,
+		slots: make(chan struct{}, held),
+		jobs:  make(chan *job, held),
+		// As many as the pool may hold: a sender never waits for the
+		// recorder's commit either, and the batches grow with it.
+		outcomes: make(chan *job, held),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		inflight: inflight{byEntry: map[string]*attempt{}},
 	}
 	p.work, p.hardStop = context.WithCancelCause(context.Background())
 	p.final, p.cancelFinal = context.WithCancel(context.Background())
-	for range n {
+	for range held {
 		p.slots <- struct{}{}
 	}
 	return p
@@ -119,21 +138,27 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer heart.Wait()
 	defer stopBeat()
 
+	var recorder sync.WaitGroup
+	recorder.Go(p.recordLoop)
 	var senders sync.WaitGroup
 	for range p.d.Config.Concurrency {
 		senders.Go(func() {
-			for e := range p.jobs {
-				p.handle(p.work, e)
+			for j := range p.jobs {
+				p.send(j)
 				p.slots <- struct{}{}
 			}
 		})
 	}
 	var feeders sync.WaitGroup
-	feeders.Go(func() { p.readLoop(read) })
+	for range readers {
+		feeders.Go(func() { p.readLoop(read) })
+	}
 	feeders.Go(func() { p.reclaimLoop(read) })
 	feeders.Wait()
 	close(p.jobs)
 	senders.Wait()
+	close(p.outcomes)
+	recorder.Wait()
 	return nil
 }
 
@@ -181,7 +206,11 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}
 }
 
-// acquire takes up to want idle slots, waiting for the first one.
+// acquire takes up to want idle slots, waiting for the first one. While
+// the senders still have claimed messages queued, it waits for half of
+// want, so that the next claim is a batch rather than a row: every claim
+// costs a commit, and taking slots one by one as senders free them would
+// make claims of one row each.
 func (p *Pool) acquire(ctx context.Context, want int) int {
 	select {
 	case <-p.slots:
@@ -193,7 +222,16 @@ func (p *Pool) acquire(ctx context.Context, want int) int {
 		select {
 		case <-p.slots:
 			n++
+			continue
 		default:
+		}
+		if len(p.jobs) == 0 || n >= want/2 {
+			return n
+		}
+		select {
+		case <-p.slots:
+			n++
+		case <-ctx.Done():
 			return n
 		}
 	}
@@ -208,7 +246,7 @@ func (p *Pool) release(n int) {
 
 func (p *Pool) readLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		n := p.acquire(ctx, p.d.Config.Concurrency)
+		n := p.acquire(ctx, cap(p.slots))
 		if n == 0 {
 			return
 		}
@@ -222,9 +260,7 @@ func (p *Pool) readLoop(ctx context.Context) {
 			continue
 		}
 		p.release(n - len(entries))
-		for _, e := range entries {
-			p.jobs <- e
-		}
+		p.dispatch(entries)
 	}
 }
 
@@ -262,8 +298,8 @@ func (p *Pool) reclaimLoop(ctx context.Context) {
 			for _, e := range entries {
 				p.d.Log.WarnContext(ctx, "worker: took over a stream entry nobody renewed for a lease",
 					"message_id", e.MessageID, "stream_id", e.StreamID, "deliveries", e.Deliveries)
-				p.jobs <- e
 			}
+			p.dispatch(entries)
 			cursor = next
 			if cursor == "0-0" {
 				break

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,10 +15,18 @@ import (
 // DepthCollector reports, on every scrape, how much work is waiting: the
 // stream's entries (unread and pending) and the rows by status in
 // Postgres, the outbox backlog and the age of the oldest waiting message.
+// Each scrape costs what the backlog holds, never the whole table: the
+// open rows are counted through their partial index on every scrape, the
+// dead ones (which only pile up) at most every deadEvery.
 type DepthCollector struct {
 	store *store.Store
 	queue *queue.Queue
 	log   *slog.Logger
+
+	mu       sync.Mutex
+	dead     int64
+	deadAt   time.Time
+	deadSeen bool
 
 	depth       *prometheus.Desc
 	unpublished *prometheus.Desc
@@ -53,11 +62,14 @@ func (c *DepthCollector) Collect(ch chan<- prometheus.Metric) {
 	if d, err := c.store.Depth(ctx); err != nil {
 		c.log.Debug("depth: postgres", "err", err)
 	} else {
-		for state, n := range map[string]int64{"queued": d.Queued, "sending": d.Sending, "failed": d.Failed, "dead": d.Dead} {
+		for state, n := range map[string]int64{"queued": d.Queued, "sending": d.Sending, "failed": d.Failed} {
 			ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), state)
 		}
 		ch <- prometheus.MustNewConstMetric(c.unpublished, prometheus.GaugeValue, float64(d.Unpublished))
 		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, d.OldestWaiting.Seconds())
+	}
+	if n, ok := c.deadCount(ctx); ok {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), "dead")
 	}
 	if d, err := c.queue.Depth(ctx); err != nil {
 		c.log.Debug("depth: redis", "err", err)
@@ -66,4 +78,23 @@ func (c *DepthCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(d.Lag), "lag")
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(d.Pending), "pending")
 	}
+}
+
+// deadEvery is how often the dead rows are counted again.
+const deadEvery = 30 * time.Second
+
+// deadCount is the dead rows' count, measured again once deadEvery has
+// passed (a failed measure keeps the last one, if any).
+func (c *DepthCollector) deadCount(ctx context.Context) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.deadSeen || time.Since(c.deadAt) >= deadEvery {
+		n, err := c.store.DeadCount(ctx)
+		if err != nil {
+			c.log.Debug("depth: postgres dead count", "err", err)
+			return c.dead, c.deadSeen
+		}
+		c.dead, c.deadAt, c.deadSeen = n, time.Now(), true
+	}
+	return c.dead, true
 }

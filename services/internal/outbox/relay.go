@@ -91,11 +91,7 @@ func (r *Relay) Run(ctx context.Context) {
 			r.checkEpoch(ctx)
 			if time.Since(lastStale) >= r.cfg.RepublishAfter/4 {
 				lastStale = time.Now()
-				if n, err := r.store.RepublishStale(ctx, r.cfg.RepublishAfter); err != nil {
-					r.log.WarnContext(ctx, "outbox: stale sweep failed", "err", err)
-				} else if n > 0 {
-					r.log.WarnContext(ctx, "outbox: republishing messages nobody took", "count", n)
-				}
+				r.sweepStale(ctx)
 				if _, err := r.store.ForgetExpiredKeys(ctx); err != nil {
 					r.log.WarnContext(ctx, "outbox: forgetting expired idempotency keys failed", "err", err)
 				}
@@ -121,11 +117,36 @@ func (r *Relay) drain(ctx context.Context) {
 	}
 }
 
-// publish puts each message on the stream inside a PRODUCER span whose
-// parent is the request that created the message, and writes that span's
-// context into the entry, so the worker's span joins the same trace.
+// sweepStale puts back on the outbox the messages published long ago
+// whose stream entry is gone (see store.RepublishStale): only rows
+// published well before the oldest entry still on the stream, so a
+// healthy backlog waiting its turn is never added again. Without an answer
+// from Redis it waits for the next sweep.
+func (r *Relay) sweepStale(ctx context.Context) {
+	oldest, ok, err := r.queue.Oldest(ctx)
+	if err != nil {
+		r.log.WarnContext(ctx, "outbox: stale sweep skipped: cannot read the stream", "err", err)
+		return
+	}
+	var before *time.Time
+	if ok {
+		before = &oldest
+	}
+	if n, err := r.store.RepublishStale(ctx, r.cfg.RepublishAfter, before); err != nil {
+		r.log.WarnContext(ctx, "outbox: stale sweep failed", "err", err)
+	} else if n > 0 {
+		r.log.WarnContext(ctx, "outbox: republishing messages nobody took", "count", n)
+	}
+}
+
+// publish puts the batch on the stream in one round trip (pipelined
+// XADDs), each message inside a PRODUCER span whose parent is the request
+// that created the message, and writes that span's context into the
+// entry, so the worker's span joins the same trace.
 func (r *Relay) publish(ctx context.Context, batch []store.Pending) error {
-	for _, p := range batch {
+	entries := make([]queue.Entry, len(batch))
+	spans := make([]trace.Span, len(batch))
+	for i, p := range batch {
 		parent := r.propagator.Extract(ctx, propagation.MapCarrier{"traceparent": p.Traceparent, "tracestate": p.Tracestate})
 		spanCtx, span := r.tracer.Start(parent, "send "+r.queue.Destination(),
 			trace.WithSpanKind(trace.SpanKindProducer),
@@ -138,18 +159,19 @@ func (r *Relay) publish(ctx context.Context, batch []store.Pending) error {
 			))
 		carrier := propagation.MapCarrier{}
 		r.propagator.Inject(spanCtx, carrier)
-		err := r.queue.Add(spanCtx, queue.Entry{MessageID: p.ID, Carrier: carrier})
-		if err != nil {
+		entries[i], spans[i] = queue.Entry{MessageID: p.ID, Carrier: carrier}, span
+	}
+	added, err := r.queue.AddBatch(ctx, entries)
+	for i, span := range spans {
+		if err != nil && (added == nil || !added[i]) {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
+		} else {
+			r.published.Inc()
 		}
 		span.End()
-		if err != nil {
-			return err
-		}
-		r.published.Inc()
 	}
-	return nil
+	return err
 }
 
 // checkEpoch republishes every undelivered message when the stream's epoch

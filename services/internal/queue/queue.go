@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,49 @@ func (q *Queue) Destination() string { return q.stream[strings.LastIndexByte(q.s
 
 // Add appends one entry to the stream.
 func (q *Queue) Add(ctx context.Context, e Entry) error {
+	if err := q.rdb.XAdd(ctx, q.addArgs(e)).Err(); err != nil {
+		return fmt.Errorf("add to %s: %w", q.stream, err)
+	}
+	return nil
+}
+
+// AddBatch appends entries to the stream in one round trip (a pipeline of
+// XADDs, not a transaction). It returns nil when every entry was added;
+// otherwise the error names how many were not, and added[i] tells which
+// were (when Redis answered at all).
+func (q *Queue) AddBatch(ctx context.Context, entries []Entry) (added []bool, err error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	cmds, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range entries {
+			p.XAdd(ctx, q.addArgs(e))
+		}
+		return nil
+	})
+	added = make([]bool, len(entries))
+	failed := 0
+	var first error
+	for i := range entries {
+		if i < len(cmds) && cmds[i].Err() == nil {
+			added[i] = true
+			continue
+		}
+		failed++
+		if first == nil && i < len(cmds) {
+			first = cmds[i].Err()
+		}
+	}
+	if failed == 0 {
+		return added, nil
+	}
+	if first == nil {
+		first = err
+	}
+	return added, fmt.Errorf("add to %s: %d of %d entries not added: %w", q.stream, failed, len(entries), first)
+}
+
+func (q *Queue) addArgs(e Entry) *redis.XAddArgs {
 	values := make([]any, 0, 2+2*len(e.Carrier))
 	values = append(values, fieldID, e.MessageID)
 	for k, v := range e.Carrier {
@@ -58,10 +102,27 @@ func (q *Queue) Add(ctx context.Context, e Entry) error {
 			values = append(values, k, v)
 		}
 	}
-	if err := q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.stream, Values: values}).Err(); err != nil {
-		return fmt.Errorf("add to %s: %w", q.stream, err)
+	return &redis.XAddArgs{Stream: q.stream, Values: values}
+}
+
+// Oldest returns the time of the oldest entry on the stream (Redis' clock,
+// from the entry's id: milliseconds since the epoch), and false when the
+// stream is empty or missing. Acknowledged entries are deleted, so this is
+// the oldest work not yet done.
+func (q *Queue) Oldest(ctx context.Context) (time.Time, bool, error) {
+	msgs, err := q.rdb.XRangeN(ctx, q.stream, "-", "+", 1).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("oldest entry of %s: %w", q.stream, err)
 	}
-	return nil
+	if len(msgs) == 0 {
+		return time.Time{}, false, nil
+	}
+	ms, _, _ := strings.Cut(msgs[0].ID, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("oldest entry of %s: id %q: %w", q.stream, msgs[0].ID, err)
+	}
+	return time.UnixMilli(n), true, nil
 }
 
 // EnsureGroup creates the consumer group (and the stream) if missing. The

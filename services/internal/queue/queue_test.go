@@ -180,3 +180,42 @@ func TestEpochChangesWhenRedisLosesData(t *testing.T) {
 		t.Errorf("after restart: got %q created=%v err=%v, want a new epoch", e3, created, err)
 	}
 }
+
+// AddBatch puts every entry on the stream in one round trip, and Oldest
+// reads the time of the first one left.
+func TestAddBatchAndOldest(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := New(r.Client(), "test:batch", "workers")
+	ctx := context.Background()
+	if _, ok, err := q.Oldest(ctx); ok || err != nil {
+		t.Fatalf("oldest of a missing stream: got %v %v, want false, nil", ok, err)
+	}
+	before := time.Now().Add(-time.Second)
+	added, err := q.AddBatch(ctx, []Entry{{MessageID: "a", Carrier: map[string]string{"traceparent": "00-x-y-01"}}, {MessageID: "b"}, {MessageID: "c"}})
+	if err != nil || len(added) != 3 || !added[0] || !added[2] {
+		t.Fatalf("add batch: got %v %v, want all 3 added", added, err)
+	}
+	if err := q.EnsureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Read(ctx, "c1", 10, 100*time.Millisecond)
+	if err != nil || len(got) != 3 || got[0].MessageID != "a" || got[0].Carrier["traceparent"] != "00-x-y-01" || got[2].MessageID != "c" {
+		t.Fatalf("read: got %+v %v, want a, b, c in order", got, err)
+	}
+	oldest, ok, err := q.Oldest(ctx)
+	if err != nil || !ok || oldest.Before(before) || oldest.After(time.Now().Add(time.Second)) {
+		t.Errorf("oldest: got %v %v %v, want about now", oldest, ok, err)
+	}
+	if err := q.Ack(ctx, got[0].StreamID, got[1].StreamID, got[2].StreamID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := q.Oldest(ctx); ok {
+		t.Error("oldest after every entry was acknowledged: got one, want none")
+	}
+	// Redis gone: every entry reported not added.
+	r.Stop()
+	added, err = q.AddBatch(ctx, []Entry{{MessageID: "d"}})
+	if err == nil || len(added) != 1 || added[0] {
+		t.Errorf("add batch on a closed client: got %v %v, want an error and nothing added", added, err)
+	}
+}

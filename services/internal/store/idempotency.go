@@ -89,12 +89,15 @@ func insertOnce(ctx context.Context, tx pgx.Tx, key string, fingerprint []byte, 
 	return e, false, nil
 }
 
-// ForgetExpiredKeys deletes the keys older than IdempotencyTTL.
+// ForgetExpiredKeys deletes the keys older than IdempotencyTTL, in
+// bounded batches.
 func (s *Store) ForgetExpiredKeys(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)`,
-		IdempotencyTTL.Seconds())
-	if err != nil {
-		return 0, fmt.Errorf("forget expired keys: %w", err)
-	}
-	return tag.RowsAffected(), nil
+	return s.inBatches(ctx, "forget expired keys", `
+		DELETE FROM idempotency_keys
+		WHERE key IN (
+		    SELECT key FROM idempotency_keys
+		    WHERE created_at < now() - make_interval(secs => $2)
+		    ORDER BY created_at
+		    LIMIT $1
+		    FOR UPDATE SKIP LOCKED)`, IdempotencyTTL.Seconds())
 }

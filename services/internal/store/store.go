@@ -68,6 +68,9 @@ func Open(ctx context.Context, cfg config.Postgres, log *slog.Logger, opts ...Op
 	// server too, not only abandoned by the client.
 	statementTimeout := 4 * cfg.QueryTimeout
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(statementTimeout.Milliseconds())
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = int32(cfg.MaxConns)
+	}
 	pc.MaxConnLifetime = 30 * time.Minute
 	pc.HealthCheckPeriod = 15 * time.Second
 	for _, o := range opts {

@@ -429,3 +429,133 @@ func TestUnavailable(t *testing.T) {
 		t.Error("not found: got true, want false")
 	}
 }
+
+// One statement claims every claimable row of a batch and leaves the
+// others; a repeated id is claimed once.
+func TestClaimBatch(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	queued, due, notDue, live, sent := newRow(t, s), newRow(t, s), newRow(t, s), newRow(t, s), newRow(t, s)
+	set(t, s, due, "status = 'failed', next_attempt_at = now() - interval '1 second'")
+	set(t, s, notDue, "status = 'failed', next_attempt_at = now() + interval '1 hour'")
+	set(t, s, live, "status = 'sending', lease_expires_at = now() + interval '1 minute'")
+	set(t, s, sent, "status = 'sent', sent_at = now()")
+	var reqs []ClaimRequest
+	for _, id := range []string{queued, due, notDue, live, sent, queued, "0193a1b2-0000-7000-8000-000000000000"} {
+		reqs = append(reqs, ClaimRequest{ID: id, MessageID: id + "@example.test"})
+	}
+	claims, err := s.ClaimBatch(ctx, reqs, time.Minute, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Claim{}
+	for _, c := range claims {
+		got[c.ID] = c
+	}
+	if len(claims) != 2 || got[queued].Token != 1 || got[due].Token != 1 {
+		t.Fatalf("claims: got %+v, want %s and %s under token 1", claims, queued, due)
+	}
+	for _, id := range []string{queued, due} {
+		if c := got[id]; c.Status != message.StatusSending || c.MessageID != id+"@example.test" || c.Attempts != 1 {
+			t.Errorf("claim %s: got %+v", id, c)
+		}
+	}
+	if e, _ := s.Get(ctx, notDue); e.Status != message.StatusFailed || e.Token != 0 {
+		t.Errorf("not-due row: got %s under token %d, want failed under 0", e.Status, e.Token)
+	}
+}
+
+// One statement records several outcomes; each stale one is refused alone
+// and named, the others apply.
+func TestRecordOutcomes(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a, b, c, d := newRow(t, s), newRow(t, s), newRow(t, s), newRow(t, s)
+	ca, cb, cc, cd := claim(t, s, a), claim(t, s, b), claim(t, s, c), claim(t, s, d)
+	// d was taken over by another worker: d's outcome is stale.
+	expire(t, s, d)
+	newer := claim(t, s, d)
+	res, err := s.RecordOutcomes(ctx, []Outcome{
+		{Lease: Lease{a, ca.Token}, Kind: OutcomeSent},
+		{Lease: Lease{b, cb.Token}, Kind: OutcomeFailed, Reason: "451", Delay: time.Hour},
+		{Lease: Lease{c, cc.Token}, Kind: OutcomeDead, Reason: "550"},
+		{Lease: Lease{d, cd.Token}, Kind: OutcomeSent},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *StaleError
+	if res[0] != nil || res[1] != nil || res[2] != nil || !errors.As(res[3], &se) || se.Current != newer.Token || se.Status != "sending" {
+		t.Fatalf("results: got %v, want nil, nil, nil and a stale error naming token %d", res, newer.Token)
+	}
+	for id, want := range map[string]message.Status{a: message.StatusSent, b: message.StatusFailed, c: message.StatusDead, d: message.StatusSending} {
+		if e, _ := s.Get(ctx, id); e.Status != want {
+			t.Errorf("%s: got %s, want %s", id, e.Status, want)
+		}
+	}
+	if e, _ := s.Get(ctx, b); e.LastError != "451" || e.NextAttemptAt == nil || time.Until(*e.NextAttemptAt) < 50*time.Minute {
+		t.Errorf("failed row: got %+v, want last_error 451 and next attempt in an hour", e)
+	}
+	if _, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{a, ca.Token}, Kind: "maybe"}}); err == nil {
+		t.Error("unknown outcome kind: got no error")
+	}
+}
+
+// The stale sweep puts back rows published long ago and never taken, but
+// not a healthy backlog: rows published after (or not long before) the
+// oldest entry still on the stream have their entries there.
+func TestRepublishStaleLeavesAHealthyBacklog(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	lost, waiting, taken := newRow(t, s), newRow(t, s), newRow(t, s)
+	if n, err := s.PublishPending(ctx, 10, func(context.Context, []Pending) error { return nil }); err != nil || n != 3 {
+		t.Fatalf("publish: got %d %v, want 3", n, err)
+	}
+	set(t, s, lost, "published_at = now() - interval '2 hours'")
+	set(t, s, waiting, "published_at = now() - interval '20 minutes'")
+	set(t, s, taken, "published_at = now() - interval '2 hours'")
+	claim(t, s, taken)
+	// The stream's oldest entry is 30 minutes old: waiting's entry is
+	// still there (a backlog), lost's is gone.
+	oldest := time.Now().Add(-30 * time.Minute)
+	if n, err := s.RepublishStale(ctx, 5*time.Minute, &oldest); err != nil || n != 1 {
+		t.Fatalf("sweep with a backlog: got %d %v, want 1 (the lost row)", n, err)
+	}
+	if e, _ := s.Get(ctx, lost); e.Status != message.StatusQueued {
+		t.Errorf("lost row: got %s", e.Status)
+	}
+	var published []Pending
+	s.PublishPending(ctx, 10, func(_ context.Context, p []Pending) error { published = p; return nil })
+	if len(published) != 1 || published[0].ID != lost {
+		t.Errorf("published after the sweep: got %+v, want only %s", published, lost)
+	}
+	// An empty stream: every row published longer than after ago is
+	// lost, and nothing else.
+	set(t, s, lost, "published_at = now() - interval '2 hours'")
+	if n, err := s.RepublishStale(ctx, 5*time.Minute, nil); err != nil || n != 2 {
+		t.Errorf("sweep of an empty stream: got %d %v, want 2 (lost and waiting)", n, err)
+	}
+}
+
+// A failed publish marks the rows unpublished again, so the next round
+// takes them.
+func TestPublishPendingUndoesAFailedPublish(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a, b := newRow(t, s), newRow(t, s)
+	var order []string
+	if _, err := s.PublishPending(ctx, 10, func(_ context.Context, p []Pending) error {
+		for _, x := range p {
+			order = append(order, x.ID)
+		}
+		return errors.New("redis down")
+	}); err == nil {
+		t.Fatal("got nil, want the publish error")
+	}
+	if len(order) != 2 || order[0] != a || order[1] != b {
+		t.Errorf("batch: got %v, want %s then %s (creation order)", order, a, b)
+	}
+	if n, err := s.PublishPending(ctx, 10, func(context.Context, []Pending) error { return nil }); err != nil || n != 2 {
+		t.Errorf("after a failed publish: got %d %v, want both rows again", n, err)
+	}
+}

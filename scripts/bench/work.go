@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The work one drain costs the stores, per message delivered: Postgres
+// transactions committed and rows written in the bench database
+// (pg_stat_database), and Redis commands by name (INFO commandstats of
+// the bench's private redis-server). pg_stat_statements would name the
+// statements too, but it needs shared_preload_libraries, a server
+// restart the bench never makes on a shared Postgres.
+
+// storeWork is a snapshot of the counters, or the difference of two.
+type storeWork struct {
+	PgCommits  float64            `json:"pg_commits"`
+	PgUpdated  float64            `json:"pg_rows_updated"`
+	PgInserted float64            `json:"pg_rows_inserted"`
+	Redis      map[string]float64 `json:"redis_calls"`
+}
+
+// work reads the counters; a store that does not answer leaves its part
+// empty.
+func (b *bench) work(ctx context.Context, db *benchDB) storeWork {
+	w := storeWork{Redis: map[string]float64{}}
+	var commits, upd, ins int64
+	if err := db.pool.QueryRow(ctx, `
+		SELECT xact_commit, tup_updated, tup_inserted FROM pg_stat_database WHERE datname = current_database()`).
+		Scan(&commits, &upd, &ins); err == nil {
+		w.PgCommits, w.PgUpdated, w.PgInserted = float64(commits), float64(upd), float64(ins)
+	}
+	c := redis.NewClient(&redis.Options{Addr: b.redis.Addr})
+	defer c.Close()
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err == nil {
+		w.Redis = parseCommandStats(info)
+	}
+	return w
+}
+
+// parseCommandStats reads "cmdstat_xadd:calls=3,usec=..." lines.
+func parseCommandStats(info string) map[string]float64 {
+	m := map[string]float64{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for kv := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				m[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return m
+}
+
+// perMessage is (after - before) / n.
+func (after storeWork) perMessage(before storeWork, n int) storeWork {
+	d := storeWork{Redis: map[string]float64{}}
+	if n <= 0 {
+		return d
+	}
+	f := float64(n)
+	d.PgCommits = (after.PgCommits - before.PgCommits) / f
+	d.PgUpdated = (after.PgUpdated - before.PgUpdated) / f
+	d.PgInserted = (after.PgInserted - before.PgInserted) / f
+	for k, v := range after.Redis {
+		if x := (v - before.Redis[k]) / f; x > 0 {
+			d.Redis[k] = x
+		}
+	}
+	return d
+}
+
+// formatCalls is "xack 1.00 xadd 1.00 ..." in name order.
+func formatCalls(m map[string]float64) string {
+	var b strings.Builder
+	for _, k := range sortedKeys(m) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(k + " " + strconv.FormatFloat(m[k], 'f', 2, 64))
+	}
+	return b.String()
+}

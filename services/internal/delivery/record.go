@@ -1,0 +1,104 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/carteiro/carteiro/services/internal/store"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
+)
+
+// maxOutcomeBatch is the most outcomes written in one statement.
+const maxOutcomeBatch = 256
+
+// recordLoop writes the outcomes the senders hand it, as a group commit
+// does: it takes every outcome waiting (up to maxOutcomeBatch), writes them
+// in one statement and acknowledges their entries in one Redis round trip;
+// the outcomes that arrive meanwhile form the next batch. One alone is
+// written at once: nothing waits for a batch to fill. It returns once the
+// senders are done and every outcome is written.
+func (p *Pool) recordLoop() {
+	for j := range p.outcomes {
+		batch := []*job{j}
+	more:
+		for len(batch) < maxOutcomeBatch {
+			select {
+			case j, ok := <-p.outcomes:
+				if !ok {
+					break more
+				}
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		p.record(batch)
+	}
+}
+
+// record writes a batch of outcomes under their tokens (with retries, on
+// its own context: see outcomeContext), then acknowledges the entries of
+// those that applied. A refused (stale) outcome is counted and logged; its
+// entry is left to the attempt that holds the message. If the batch cannot
+// be written, its entries stay pending and are delivered again after the
+// lease.
+func (p *Pool) record(batch []*job) {
+	defer func() {
+		for _, j := range batch {
+			p.inflight.remove(j.attempt)
+			p.d.Metrics.inflight.Dec()
+			j.span.End()
+		}
+	}()
+	outcomes := make([]store.Outcome, len(batch))
+	for i, j := range batch {
+		outcomes[i] = j.outcome
+	}
+	ctx, done := p.outcomeContext(context.Background())
+	defer done()
+	ctx, span := p.d.Tracer.Start(inTrace(ctx, batch), "record outcomes", batchSpan(batch,
+		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(batch))))...)
+	var results []error
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		results, err = p.d.Store.RecordOutcomes(ctx, outcomes)
+		return err
+	})
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "could not record the outcomes")
+	}
+	span.End()
+	if err != nil {
+		for _, j := range batch {
+			j.log.ErrorContext(j.ctx, "worker: could not record the outcome, leaving the entry pending", "outcome", j.name, "err", err)
+			j.span.RecordError(err)
+			j.span.SetStatus(codes.Error, "could not record the outcome")
+		}
+		return
+	}
+	applied := make([]*job, 0, len(batch))
+	for i, j := range batch {
+		var stale *store.StaleError
+		if errors.As(results[i], &stale) {
+			p.d.Metrics.stale.WithLabelValues(j.name).Inc()
+			j.log.WarnContext(j.ctx, "worker: stale outcome refused: another attempt claimed the message since",
+				"outcome", j.name, "current_token", stale.Current, "current_status", stale.Status)
+			j.span.AddEvent("stale outcome refused", trace.WithAttributes(
+				attribute.String("carteiro.outcome", j.name), attribute.Int64("carteiro.current_token", stale.Current)))
+			continue
+		}
+		p.d.Metrics.outcomes.WithLabelValues(j.name).Inc()
+		if j.name == OutcomeSent {
+			telemetry.Observe(j.ctx, p.d.Metrics.latency, time.Since(j.claim.CreatedAt).Seconds())
+		}
+		applied = append(applied, j)
+	}
+	if len(applied) > 0 {
+		p.ack(applied)
+	}
+}
