@@ -86,6 +86,7 @@ func (s *Stack) Up(ctx context.Context) error {
 		if c.Skip != "" || s.running(c.Name) {
 			continue
 		}
+		s.awaitReaped(c.Name)
 		for _, a := range c.Listen {
 			if !portZero(a) && !(s.Ports != nil && s.Ports.Held(a)) && accepting(a) {
 				missing = append(missing, fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or choose another address", c.Name, DialAddr(a)))
@@ -116,6 +117,26 @@ func (s *Stack) Up(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// awaitReaped waits, at most STOP_TIMEOUT, until a component's last
+// process, no longer alive, has been reaped by its supervisor (which then
+// writes <name>.exit). A killed multi-threaded process shows as a zombie
+// as soon as its main thread has exited, while its other threads may still
+// be closing the files they share, its listening sockets among them: until
+// the reap its ports can still accept.
+func (s *Stack) awaitReaped(name string) {
+	r, err := s.readRecord(name)
+	if err != nil || r.Process.Alive() {
+		return
+	}
+	deadline := time.Now().Add(s.Config.StopTimeout)
+	for r.Supervisor.Alive() && time.Now().Before(deadline) {
+		if _, ok := s.ExitStatus(name); ok {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // staleReason says why a pid file names no running process of ours.
