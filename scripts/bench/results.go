@@ -139,28 +139,26 @@ func (m *modeResult) finish() {
 	m.SMTPMedianRate = median(pluck(m.SMTPCeiling, func(r smtpRun) float64 { return r.Rate }))
 	m.DeliveryMedian = median(pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }))
 	m.DeliveryRatio = ratio(m.DeliveryMedian, m.SMTPMedianRate)
-	ceilOfRound := map[int]float64{}
-	for _, r := range m.SMTPCeiling {
-		ceilOfRound[r.Round] = r.Rate
-	}
-	m.DeliveryRoundRate = nil
-	for _, r := range m.Delivery {
-		if c := ceilOfRound[r.Round]; c > 0 {
-			m.DeliveryRoundRate = append(m.DeliveryRoundRate, r.Rate/c)
-		}
-	}
+	m.DeliveryRoundRate = ratioByRound(m.Delivery, m.SMTPCeiling)
 	m.SMTPSourceMedianRate = median(pluck(m.SMTPSource, func(r smtpRun) float64 { return r.Rate }))
 	m.DeliveryRatioSource = ratio(m.DeliveryMedian, m.SMTPSourceMedianRate)
-	sourceOfRound := map[int]float64{}
-	for _, r := range m.SMTPSource {
-		sourceOfRound[r.Round] = r.Rate
+	m.DeliveryRoundRateSource = ratioByRound(m.Delivery, m.SMTPSource)
+}
+
+// ratioByRound divides each drain's rate by the ceiling measured in its
+// own round (a round without a ceiling is left out), in the drains' order.
+func ratioByRound(drains []deliveryRun, ceilings []smtpRun) []float64 {
+	ceiling := map[int]float64{}
+	for _, r := range ceilings {
+		ceiling[r.Round] = r.Rate
 	}
-	m.DeliveryRoundRateSource = nil
-	for _, r := range m.Delivery {
-		if c := sourceOfRound[r.Round]; c > 0 {
-			m.DeliveryRoundRateSource = append(m.DeliveryRoundRateSource, r.Rate/c)
+	var out []float64
+	for _, r := range drains {
+		if c := ceiling[r.Round]; c > 0 {
+			out = append(out, r.Rate/c)
 		}
 	}
+	return out
 }
 
 // compare fills res.Comparison from the off and on modes.
