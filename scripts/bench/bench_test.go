@@ -178,7 +178,9 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	return nil
 }
 
-func TestSMTPCeilingSendsEveryMessageOnReusedConnections(t *testing.T) {
+// startSMTPSink serves an SMTP sink on a loopback port until the test ends.
+func startSMTPSink(t *testing.T) (*smtpSink, string) {
+	t.Helper()
 	sink := &smtpSink{subjects: map[string]int{}}
 	srv := smtp.NewServer(sink)
 	srv.Domain = "localhost"
@@ -187,9 +189,14 @@ func TestSMTPCeilingSendsEveryMessageOnReusedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return sink, ln.Addr().String()
+}
 
-	r, err := runSMTPCeiling(context.Background(), ln.Addr().String(), "bench smtp test r1 ", 50, 3, 1)
+func TestSMTPCeilingSendsEveryMessageOnReusedConnections(t *testing.T) {
+	sink, addr := startSMTPSink(t)
+
+	r, err := runSMTPCeiling(context.Background(), addr, "bench smtp test r1 ", 50, 3, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,17 +311,9 @@ func need(t *testing.T, program, hint string) {
 // sessions as asked.
 func TestSMTPSourceSendsEveryMessageOnReusedSessions(t *testing.T) {
 	need(t, smtpSourceBin(), "apt-get install postfix; scripts/ci-deps.sh installs it")
-	sink := &smtpSink{subjects: map[string]int{}}
-	srv := smtp.NewServer(sink)
-	srv.Domain = "localhost"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
+	sink, addr := startSMTPSink(t)
 
-	r, err := runSMTPSource(context.Background(), ln.Addr().String(), t.TempDir(), "bench smtp-source test r1 ", 40, 3, 1)
+	r, err := runSMTPSource(context.Background(), addr, t.TempDir(), "bench smtp-source test r1 ", 40, 3, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
