@@ -36,6 +36,21 @@ const resolvePoll = 200 * time.Millisecond
 // a broken connection, a FATAL) is resolved by resolveCommit. A transaction
 // that wrote nothing has nothing to lose at COMMIT: its failure is ignored.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.inTxXid(ctx, func(tx pgx.Tx) (xid *string, err error) {
+		if err := fn(tx); err != nil {
+			return nil, err
+		}
+		err = tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text`).Scan(&xid)
+		return xid, err
+	})
+}
+
+// inTxXid is inTx for an fn that learns the transaction's id itself, in
+// the statement that writes (RETURNING pg_current_xact_id()), which saves
+// inTx's round trip for it. fn must return that id whenever the
+// transaction wrote anything: a nil id tells inTxXid that the transaction
+// wrote nothing, so that a failed COMMIT lost nothing.
+func (s *Store) inTxXid(ctx context.Context, fn func(pgx.Tx) (xid *string, err error)) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -47,11 +62,8 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		defer cancel()
 		_ = tx.Rollback(rctx)
 	}()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	var xid *string
-	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text`).Scan(&xid); err != nil {
+	xid, err := fn(tx)
+	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

@@ -56,7 +56,7 @@ func rowCount(t *testing.T, s *Store, assunto string) int {
 // A COMMIT still running when its deadline passes is answered by its real
 // outcome: committed after the deadline → stored, no error; rolled back
 // after it → an error (a 503) and no row. Through group commit, alone, and
-// with an Idempotency-Key.
+// with an Idempotency-Key, alone and through group commit.
 func TestCommitAfterTheDeadlineTellsTheTruth(t *testing.T) {
 	paths := []struct {
 		name   string
@@ -72,6 +72,11 @@ func TestCommitAfterTheDeadlineTellsTheTruth(t *testing.T) {
 			return err
 		}},
 		{"idempotency key", false, func(s *Store, assunto string) error {
+			in := message.Input{Assunto: assunto, Mensagem: "m"}
+			_, _, err := s.InsertOnce(context.Background(), "key-"+assunto, []byte(assunto), in, "", "")
+			return err
+		}},
+		{"idempotency key, group commit", true, func(s *Store, assunto string) error {
 			in := message.Input{Assunto: assunto, Mensagem: "m"}
 			_, _, err := s.InsertOnce(context.Background(), "key-"+assunto, []byte(assunto), in, "", "")
 			return err
