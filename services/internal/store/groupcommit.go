@@ -19,9 +19,9 @@ import (
 // Insert and InsertOnce hand their row to a few flushers; each takes every
 // row waiting at that moment and stores them in one transaction: the
 // Idempotency-Keys' locks in one statement and their look-up in a second,
-// sent together (a pipeline: one round trip); then the new messages and
-// their keys in one multi-row statement that also returns the
-// transaction's id; one commit. Both still return only after their row's
+// sent together with BEGIN (a pipeline: one round trip); then the new
+// messages and their keys in one multi-row statement that also returns
+// the transaction's id; one commit (pipelinedtx.go). Both still return only after their row's
 // commit, so a 202 still means "committed in Postgres".
 //
 // A batch runs under a deadline of its own (one query timeout from when a
@@ -29,7 +29,7 @@ import (
 // cut short a transaction that decides other requests' rows. A caller whose
 // deadline passes while its row waits in the queue abandons it (nothing is
 // stored); once a flusher has taken the row, the caller waits for the
-// batch's real outcome (inTx), past its own deadline if need be.
+// batch's real outcome (inTx's rules), past its own deadline if need be.
 
 // pendingInsert is one row waiting for a flusher.
 type pendingInsert struct {
@@ -158,7 +158,7 @@ func (s *Store) insertBatch(batch []*pendingInsert) {
 		p.span.SetAttributes(attribute.Int("db.operation.batch.size", len(batch)))
 	}
 	rest := answerRepeatedKeys(batch)
-	err := s.inTxXid(ctx, func(tx pgx.Tx) (*string, error) { return storeBatch(ctx, tx, rest) })
+	err := s.inTxPipelined(ctx, func(tx batchTx) (*string, error) { return storeBatch(ctx, tx, rest) })
 	// The transaction is over and its keys' locks released: a client told
 	// its message was stored (or its key reused) may send its next request
 	// with the key at once. The decided rows' outcomes stand whatever the
@@ -213,7 +213,7 @@ func answerRepeatedKeys(batch []*pendingInsert) []*pendingInsert {
 // returns the transaction's id (nil if it wrote nothing). The rows whose
 // key decides their outcome (in flight, reused, replayed) are only marked
 // decided.
-func storeBatch(ctx context.Context, tx pgx.Tx, batch []*pendingInsert) (xid *string, err error) {
+func storeBatch(ctx context.Context, tx batchTx, batch []*pendingInsert) (xid *string, err error) {
 	inserted, err := settleKeys(ctx, tx, batch)
 	if err != nil || len(inserted) == 0 {
 		return nil, err
@@ -259,7 +259,7 @@ func storeBatch(ctx context.Context, tx pgx.Tx, batch []*pendingInsert) (xid *st
 // looks up the keys used in the last IdempotencyTTL; both are sent in
 // one round trip. It marks the rows the keys decide and returns the rows
 // to insert.
-func settleKeys(ctx context.Context, tx pgx.Tx, batch []*pendingInsert) ([]*pendingInsert, error) {
+func settleKeys(ctx context.Context, tx batchTx, batch []*pendingInsert) ([]*pendingInsert, error) {
 	var keys []string
 	for _, p := range batch {
 		if p.key != "" {

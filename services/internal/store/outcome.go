@@ -36,21 +36,6 @@ const resolvePoll = 200 * time.Millisecond
 // a broken connection, a FATAL) is resolved by resolveCommit. A transaction
 // that wrote nothing has nothing to lose at COMMIT: its failure is ignored.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.inTxXid(ctx, func(tx pgx.Tx) (xid *string, err error) {
-		if err := fn(tx); err != nil {
-			return nil, err
-		}
-		err = tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text`).Scan(&xid)
-		return xid, err
-	})
-}
-
-// inTxXid is inTx for an fn that learns the transaction's id itself, in
-// the statement that writes (RETURNING pg_current_xact_id()), which saves
-// inTx's round trip for it. fn must return that id whenever the
-// transaction wrote anything: a nil id tells inTxXid that the transaction
-// wrote nothing, so that a failed COMMIT lost nothing.
-func (s *Store) inTxXid(ctx context.Context, fn func(pgx.Tx) (xid *string, err error)) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -62,15 +47,25 @@ func (s *Store) inTxXid(ctx context.Context, fn func(pgx.Tx) (xid *string, err e
 		defer cancel()
 		_ = tx.Rollback(rctx)
 	}()
-	xid, err := fn(tx)
-	if err != nil {
+	if err := fn(tx); err != nil {
 		return err
 	}
+	var xid *string
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text`).Scan(&xid); err != nil {
+		return err
+	}
+	return s.commit(ctx, xid, tx.Commit)
+}
+
+// commit sends COMMIT (send) under ctx for the transaction xid, nil if it
+// wrote nothing, and returns its outcome as inTx does. The caller ends the
+// transaction if commit returns before sending COMMIT.
+func (s *Store) commit(ctx context.Context, xid *string, send func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
-		return err // COMMIT not sent: the deferred rollback ends it
+		return err // COMMIT not sent
 	}
 	committing := time.Now()
-	err = tx.Commit(ctx)
+	err := send(ctx)
 	switch {
 	case err == nil:
 		return nil
