@@ -10,12 +10,21 @@
 //
 //  1. ceiling: pgbench, 16 clients, one single-row INSERT per transaction
 //     into the same emails table;
-//  2. accept path: wrk POSTing JSON through nginx at 16 and 64 connections,
-//     the worker stopped meanwhile (BENCH_ACCEPT_WORKER); ceiling: the same
-//     wrk at 16 connections through the stack's own nginx configuration to
-//     a Go handler that does no work (nginx → no-op);
-//     phases 1 and 2 alternate (pgbench, nginx → no-op, accept 16,
-//     accept 64) BENCH_ROUNDS times and the medians are compared;
+//  2. accept path: wrk (accept.lua) POSTing through nginx, the worker
+//     stopped meanwhile (BENCH_ACCEPT_WORKER), in four variants: json
+//     (POST /api/messages, application/json, what web/app.js posts), form
+//     (POST /api, application/x-www-form-urlencoded, what web/index.html's
+//     form posts without script), each with and without a unique
+//     Idempotency-Key per request (json+key, form+key; the page's script
+//     always sends one); all four at 16 connections, and the variants of
+//     BENCH_ACCEPT_C64 (json+key, the page's path) at 64: on 2 cores every
+//     variant at 64 would add four runs a round for little more than the
+//     keyed path's tail under contention tells. Ceiling: the same wrk at 16
+//     connections through the stack's own nginx configuration to a Go
+//     handler that does no work (nginx → no-op); phases 1 and 2 alternate
+//     (pgbench, nginx → no-op, then each accept run) BENCH_ROUNDS times;
+//     each variant's median and p99, its ratio to pgbench and to nginx →
+//     no-op (medians, and each run over its own round's);
 //  3. delivery: BENCH_N messages queued and on the stream with the worker
 //     stopped, then the worker started and timed until every row is sent and
 //     in Mailpit; ceilings: a plain SMTP client (net/smtp) with as many
@@ -47,6 +56,8 @@
 //	                            as a real client pool would queue them
 //	BENCH_MODES          off,on observability modes, in order
 //	BENCH_OUT            bench/results.json
+//	BENCH_ACCEPT_C64     json+key  the variants (comma-separated, all or
+//	                               none) also measured at 64 connections
 //	BENCH_ACCEPT_WORKER  stop   stop: the worker is stopped during each
 //	                            accept run (the accept path alone; what it
 //	                            accepted is delivered before the next run);

@@ -94,7 +94,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		b.postgres = db.serverInfo(ctx)
 	}
 	mp := newMailpit(st.url("MAILPIT_UI_ADDR", ""))
-	acceptURL := st.url("NGINX_LISTEN", "/api/messages")
+	acceptURL := st.url("NGINX_LISTEN", "")
 	m.RSS = append(m.RSS, sampleRSS(st, "start"))
 
 	settle := func(before string) error {
@@ -113,7 +113,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	if err := settle("warm-up"); err != nil {
 		return err
 	}
-	warm, werr := runAccept(ctx, s, acceptURL, dir, runPrefix("warmup", mode, 0), s.Conns[0], 0, min(2*time.Second, s.Duration.D()))
+	warm, werr := runAccept(ctx, s, acceptURL, dir, runPrefix("warmup", mode, 0), "json+key", s.Conns[0], 0, min(2*time.Second, s.Duration.D()))
 	note("warm-up", werr)
 	m.Warmup = &warm
 	if warm.Errors() > 0 {
@@ -144,7 +144,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		}
 		if hc != nil {
 			what := fmt.Sprintf("no-op HTTP ceiling round %d", round)
-			h, herr := runAccept(ctx, s, hc.url(), dir, runPrefix("noop", mode, round), s.Conns[0], round, s.Duration.D())
+			h, herr := runAccept(ctx, s, hc.url(), dir, runPrefix("noop", mode, round), acceptVariants[0], s.Conns[0], round, s.Duration.D())
 			note(what, herr)
 			if h.Errors() > 0 {
 				note(what, fmt.Errorf("%d error(s) in %d request(s): codes %v, transport %v", h.Errors(), h.Requests, h.Codes, h.WrkErrors))
@@ -157,8 +157,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				return err
 			}
 		}
-		for _, conns := range s.Conns {
-			what := fmt.Sprintf("accept c%d round %d", conns, round)
+		for _, p := range s.AcceptRuns {
+			what := fmt.Sprintf("accept %s c%d round %d", p.Variant, p.Connections, round)
 			if err := settle(what); err != nil {
 				return err
 			}
@@ -167,8 +167,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 					return err
 				}
 			}
-			prefix := runPrefix(fmt.Sprintf("accept c%d", conns), mode, round)
-			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, conns, round, s.Duration.D())
+			prefix := runPrefix(fmt.Sprintf("accept %s c%d", p.Variant, p.Connections), mode, round)
+			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, p.Variant, p.Connections, round, s.Duration.D())
 			a.WorkerStopped = s.AcceptWorker == "stop"
 			if a.WorkerStopped {
 				if err := st.up(ctx); err != nil {
@@ -180,11 +180,11 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				note(what, fmt.Errorf("%d error(s) in %d request(s): codes %v, transport %v", a.Errors(), a.Requests, a.Codes, a.WrkErrors))
 			}
 			if a.Accepted > 0 {
-				set := m.accept(conns)
+				set := m.accept(p.Variant, p.Connections)
 				set.Runs = append(set.Runs, a)
 			}
-			b.log.printf("[%s] round %d  accept c%-3d     %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d",
-				mode, round, conns, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors())
+			b.log.printf("[%s] round %d  accept %-8s c%-3d %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d",
+				mode, round, p.Variant, p.Connections, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors())
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -274,7 +274,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		return err
 	}
 	var rate float64
-	if a := m.findAccept(s.Conns[0]); a != nil {
+	if a := m.findAccept(acceptVariants[0], s.Conns[0]); a != nil {
 		a.MedianRPS = median(pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }))
 		rate = a.MedianRPS / 2
 	}

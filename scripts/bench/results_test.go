@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -19,5 +21,38 @@ func TestRatioByRound(t *testing.T) {
 		if got := ratioByRound(drains, tc.ceilings); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestAcceptPlans(t *testing.T) {
+	all16 := "json c16,json+key c16,form c16,form+key c16"
+	for _, tc := range []struct {
+		wide, want string
+		bad        bool
+	}{
+		{"json+key", all16 + ",json+key c64", false},
+		{"form+key, json+key", all16 + ",json+key c64,form+key c64", false},
+		{"all", all16 + ",json c64,json+key c64,form c64,form+key c64", false},
+		{"none", all16, false},
+		{"xml", "", true},
+		{"json+nokey", "", true},
+	} {
+		plans, err := acceptPlans([]int{16, 64}, tc.wide)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: got %v, want an error", tc.wide, plans)
+			}
+			continue
+		}
+		var got []string
+		for _, p := range plans {
+			got = append(got, fmt.Sprintf("%s c%d", p.Variant, p.Connections))
+		}
+		if err != nil || strings.Join(got, ",") != tc.want {
+			t.Errorf("%q: got %v (%v), want %s", tc.wide, got, err, tc.want)
+		}
+	}
+	if _, err := loadSettings(func(k string) string { return map[string]string{"BENCH_ACCEPT_C64": "yaml"}[k] }); err == nil {
+		t.Errorf("BENCH_ACCEPT_C64=yaml accepted")
 	}
 }

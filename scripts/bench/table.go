@@ -41,47 +41,26 @@ func printTable(w io.Writer, res *results) {
 	perMode("", fmt.Sprintf("nginx → no-op c%d requests/s", s.Conns[0]), func(m *modeResult) string {
 		return withRuns(m.HTTPCeilingMedianRPS, pluck(m.HTTPCeiling, func(r acceptRun) float64 { return r.RPS }), "%.0f")
 	})
-	for _, conns := range s.Conns {
-		c := fmt.Sprint(conns)
-		phase := ""
-		if conns == s.Conns[0] {
-			phase = "2 accept"
+	for i, p := range s.AcceptRuns {
+		set := func(f func(a *acceptSet) string) func(m *modeResult) string {
+			return func(m *modeResult) string {
+				a := m.findAccept(p.Variant, p.Connections)
+				if a == nil || len(a.Runs) == 0 {
+					return "-"
+				}
+				return f(a)
+			}
 		}
-		perMode(phase, "c"+c+" requests/s", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
+		name := fmt.Sprintf("%s c%d", p.Variant, p.Connections)
+		perMode(map[bool]string{true: "2 accept"}[i == 0], name+" requests/s", set(func(a *acceptSet) string {
 			return withRuns(a.MedianRPS, pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }), "%.0f")
-		})
-		perMode("", "c"+c+" p50 / p99 / max ms", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
-			return fmt.Sprintf("%.1f / %.1f / %.0f", a.MedianP50, a.MedianP99, a.MedianMax)
-		})
-		perMode("", "c"+c+" errors", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
-			return fmt.Sprint(a.Errors)
-		})
-		perMode("", "c"+c+" ÷ pgbench", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
-			return withRuns(a.Ratio, a.RoundRatios, "%.2f")
-		})
-		perMode("", "c"+c+" ÷ nginx → no-op", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil || a.RatioHTTP == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.2f", a.RatioHTTP)
-		})
+		}))
+		perMode("", name+" p50 / p99 / max ms, errors", set(func(a *acceptSet) string {
+			return fmt.Sprintf("%.1f / %.1f / %.0f, %d", a.MedianP50, a.MedianP99, a.MedianMax, a.Errors)
+		}))
+		perMode("", name+" ÷ pgbench ; ÷ nginx → no-op", set(func(a *acceptSet) string {
+			return withRuns(a.Ratio, a.RoundRatios, "%.2f") + " ; " + withRuns(a.RatioHTTP, a.RoundRatiosHTTP, "%.2f")
+		}))
 	}
 	perMode("3 delivery", "worker drain msg/s", func(m *modeResult) string {
 		return withRuns(m.DeliveryMedian, pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }), "%.0f")
@@ -168,9 +147,9 @@ func printTable(w io.Writer, res *results) {
 
 	if len(res.Comparison) > 0 {
 		fmt.Fprintln(w)
-		for _, conns := range s.Conns {
-			if r, ok := res.Comparison[fmt.Sprintf("accept%d_rps_on_over_off", conns)]; ok && r > 0 {
-				fmt.Fprintf(w, "observability on vs off: accept c%d throughput %+.0f %%\n", conns, (r-1)*100)
+		for _, p := range s.AcceptRuns {
+			if r, ok := res.Comparison[comparisonKey(p.Variant, p.Connections)]; ok && r > 0 {
+				fmt.Fprintf(w, "observability on vs off: accept %s c%d throughput %+.0f %%\n", p.Variant, p.Connections, (r-1)*100)
 			}
 		}
 		if r := res.Comparison["delivery_rate_on_over_off"]; r > 0 {
