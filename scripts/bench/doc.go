@@ -32,9 +32,13 @@
 //     WORKER_CONCURRENCY (the public one, which the drain's target is
 //     against), each pushing the same number of messages of the same size
 //     into the same Mailpit; alternated BENCH_ROUNDS times;
-//  4. end to end: an open-model (fixed rate) load at half of phase 2's median
-//     16-connection rate for BENCH_E2E_DURATION, then accepted → sent
-//     latency from the rows' timestamps and the highest queue depth seen;
+//  4. end to end: an open-model (fixed rate) load of json+key (the page's
+//     path) for BENCH_E2E_DURATION at the rate delivery can keep up with:
+//     min(½ the highest median json+key accept rate of phase 2, 0.8 × the
+//     median smtp-source rate of phase 3), both of the same mode; the rate
+//     and the term that chose it are printed and recorded; then accepted →
+//     sent latency from the rows' timestamps (target p99 ≤ 500 ms) and the
+//     highest queue depth seen;
 //  5. RSS of api and worker at the end of each phase.
 //
 // Timings are figures, never pass/fail: the exit status is non-zero only

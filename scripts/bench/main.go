@@ -255,7 +255,8 @@ func method(s settings) map[string]string {
 			"(the stack's up); time = worker process start (/proc) → the last row's sent_at; all N sent and in " +
 			"Mailpit. Ceiling: net/smtp, WORKER_CONCURRENCY connections each kept for the whole run, the same N " +
 			"messages composed as the worker does (go-mail), into the same Mailpit; ceiling then drain, each round",
-		"phase4": "open model: requests start on a fixed schedule at half of phase 2's median c16 requests/s (Go " +
+		"phase4": "open model: json+key requests (a unique Idempotency-Key each, as the page) start on a fixed schedule " +
+			"at min(½ the highest median json+key requests/s of phase 2, 0.8 × the median smtp-source msg/s of phase 3) (Go " +
 			"net/http, at most BENCH_E2E_MAX_IN_FLIGHT waiting at once, past which starts are late and counted); accepted → sent = sent_at - created_at of exactly those rows " +
 			"(percentile_cont); queue depth: the api's /metrics (carteiro_queue_depth, carteiro_outbox_unpublished) " +
 			"polled every second until the drain ends; waiting = queued + sending + failed",

@@ -269,17 +269,15 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	}
 	m.RSS = append(m.RSS, sampleRSS(st, "3"))
 
-	// Phase 4: end to end at half the median accept rate at 16 connections.
+	// Phase 4: end to end at the rate delivery can keep up with.
 	if err := settle("end to end"); err != nil {
 		return err
 	}
-	var rate float64
-	if a := m.findAccept(acceptVariants[0], s.Conns[0]); a != nil {
-		a.MedianRPS = median(pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }))
-		rate = a.MedianRPS / 2
-	}
-	b.log.printf("[%s] end to end at %.0f req/s for %s", mode, rate, s.E2EDuration)
-	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), rate, s.E2EDuration.D(), s.E2EMaxInFlight)
+	m.finish()
+	choice := chooseE2ERate(m.Accept, m.SMTPSourceMedianRate)
+	b.log.printf("[%s] end to end at %.0f req/s for %s: min(½ × %.0f (%s), 0.8 × smtp-source %.0f) chosen by %s",
+		mode, choice.Rate, s.E2EDuration, choice.MaxAccept, choice.AcceptSet, m.SMTPSourceMedianRate, choice.ChosenBy)
+	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), choice, s.E2EDuration.D(), s.E2EMaxInFlight)
 	m.E2E = &e
 	note("end to end", eerr)
 	b.log.printf("[%s] end to end      %8.0f req/s  accepted→sent p50 %.0f  p99 %.0f ms  max waiting %.0f  errors %d  late starts %d",

@@ -56,3 +56,28 @@ func TestAcceptPlans(t *testing.T) {
 		t.Errorf("BENCH_ACCEPT_C64=yaml accepted")
 	}
 }
+
+func TestChooseE2ERate(t *testing.T) {
+	sets := []*acceptSet{
+		{Variant: "json", Connections: 16, MedianRPS: 9000}, // not the variant phase 4 posts
+		{Variant: "json+key", Connections: 16, MedianRPS: 3000},
+		{Variant: "json+key", Connections: 64, MedianRPS: 4000},
+		{Variant: "form+key", Connections: 16, MedianRPS: 5000},
+	}
+	for _, tc := range []struct {
+		name       string
+		sets       []*acceptSet
+		smtpSource float64
+		want       e2eRate
+	}{
+		{"accept is the smaller", sets, 5000, e2eRate{Rate: 2000, ChosenBy: "accept", HalfAccept: 2000, MaxAccept: 4000, AcceptSet: "json+key c64", SMTPSource: 4000}},
+		{"smtp-source is the smaller", sets, 1000, e2eRate{Rate: 800, ChosenBy: "smtp-source", HalfAccept: 2000, MaxAccept: 4000, AcceptSet: "json+key c64", SMTPSource: 800}},
+		{"a tie goes to accept", sets, 2500, e2eRate{Rate: 2000, ChosenBy: "accept", HalfAccept: 2000, MaxAccept: 4000, AcceptSet: "json+key c64", SMTPSource: 2000}},
+		{"no smtp-source figure", sets[:2], 0, e2eRate{Rate: 1500, ChosenBy: "accept", HalfAccept: 1500, MaxAccept: 3000, AcceptSet: "json+key c16"}},
+		{"no accept figure", sets[:1], 1000, e2eRate{Rate: 0, ChosenBy: "accept", SMTPSource: 800}},
+	} {
+		if got := chooseE2ERate(tc.sets, tc.smtpSource); got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}

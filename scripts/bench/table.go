@@ -101,8 +101,15 @@ func printTable(w io.Writer, res *results) {
 			return f(m.E2E)
 		}
 	}
-	perMode("4 end to end", "rate req/s (target), late starts", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%.0f (%.0f), %d late", e.AchievedRate, e.TargetRate, e.Late)
+	perMode("4 end to end", "offered rate: min(½ max accept, 0.8 × smtp-source)", e2e(func(e *e2eRun) string {
+		c := e.RateChoice
+		if c == nil {
+			return fmt.Sprintf("%.0f", e.TargetRate)
+		}
+		return fmt.Sprintf("%.0f = min(½ × %.0f %s, 0.8 × %.0f): %s", c.Rate, c.MaxAccept, c.AcceptSet, c.SMTPSource/0.8, c.ChosenBy)
+	}))
+	perMode("", "achieved req/s ("+e2eVariant+"), late starts", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%.0f, %d late", e.AchievedRate, e.Late)
 	}))
 	perMode("", "accepted→sent p50 / p99 ms", e2e(func(e *e2eRun) string {
 		return fmt.Sprintf("%.0f / %.0f", e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99)
