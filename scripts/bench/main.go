@@ -118,6 +118,7 @@ func run() int {
 	}
 	res.OK = len(res.Errors) == 0
 	res.compare()
+	res.Targets = evaluateTargets(res)
 
 	keep := s.Keep || s.Profile || !res.OK
 	if !keep {

@@ -96,6 +96,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	mp := newMailpit(st.url("MAILPIT_UI_ADDR", ""))
 	acceptURL := st.url("NGINX_LISTEN", "")
 	m.RSS = append(m.RSS, sampleRSS(st, "start"))
+	rss := startRSSSampler(time.Second, stackProcs(st), readProcMem)
+	defer func() { m.RSSSampled = rss.stop() }() // before the stack stops
 
 	settle := func(before string) error {
 		w, err := db.settle(ctx, settleTimeout)
@@ -129,6 +131,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	}
 
 	// Phases 1 and 2, alternating.
+	rss.setPhase("1-2")
 	for round := 1; round <= s.Rounds; round++ {
 		if err := settle(fmt.Sprintf("pgbench round %d", round)); err != nil {
 			return err
@@ -193,6 +196,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	m.RSS = append(m.RSS, sampleRSS(st, "1-2"))
 
 	// Phase 3: plain SMTP ceiling, then the worker's drain, each round.
+	rss.setPhase("3")
 	for round := 1; round <= s.Rounds; round++ {
 		if err := settle(fmt.Sprintf("delivery round %d", round)); err != nil {
 			return err
@@ -203,8 +207,11 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 			return fmt.Errorf("delivery round %d: %w", round, err)
 		}
 		d.Round, d.Concurrency = round, s.WorkerConcurrency
-		b.log.printf("[%s] round %d  queued %d (insert %.1f s), on the stream after %.1f s; worker stopped",
-			mode, round, s.N, d.QueueSeconds, d.PublishS)
+		if d.EmailsRows, err = db.countEmails(ctx); err != nil {
+			return fmt.Errorf("delivery round %d: count emails: %w", round, err)
+		}
+		b.log.printf("[%s] round %d  queued %d (insert %.1f s), on the stream after %.1f s; worker stopped; %d rows in emails",
+			mode, round, s.N, d.QueueSeconds, d.PublishS, d.EmailsRows)
 
 		if err := mp.Clear(ctx); err != nil {
 			return err
@@ -270,6 +277,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	m.RSS = append(m.RSS, sampleRSS(st, "3"))
 
 	// Phase 4: end to end at the rate delivery can keep up with.
+	rss.setPhase("4")
 	if err := settle("end to end"); err != nil {
 		return err
 	}

@@ -26,9 +26,11 @@ type results struct {
 	Modes    []*modeResult     `json:"modes"`
 	// Comparison holds the observability on/off ratios (on ÷ off).
 	Comparison map[string]float64 `json:"comparison,omitempty"`
-	OK         bool               `json:"ok"`
-	Errors     []string           `json:"errors"`
-	RunDir     string             `json:"run_dir,omitempty"`
+	// Targets are issue 14's targets beside their figures (targets.go).
+	Targets []target `json:"targets"`
+	OK      bool     `json:"ok"`
+	Errors  []string `json:"errors"`
+	RunDir  string   `json:"run_dir,omitempty"`
 }
 
 // modeResult is one observability mode's figures.
@@ -63,6 +65,9 @@ type modeResult struct {
 	E2E *e2eRun `json:"phase4_end_to_end,omitempty"`
 
 	RSS []rssSample `json:"phase5_rss"`
+	// RSSSampled is every api and worker process sampled every second
+	// throughout the mode.
+	RSSSampled *rssSampled `json:"phase5_rss_sampled,omitempty"`
 
 	// ObsCheck (observability on): what Jaeger and Prometheus received.
 	ObsCheck *obsCheck `json:"observability_check,omitempty"`

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRatioByRound(t *testing.T) {
@@ -79,5 +81,60 @@ func TestChooseE2ERate(t *testing.T) {
 		if got := chooseE2ERate(tc.sets, tc.smtpSource); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestRSSSampledPeaks(t *testing.T) {
+	var s rssSampled
+	s.observe("1-2", map[string]procMem{"api": {PID: 10, RSSMiB: 30, HWMMiB: 31}, "worker": {PID: 20, RSSMiB: 20, HWMMiB: 22}})
+	s.observe("3", map[string]procMem{"api": {PID: 10, RSSMiB: 40, HWMMiB: 41}, "worker": {PID: 21, RSSMiB: 18, HWMMiB: 19}})
+	s.observe("4", map[string]procMem{"api": {PID: 10, RSSMiB: 35, HWMMiB: 41}, "api-2": {PID: 11, RSSMiB: 70, HWMMiB: 50}})
+	for _, tc := range []struct {
+		name   string
+		want   rssPeak
+		kind   string
+		kindOK bool
+		peak   float64
+	}{
+		{"api", rssPeak{RSSMiB: 40, Phase: "3", HWMMiB: 41, PIDs: []int{10}}, "api", true, 70},
+		{"worker", rssPeak{RSSMiB: 20, Phase: "1-2", HWMMiB: 22, PIDs: []int{20, 21}}, "worker", true, 22},
+	} {
+		got := s.Processes[tc.name]
+		if got == nil || got.RSSMiB != tc.want.RSSMiB || got.Phase != tc.want.Phase || got.HWMMiB != tc.want.HWMMiB || !slices.Equal(got.PIDs, tc.want.PIDs) {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+		if p, ok := s.peak(tc.kind); ok != tc.kindOK || p != tc.peak {
+			t.Errorf("peak(%s): got %v %v, want %v", tc.kind, p, ok, tc.peak)
+		}
+	}
+	if s.Samples != 3 {
+		t.Errorf("samples: got %d, want 3", s.Samples)
+	}
+	if _, ok := s.peak("mailpit"); ok {
+		t.Errorf("peak(mailpit) found")
+	}
+	var none *rssSampled
+	if _, ok := none.peak("api"); ok {
+		t.Errorf("peak of no sampling found")
+	}
+}
+
+// TestRSSSampler samples this test's own process from /proc until stopped.
+func TestRSSSampler(t *testing.T) {
+	pid := os.Getpid()
+	r := startRSSSampler(10*time.Millisecond, func() map[string]int { return map[string]int{"api": pid, "worker": -1} }, readProcMem)
+	time.Sleep(50 * time.Millisecond)
+	r.setPhase("3")
+	time.Sleep(50 * time.Millisecond)
+	s := r.stop()
+	p := s.Processes["api"]
+	if s.Samples < 2 || p == nil || p.RSSMiB <= 0 || p.HWMMiB < p.RSSMiB || !slices.Equal(p.PIDs, []int{pid}) {
+		t.Fatalf("got %+v (api %+v), want samples of pid %d", s, p, pid)
+	}
+	if _, ok := s.Processes["worker"]; ok {
+		t.Errorf("a process that does not exist was sampled")
+	}
+	if again := r.stop(); again.Samples != s.Samples {
+		t.Errorf("a second stop sampled again: %d, then %d", s.Samples, again.Samples)
 	}
 }

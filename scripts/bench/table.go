@@ -150,25 +150,65 @@ func printTable(w io.Writer, res *results) {
 			return strings.Join(v, " / ") + fmt.Sprintf(" (peak %.0f)", peak)
 		})
 	}
+	for _, kind := range []string{"api", "worker"} {
+		perMode("", kind+" MiB sampled every second: peak VmRSS (phase), VmHWM", func(m *modeResult) string {
+			r := m.RSSSampled
+			if r == nil {
+				return "-"
+			}
+			var v []string
+			for _, name := range sortedKeys(r.Processes) {
+				if instanceOf(name, kind) {
+					p := r.Processes[name]
+					v = append(v, fmt.Sprintf("%.0f (%s), %.0f", p.RSSMiB, p.Phase, p.HWMMiB))
+				}
+			}
+			if len(v) == 0 {
+				return "-"
+			}
+			return strings.Join(v, "; ") + fmt.Sprintf(" [%d samples]", r.Samples)
+		})
+	}
 	tw.Flush()
 
 	if len(res.Comparison) > 0 {
 		fmt.Fprintln(w)
 		for _, p := range s.AcceptRuns {
 			if r, ok := res.Comparison[comparisonKey(p.Variant, p.Connections)]; ok && r > 0 {
-				fmt.Fprintf(w, "observability on vs off: accept %s c%d throughput %+.0f %%\n", p.Variant, p.Connections, (r-1)*100)
+				fmt.Fprintf(w, "observability on vs off: accept %s c%d throughput %+.0f %% (on ÷ off %.2f; target: at most 15 %% less)\n",
+					p.Variant, p.Connections, (r-1)*100, r)
 			}
 		}
 		if r := res.Comparison["delivery_rate_on_over_off"]; r > 0 {
 			fmt.Fprintf(w, "observability on vs off: delivery rate %+.0f %%\n", (r-1)*100)
 		}
 	}
+	printTargets(w, res.Targets)
 	if len(res.Errors) > 0 {
 		fmt.Fprintf(w, "\nerrors (%d):\n", len(res.Errors))
 		for _, e := range res.Errors {
 			fmt.Fprintf(w, "  - %s\n", strings.ReplaceAll(e, "\n", "\n    "))
 		}
 	}
+}
+
+// printTargets writes the targets block: each target, its subject and
+// mode, what it wants, the figure and met / not met / not measured.
+func printTargets(w io.Writer, targets []target) {
+	if len(targets) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\ntargets (issue 14; figures, not the exit status):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tsubject\tobservability\twant\tmeasured\tstatus")
+	for _, t := range targets {
+		subject := t.Subject
+		if subject == "" {
+			subject = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Target, subject, t.Observability, t.Want, t.MeasuredText, t.Status)
+	}
+	tw.Flush()
 }
 
 // withRuns formats a median followed by each run's value.
