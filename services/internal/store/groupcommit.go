@@ -158,7 +158,7 @@ func (s *Store) insertBatch(batch []*pendingInsert) {
 		p.span.SetAttributes(attribute.Int("db.operation.batch.size", len(batch)))
 	}
 	rest := answerRepeatedKeys(batch)
-	err := s.inTxPipelined(ctx, func(tx batchTx) (*string, error) { return storeBatch(ctx, tx, rest) })
+	err := s.inTxPipelined(ctx, func(tx batchTx) (*written, error) { return storeBatch(ctx, tx, rest) })
 	// The transaction is over and its keys' locks released: a client told
 	// its message was stored (or its key reused) may send its next request
 	// with the key at once. The decided rows' outcomes stand whatever the
@@ -210,10 +210,10 @@ func answerRepeatedKeys(batch []*pendingInsert) []*pendingInsert {
 }
 
 // storeBatch stores the rows of batch (no two with the same key) in tx and
-// returns the transaction's id (nil if it wrote nothing). The rows whose
+// returns what the transaction wrote (nil if nothing). The rows whose
 // key decides their outcome (in flight, reused, replayed) are only marked
 // decided.
-func storeBatch(ctx context.Context, tx batchTx, batch []*pendingInsert) (xid *string, err error) {
+func storeBatch(ctx context.Context, tx batchTx, batch []*pendingInsert) (*written, error) {
 	inserted, err := settleKeys(ctx, tx, batch)
 	if err != nil || len(inserted) == 0 {
 		return nil, err
@@ -233,6 +233,7 @@ func storeBatch(ctx context.Context, tx batchTx, batch []*pendingInsert) (xid *s
 	// The keys' foreign key is checked at the end of the statement, when
 	// their emails rows are in. An expired key is replaced.
 	var created time.Time
+	w := written{messageID: ids[0]}
 	err = tx.QueryRow(ctx, `
 		WITH remembered AS (
 			INSERT INTO idempotency_keys (key, fingerprint, email_id)
@@ -243,14 +244,15 @@ func storeBatch(ctx context.Context, tx batchTx, batch []*pendingInsert) (xid *s
 		INSERT INTO emails (id, assunto, mensagem, traceparent, tracestate)
 		SELECT id, assunto, mensagem, NULLIF(tp, ''), NULLIF(ts, '')
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(id, assunto, mensagem, tp, ts)
-		RETURNING created_at, pg_current_xact_id()::text`, ids, assuntos, mensagens, tps, tss, keys, fingerprints, keyIDs).Scan(&created, &xid)
+		RETURNING created_at, pg_current_xact_id()::text, pg_postmaster_start_time()`,
+		ids, assuntos, mensagens, tps, tss, keys, fingerprints, keyIDs).Scan(&created, &w.xid, &w.serverStart)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range inserted {
 		p.email.CreatedAt = created // one transaction: one now()
 	}
-	return xid, nil
+	return &w, nil
 }
 
 // settleKeys takes the transaction-scoped advisory locks of the batch's
@@ -333,7 +335,7 @@ func settleKeys(ctx context.Context, tx batchTx, batch []*pendingInsert) ([]*pen
 // insertAlone stores one row of a failed batch in a transaction of its
 // own: Insert's or InsertOnce's, without group commit.
 func (s *Store) insertAlone(ctx context.Context, p *pendingInsert) error {
-	return s.inTx(ctx, func(tx pgx.Tx) (err error) {
+	return s.inTx(ctx, p.email.ID, func(tx pgx.Tx) (err error) {
 		if p.key == "" {
 			p.email, err = insert(ctx, tx, p.email)
 			return err

@@ -45,7 +45,7 @@ func (s *Store) InsertOnce(ctx context.Context, key string, fingerprint []byte, 
 	}
 	// inTx: an error means nothing was stored, even when ctx ends during
 	// COMMIT, as with Insert.
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, e.ID, func(tx pgx.Tx) error {
 		e, replayed, err = insertOnce(ctx, tx, key, fingerprint, e)
 		return err
 	})

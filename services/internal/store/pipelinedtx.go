@@ -71,10 +71,11 @@ func (r errRow) Scan(...any) error { return r.err }
 
 // inTxPipelined runs fn in a transaction that fn's first statements begin
 // (pipelinedTx) and commits it under ctx, with inTx's guarantees: fn
-// returns the transaction's id, learned in the statement that writes
-// (RETURNING pg_current_xact_id()), whenever it wrote anything; a nil id
-// says it wrote nothing, so that a failed COMMIT lost nothing.
-func (s *Store) inTxPipelined(ctx context.Context, fn func(batchTx) (xid *string, err error)) error {
+// returns what the transaction wrote, learned in the statement that writes
+// (RETURNING pg_current_xact_id(), pg_postmaster_start_time()), whenever
+// it wrote anything; nil says it wrote nothing, so that a failed COMMIT
+// lost nothing.
+func (s *Store) inTxPipelined(ctx context.Context, fn func(batchTx) (*written, error)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -90,11 +91,11 @@ func (s *Store) inTxPipelined(ctx context.Context, fn func(batchTx) (xid *string
 		}
 		conn.Release()
 	}()
-	xid, err := fn(t)
+	w, err := fn(t)
 	if err != nil || !t.begun {
 		return err
 	}
-	return s.commit(ctx, xid, func(ctx context.Context) error {
+	return s.commit(ctx, w, func(ctx context.Context) error {
 		tag, err := conn.Exec(ctx, "COMMIT")
 		if err == nil && tag.String() == "ROLLBACK" {
 			return pgx.ErrTxCommitRollback // the transaction had failed

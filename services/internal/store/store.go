@@ -123,7 +123,7 @@ func (s *Store) Insert(ctx context.Context, in message.Input, traceparent, trace
 		}
 		return p.email, nil
 	}
-	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
+	err := s.inTx(ctx, e.ID, func(tx pgx.Tx) (err error) {
 		e, err = insert(ctx, tx, e)
 		return err
 	})
