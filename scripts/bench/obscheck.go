@@ -110,7 +110,7 @@ type jobTarget struct {
 // summarizeTargets counts the targets up and in all, per job ("1/2"), and
 // lists (sorted) the jobs with a target down.
 func summarizeTargets(targets []jobTarget) (up, all int, jobs map[string]string, down []string) {
-	jobs = map[string]string{}
+	jobs, down = map[string]string{}, []string{}
 	upOf, allOf := map[string]int{}, map[string]int{}
 	for _, t := range targets {
 		all++

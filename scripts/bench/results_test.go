@@ -145,6 +145,9 @@ func TestObsCheckSummaries(t *testing.T) {
 	if up != 3 || all != 5 || jobs["carteiro-worker"] != "1/2" || jobs["otelcol"] != "1/1" || !slices.Equal(down, []string{"carteiro-worker", "nginx"}) {
 		t.Errorf("got %d/%d %v down %v, want 3/5, carteiro-worker 1/2, otelcol 1/1, down carteiro-worker and nginx", up, all, jobs, down)
 	}
+	if _, _, _, down := summarizeTargets([]jobTarget{{"otelcol", true}}); down == nil || len(down) != 0 {
+		t.Errorf("no job down: got %#v, want an empty list (null in the results otherwise)", down)
+	}
 	for _, tc := range []struct {
 		services, want []string
 	}{
