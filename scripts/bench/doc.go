@@ -2,8 +2,9 @@
 // machine's own limits and prints a table, writing every raw figure to
 // bench/results.json.
 //
-// For each observability mode (off, then on: Jaeger and Prometheus running,
-// 100 % sampling) it starts a private native stack with package devstack,
+// For each observability mode (off, then on: make dev OBS=1's OpenTelemetry
+// Collector, Jaeger and Prometheus running, every trace sampled and kept)
+// it starts a private native stack with package devstack,
 // the launcher of make dev (RATE_LIMIT=0, its own DEV_DIR, free loopback
 // ports, a fresh database, a private redis-server without persistence,
 // Mailpit keeping every message) and runs:
@@ -43,6 +44,12 @@
 //     api and worker process sampled every second throughout the mode by
 //     a goroutine (peaks, and the phase the highest VmRSS was seen in),
 //     plus a snapshot at the end of each phase; against 64 MiB.
+//
+// With observability on, a check at the end proves it was: Jaeger has
+// spans from the api and the worker (waiting up to the collector's
+// OTELCOL_DECISION_WAIT and 30 s for them), and Prometheus's jobs
+// carteiro-api, carteiro-worker and otelcol are up (every job's state is
+// recorded).
 //
 // Phase 3 also records the rows of emails at each drain (the table the
 // drain works on grows by what phases 2 and 3 add).

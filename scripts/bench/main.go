@@ -227,9 +227,10 @@ func method(s settings) map[string]string {
 		"stack": "package devstack, as make dev (native: nginx, api, worker, Mailpit --max 0) with RATE_LIMIT=0, its own DEV_DIR, " +
 			"binaries copied from bin/ at the start (see binaries), " +
 			"free loopback ports, database " + s.DBName + " dropped and recreated per mode, a private redis-server " +
-			"(no persistence) flushed per mode; observability on = OBS=1 (Jaeger, Prometheus, Alertmanager and the " +
-			"nginx, Postgres and Redis exporters; default sampler " +
-			"parentbased_always_on: every trace sampled)",
+			"(no persistence) flushed per mode; observability on = OBS=1 (the OpenTelemetry Collector, Jaeger, " +
+			"Prometheus, Alertmanager and the nginx, Postgres and Redis exporters; the services' default sampler " +
+			"parentbased_always_on: every trace sampled; the collector's tail sampling at its default " +
+			"OTELCOL_SAMPLE_PERCENT=100: every trace kept, sent to Jaeger after OTELCOL_DECISION_WAIT)",
 		"settle": "before every measured run: wait until nothing is queued, sending, failed or unpublished, " +
 			"clear Mailpit, CHECKPOINT, VACUUM (ANALYZE) emails",
 		"phase1": fmt.Sprintf("pgbench -n -M prepared -c %d -j %d -T <duration>: one INSERT per transaction into emails "+

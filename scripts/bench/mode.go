@@ -296,7 +296,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		c, err := checkObservability(ctx, st)
 		m.ObsCheck = &c
 		note("observability check", err)
-		b.log.printf("[%s] Jaeger services %v, Prometheus targets up %d of %d", mode, c.JaegerServices, c.PrometheusUp, c.PrometheusAll)
+		b.log.printf("[%s] Jaeger services %v (after %.0f s), Prometheus targets up %d of %d, jobs %v, down %v",
+			mode, c.JaegerServices, c.JaegerWaitedS, c.PrometheusUp, c.PrometheusAll, c.PrometheusJobs, c.PrometheusDown)
 	}
 	return nil
 }

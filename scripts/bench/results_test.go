@@ -138,3 +138,25 @@ func TestRSSSampler(t *testing.T) {
 		t.Errorf("a second stop sampled again: %d, then %d", s.Samples, again.Samples)
 	}
 }
+
+func TestObsCheckSummaries(t *testing.T) {
+	up, all, jobs, down := summarizeTargets([]jobTarget{{"carteiro-api", true}, {"carteiro-worker", true},
+		{"carteiro-worker", false}, {"nginx", false}, {"otelcol", true}})
+	if up != 3 || all != 5 || jobs["carteiro-worker"] != "1/2" || jobs["otelcol"] != "1/1" || !slices.Equal(down, []string{"carteiro-worker", "nginx"}) {
+		t.Errorf("got %d/%d %v down %v, want 3/5, carteiro-worker 1/2, otelcol 1/1, down carteiro-worker and nginx", up, all, jobs, down)
+	}
+	if _, _, _, down := summarizeTargets([]jobTarget{{"otelcol", true}}); down == nil || len(down) != 0 {
+		t.Errorf("no job down: got %#v, want an empty list (null in the results otherwise)", down)
+	}
+	for _, tc := range []struct {
+		services, want []string
+	}{
+		{[]string{"carteiro-api", "carteiro-worker", "jaeger"}, nil},
+		{[]string{"carteiro-api"}, []string{"carteiro-worker"}},
+		{nil, []string{"carteiro-api", "carteiro-worker"}},
+	} {
+		if got := missingServices(tc.services); !slices.Equal(got, tc.want) {
+			t.Errorf("missingServices(%v): got %v, want %v", tc.services, got, tc.want)
+		}
+	}
+}

@@ -138,7 +138,7 @@ func startRSSSampler(interval time.Duration, pids func() map[string]int, read fu
 		defer close(r.done)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		for {
+		sample := func() {
 			procs := map[string]procMem{}
 			for name, pid := range pids() {
 				if m, ok := read(pid); ok {
@@ -148,8 +148,12 @@ func startRSSSampler(interval time.Duration, pids func() map[string]int, read fu
 			r.mu.Lock()
 			r.s.observe(r.phase, procs)
 			r.mu.Unlock()
+		}
+		for {
+			sample()
 			select {
 			case <-ctx.Done():
+				sample() // the last figures, up to stop
 				return
 			case <-tick.C:
 			}
@@ -165,7 +169,8 @@ func (r *rssSampler) setPhase(phase string) {
 	r.mu.Unlock()
 }
 
-// stop ends the sampling (again: a no-op) and returns the peaks.
+// stop takes a last sample, ends the sampling (again: a no-op) and
+// returns the peaks.
 func (r *rssSampler) stop() *rssSampled {
 	r.cancel()
 	<-r.done

@@ -139,10 +139,12 @@ func evaluateTargets(res *results) []target {
 		// Memory.
 		for _, kind := range []string{"api", "worker"} {
 			peak, ok := m.RSSSampled.peak(kind)
-			what := "sampled every second, VmHWM included"
+			what := "sampled every second and at the end of each phase, VmHWM included"
 			if !ok {
-				peak, ok = snapshotPeak(m.RSS, kind)
 				what = "VmHWM at the end of each phase"
+			}
+			if p, found := snapshotPeak(m.RSS, kind); found {
+				peak, ok = max(peak, p), true
 			}
 			text := "-"
 			if ok {
