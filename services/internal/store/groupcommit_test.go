@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -90,8 +91,9 @@ func TestGroupCommitIsolatesABadRow(t *testing.T) {
 	}
 }
 
-// With the database gone, inserts fail as unavailable and nothing that
-// failed is stored once it comes back.
+// With the database gone, inserts, with an Idempotency-Key or without,
+// fail as unavailable and nothing that failed is stored once it comes
+// back: no message, no key.
 func TestGroupCommitWithDatabaseDown(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	s, err := Open(context.Background(), pg.Config, testenv.Logger(t))
@@ -107,9 +109,15 @@ func TestGroupCommitWithDatabaseDown(t *testing.T) {
 	s.EnableGroupCommit(ctx, 2, 16, noop.NewTracerProvider().Tracer(""))
 	pg.Stop()
 	var wg sync.WaitGroup
-	for range 10 {
+	for i := range 10 {
 		wg.Go(func() {
-			_, err := s.Insert(ctx, message.Input{Assunto: "a", Mensagem: "b"}, "", "")
+			in := message.Input{Assunto: "a", Mensagem: "b"}
+			var err error
+			if i%2 == 0 {
+				_, err = s.Insert(ctx, in, "", "")
+			} else {
+				_, _, err = s.InsertOnce(ctx, fmt.Sprint("key ", i), []byte("a"), in, "", "")
+			}
 			if err == nil || !Unavailable(err) {
 				t.Errorf("insert with the database down: got %v, want an unavailable error", err)
 			}
@@ -119,7 +127,7 @@ func TestGroupCommitWithDatabaseDown(t *testing.T) {
 	pg.Start()
 	var n int
 	for range 50 {
-		if err = s.pool.QueryRow(ctx, `SELECT count(*) FROM emails`).Scan(&n); err == nil {
+		if err = s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM emails) + (SELECT count(*) FROM idempotency_keys)`).Scan(&n); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -28,15 +28,25 @@ var (
 // with the request's fingerprint in the same transaction. A repeat with the
 // same fingerprint returns the message the first use created, with
 // replayed set; a different fingerprint is ErrKeyReused; a repeat while the
-// first is still in its transaction is ErrKeyInFlight. As with Insert, an
-// error means nothing was stored, except ErrOutcomeUnknown.
+// first is still in its transaction is ErrKeyInFlight (so is the second
+// of two uses in one group-commit batch). As with Insert, whose group
+// commit and time bounds it shares, an error means nothing was stored,
+// except ErrOutcomeUnknown.
 func (s *Store) InsertOnce(ctx context.Context, key string, fingerprint []byte, in message.Input, traceparent, tracestate string) (e Email, replayed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	defer cancel()
+	e = newEmail(in, traceparent, tracestate)
+	if s.group != nil {
+		p := &pendingInsert{email: e, key: key, fingerprint: fingerprint}
+		if err := s.insertGrouped(ctx, p); err != nil {
+			return Email{}, false, err
+		}
+		return p.email, p.replayed, nil
+	}
 	// inTx: an error means nothing was stored, even when ctx ends during
 	// COMMIT, as with Insert.
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		e, replayed, err = insertOnce(ctx, tx, key, fingerprint, newEmail(in, traceparent, tracestate))
+	err = s.inTx(ctx, e.ID, func(tx pgx.Tx) error {
+		e, replayed, err = insertOnce(ctx, tx, key, fingerprint, e)
 		return err
 	})
 	if err != nil {

@@ -19,6 +19,23 @@ import (
 // unknown it asks pg_xact_status(xid) on another connection until the
 // answer is no longer "in progress" (PostgreSQL 15 documentation, §9.26
 // "Transaction ID and Snapshot Information Functions").
+//
+// A crash makes one more case: an xid that never reached the WAL is handed
+// out again by the restarted server (seen on PostgreSQL 15: a transaction
+// killed by an immediate shutdown before its COMMIT, and the first
+// transaction after the restart, had the same xid), so pg_xact_status may
+// then tell another transaction's outcome. The transaction also learns
+// pg_postmaster_start_time() with its xid; when the server has restarted
+// since, no transaction of before the crash is still in progress and the
+// row of a message the transaction inserted decides: there, it committed.
+
+// written is what a transaction that inserts messages learns before its
+// COMMIT, to resolve a COMMIT whose reply is lost.
+type written struct {
+	xid         string    // pg_current_xact_id()
+	serverStart time.Time // pg_postmaster_start_time(): new after every restart
+	messageID   string    // a message the transaction inserts
+}
 
 // ErrOutcomeUnknown is returned when a transaction's COMMIT got no reply
 // and its outcome could not be learned either: the database stayed
@@ -35,7 +52,8 @@ const resolvePoll = 200 * time.Millisecond
 // commit. A COMMIT that fails without a verdict from the server (a deadline,
 // a broken connection, a FATAL) is resolved by resolveCommit. A transaction
 // that wrote nothing has nothing to lose at COMMIT: its failure is ignored.
-func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+// messageID is a message fn inserts.
+func (s *Store) inTx(ctx context.Context, messageID string, fn func(pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -51,23 +69,35 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		return err
 	}
 	var xid *string
-	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text`).Scan(&xid); err != nil {
+	w := written{messageID: messageID}
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text, pg_postmaster_start_time()`).Scan(&xid, &w.serverStart); err != nil {
 		return err
 	}
+	if xid == nil {
+		return s.commit(ctx, nil, tx.Commit)
+	}
+	w.xid = *xid
+	return s.commit(ctx, &w, tx.Commit)
+}
+
+// commit sends COMMIT (send) under ctx for the transaction w, nil if it
+// wrote nothing, and returns its outcome as inTx does. The caller ends the
+// transaction if commit returns before sending COMMIT.
+func (s *Store) commit(ctx context.Context, w *written, send func(context.Context) error) error {
 	if err := ctx.Err(); err != nil {
-		return err // COMMIT not sent: the deferred rollback ends it
+		return err // COMMIT not sent
 	}
 	committing := time.Now()
-	err = tx.Commit(ctx)
+	err := send(ctx)
 	switch {
 	case err == nil:
 		return nil
-	case xid == nil:
+	case w == nil:
 		return nil
 	case !commitAmbiguous(err):
 		return fmt.Errorf("commit: %w", err)
 	}
-	return s.resolveCommit(*xid, committing, err)
+	return s.resolveCommit(*w, committing, err)
 }
 
 // commitAmbiguous reports whether a failed COMMIT may still have
@@ -96,15 +126,18 @@ func commitAmbiguous(err error) bool {
 // does not cover) has its backend terminated, which decides it: aborted,
 // unless its commit record was written. If the database does not answer
 // for statement_timeout plus one query timeout after COMMIT was sent, the
-// outcome is ErrOutcomeUnknown.
-func (s *Store) resolveCommit(xid string, committing time.Time, cause error) error {
+// outcome is ErrOutcomeUnknown. If the server restarted since w was
+// learned, w's message row decides instead (see written).
+func (s *Store) resolveCommit(w written, committing time.Time, cause error) error {
+	xid := w.xid
 	ctx, cancel := context.WithDeadline(context.Background(), committing.Add(s.statementTimeout+s.queryTimeout))
 	defer cancel()
 	s.log.Warn("commit outcome unknown; asking pg_xact_status", "xid", xid, "err", cause)
 	terminated := false
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, resolvePoll) {
 		var status *string
-		err := s.pool.QueryRow(ctx, `SELECT pg_xact_status($1::xid8)`, xid).Scan(&status)
+		var start time.Time
+		err := s.pool.QueryRow(ctx, `SELECT pg_xact_status($1::xid8), pg_postmaster_start_time()`, xid).Scan(&status, &start)
 		var pe *pgconn.PgError
 		switch {
 		case errors.As(err, &pe) && pe.Code == "22023":
@@ -114,6 +147,19 @@ func (s *Store) resolveCommit(xid string, committing time.Time, cause error) err
 			s.log.Warn("commit outcome learned", "xid", xid, "status", "unknown to the restarted server", "err", pe.Message)
 			return fmt.Errorf("commit lost in a crash (xid %s): %w", xid, cause)
 		case err != nil:
+		case !start.Equal(w.serverStart):
+			// Restarted: xid may be another transaction's by now.
+			var stored bool
+			err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM emails WHERE id = $1)`, w.messageID).Scan(&stored)
+			switch {
+			case err != nil:
+			case stored:
+				s.log.Warn("commit outcome learned", "xid", xid, "status", "committed before the restart", "message_id", w.messageID)
+				return nil
+			default:
+				s.log.Warn("commit outcome learned", "xid", xid, "status", "lost in the restart", "message_id", w.messageID)
+				return fmt.Errorf("commit lost in a crash (xid %s, message %s not stored): %w", xid, w.messageID, cause)
+			}
 		case status == nil:
 			// Only for an xid older than the commit log keeps: not one
 			// of a few seconds ago.

@@ -56,7 +56,7 @@ func rowCount(t *testing.T, s *Store, assunto string) int {
 // A COMMIT still running when its deadline passes is answered by its real
 // outcome: committed after the deadline → stored, no error; rolled back
 // after it → an error (a 503) and no row. Through group commit, alone, and
-// with an Idempotency-Key.
+// with an Idempotency-Key, alone and through group commit.
 func TestCommitAfterTheDeadlineTellsTheTruth(t *testing.T) {
 	paths := []struct {
 		name   string
@@ -72,6 +72,11 @@ func TestCommitAfterTheDeadlineTellsTheTruth(t *testing.T) {
 			return err
 		}},
 		{"idempotency key", false, func(s *Store, assunto string) error {
+			in := message.Input{Assunto: assunto, Mensagem: "m"}
+			_, _, err := s.InsertOnce(context.Background(), "key-"+assunto, []byte(assunto), in, "", "")
+			return err
+		}},
+		{"idempotency key, group commit", true, func(s *Store, assunto string) error {
 			in := message.Input{Assunto: assunto, Mensagem: "m"}
 			_, _, err := s.InsertOnce(context.Background(), "key-"+assunto, []byte(assunto), in, "", "")
 			return err
@@ -212,9 +217,48 @@ func TestCommitLostInACrashIsNotStored(t *testing.T) {
 	if err := s.pool.QueryRow(context.Background(), `SELECT (pg_current_xact_id()::text::bigint + 1000000)::text`).Scan(&next); err != nil {
 		t.Fatal(err)
 	}
-	err := s.resolveCommit(next, time.Now(), io.ErrUnexpectedEOF)
+	var start time.Time
+	if err := s.pool.QueryRow(context.Background(), `SELECT pg_postmaster_start_time()`).Scan(&start); err != nil {
+		t.Fatal(err)
+	}
+	err := s.resolveCommit(written{xid: next, serverStart: start, messageID: NewID()}, time.Now(), io.ErrUnexpectedEOF)
 	if !Unavailable(err) || errors.Is(err, ErrOutcomeUnknown) {
 		t.Errorf("got %v, want an unavailable error (503, nothing stored)", err)
+	}
+}
+
+// After a restart, an xid that never reached the WAL may be another
+// transaction's (the restarted server hands it out again): its status is
+// not trusted, the message's row decides. Here the xid is a committed
+// transaction's and the server's start time is not the one the
+// transaction saw, as after a crash.
+func TestCommitAcrossARestartAsksTheRow(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	stored, err := s.Insert(ctx, message.Input{Assunto: "stored", Mensagem: "m"}, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed string
+	var start time.Time
+	if err := s.pool.QueryRow(ctx, `INSERT INTO emails (id, assunto, mensagem) VALUES ($1, 'other', 'm')
+		RETURNING pg_current_xact_id()::text, pg_postmaster_start_time()`, NewID()).Scan(&committed, &start); err != nil {
+		t.Fatal(err)
+	}
+	before := start.Add(-time.Hour) // the server the transaction ran on
+	for _, c := range []struct {
+		name       string
+		w          written
+		wantStored bool
+	}{
+		{"no restart: pg_xact_status", written{xid: committed, serverStart: start, messageID: NewID()}, true},
+		{"restart, row absent", written{xid: committed, serverStart: before, messageID: NewID()}, false},
+		{"restart, row present", written{xid: committed, serverStart: before, messageID: stored.ID}, true},
+	} {
+		err := s.resolveCommit(c.w, time.Now(), io.ErrUnexpectedEOF)
+		if c.wantStored && err != nil || !c.wantStored && (!Unavailable(err) || errors.Is(err, ErrOutcomeUnknown)) {
+			t.Errorf("%s: got %v, want stored %v (else an unavailable error)", c.name, err, c.wantStored)
+		}
 	}
 }
 

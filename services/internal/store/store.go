@@ -117,9 +117,13 @@ func (s *Store) Insert(ctx context.Context, in message.Input, traceparent, trace
 	defer cancel()
 	e := newEmail(in, traceparent, tracestate)
 	if s.group != nil {
-		return s.insertGrouped(ctx, e)
+		p := &pendingInsert{email: e}
+		if err := s.insertGrouped(ctx, p); err != nil {
+			return Email{}, err
+		}
+		return p.email, nil
 	}
-	err := s.inTx(ctx, func(tx pgx.Tx) (err error) {
+	err := s.inTx(ctx, e.ID, func(tx pgx.Tx) (err error) {
 		e, err = insert(ctx, tx, e)
 		return err
 	})
@@ -155,10 +159,15 @@ const emailColumns = `id::text, assunto, mensagem, status, attempts, coalesce(la
 	created_at, next_attempt_at, sent_at, coalesce(message_id, ''), fencing_token,
 	coalesce(traceparent, ''), coalesce(tracestate, '')`
 
+// emailDest is where emailColumns scan to.
+func emailDest(e *Email) []any {
+	return []any{&e.ID, &e.Assunto, &e.Mensagem, &e.Status, &e.Attempts, &e.LastError,
+		&e.CreatedAt, &e.NextAttemptAt, &e.SentAt, &e.MessageID, &e.Token, &e.Traceparent, &e.Tracestate}
+}
+
 func scanEmail(row pgx.Row) (Email, error) {
 	var e Email
-	err := row.Scan(&e.ID, &e.Assunto, &e.Mensagem, &e.Status, &e.Attempts, &e.LastError,
-		&e.CreatedAt, &e.NextAttemptAt, &e.SentAt, &e.MessageID, &e.Token, &e.Traceparent, &e.Tracestate)
+	err := row.Scan(emailDest(&e)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Email{}, ErrNotFound
 	}
