@@ -371,10 +371,10 @@ func TestParseCommandStats(t *testing.T) {
 	if got["xadd"] != 12 || got["xack"] != 3 || len(got) != 2 {
 		t.Errorf("got %v, want xadd 12, xack 3", got)
 	}
-	before := storeWork{PgCommits: 10, Redis: map[string]float64{"xadd": 2}}
-	after := storeWork{PgCommits: 30, Redis: map[string]float64{"xadd": 12, "xack": 10}}
+	before := storeWork{PgCommits: 10, PgHOTUpdated: 5, PgWALBytes: 1000, Redis: map[string]float64{"xadd": 2}}
+	after := storeWork{PgCommits: 30, PgHOTUpdated: 15, PgWALBytes: 6000, Redis: map[string]float64{"xadd": 12, "xack": 10}}
 	pm := after.perMessage(before, 10)
-	if pm.PgCommits != 2 || pm.Redis["xadd"] != 1 || pm.Redis["xack"] != 1 {
-		t.Errorf("per message = %+v, want 2 commits, xadd 1, xack 1", pm)
+	if pm.PgCommits != 2 || pm.PgHOTUpdated != 1 || pm.PgWALBytes != 500 || pm.Redis["xadd"] != 1 || pm.Redis["xack"] != 1 {
+		t.Errorf("per message = %+v, want 2 commits, 1 HOT update, 500 WAL bytes, xadd 1, xack 1", pm)
 	}
 }

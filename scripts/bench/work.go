@@ -10,16 +10,26 @@ import (
 
 // The work one drain costs the stores, per message delivered: Postgres
 // transactions committed and rows written in the bench database
-// (pg_stat_database), and Redis commands by name (INFO commandstats of
-// the bench's private redis-server). pg_stat_statements would name the
+// (pg_stat_database), how many of the updates of emails were heap-only
+// tuple updates (HOT: no index entry written; pg_stat_user_tables), the
+// bytes the indexes of emails grew by, the WAL written (pg_current_wal_lsn:
+// the whole server's, so other databases' writes count too), and Redis
+// commands by name (INFO commandstats of the bench's private
+// redis-server). pg_stat_statements would name the
 // statements too, but it needs shared_preload_libraries, a server
 // restart the bench never makes on a shared Postgres.
 
 // storeWork is a snapshot of the counters, or the difference of two.
 type storeWork struct {
-	PgCommits  float64            `json:"pg_commits"`
-	PgUpdated  float64            `json:"pg_rows_updated"`
-	PgInserted float64            `json:"pg_rows_inserted"`
+	PgCommits  float64 `json:"pg_commits"`
+	PgUpdated  float64 `json:"pg_rows_updated"`
+	PgInserted float64 `json:"pg_rows_inserted"`
+	// PgHOTUpdated are the updates of emails that wrote no index entry.
+	PgHOTUpdated float64 `json:"pg_emails_hot_updated"`
+	// PgIndexBytes is the size of the indexes of emails.
+	PgIndexBytes float64 `json:"pg_emails_index_bytes"`
+	// PgWALBytes is the server's WAL position (all databases).
+	PgWALBytes float64            `json:"pg_wal_bytes"`
 	Redis      map[string]float64 `json:"redis_calls"`
 }
 
@@ -33,6 +43,10 @@ func (b *bench) work(ctx context.Context, db *benchDB) storeWork {
 		Scan(&commits, &upd, &ins); err == nil {
 		w.PgCommits, w.PgUpdated, w.PgInserted = float64(commits), float64(upd), float64(ins)
 	}
+	_ = db.pool.QueryRow(ctx, `
+		SELECT (SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'emails'::regclass)::float8,
+		       (SELECT sum(pg_relation_size(indexrelid)) FROM pg_index WHERE indrelid = 'emails'::regclass)::float8,
+		       (pg_current_wal_lsn() - '0/0')::float8`).Scan(&w.PgHOTUpdated, &w.PgIndexBytes, &w.PgWALBytes)
 	c := redis.NewClient(&redis.Options{Addr: b.redis.Addr})
 	defer c.Close()
 	info, err := c.Info(ctx, "commandstats").Result()
@@ -70,6 +84,9 @@ func (after storeWork) perMessage(before storeWork, n int) storeWork {
 	d.PgCommits = (after.PgCommits - before.PgCommits) / f
 	d.PgUpdated = (after.PgUpdated - before.PgUpdated) / f
 	d.PgInserted = (after.PgInserted - before.PgInserted) / f
+	d.PgHOTUpdated = (after.PgHOTUpdated - before.PgHOTUpdated) / f
+	d.PgIndexBytes = (after.PgIndexBytes - before.PgIndexBytes) / f
+	d.PgWALBytes = (after.PgWALBytes - before.PgWALBytes) / f
 	for k, v := range after.Redis {
 		if x := (v - before.Redis[k]) / f; x > 0 {
 			d.Redis[k] = x
