@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,11 +17,56 @@ import (
 )
 
 // Phase 2, the accept path: wrk (Debian's, C and cheap on a 2-core
-// machine) POSTing JSON through nginx with a fixed number of connections,
-// each sending its next request as soon as the previous one is answered.
+// machine) POSTing through nginx with a fixed number of connections, each
+// sending its next request as soon as the previous one is answered, in
+// each of the ways the page posts a message (acceptVariant).
 
 //go:embed accept.lua
 var acceptLua []byte
+
+// acceptVariant is one way of posting a message: as a form or as JSON,
+// with or without an Idempotency-Key.
+type acceptVariant struct {
+	// Form: POST /api, application/x-www-form-urlencoded, a browser's
+	// Accept (what web/index.html's form posts without script; the api
+	// answers with its HTML page). Otherwise POST /api/messages,
+	// application/json, Accept: application/json (what web/app.js posts).
+	Form bool
+	// Key: every request carries its own Idempotency-Key, quoted as
+	// web/app.js sends its one key per message.
+	Key bool
+}
+
+// acceptVariants are the variants phase 2 measures, by name; the first is
+// the one measured before variants existed (JSON without a key), and
+// json+key is the page's own path (it always sends a key).
+var acceptVariants = []string{"json", "json+key", "form", "form+key"}
+
+// parseVariant reads a variant's name: json, json+key, form or form+key.
+func parseVariant(name string) (acceptVariant, error) {
+	content, key, _ := strings.Cut(name, "+")
+	v := acceptVariant{Form: content == "form", Key: key == "key"}
+	if (content != "form" && content != "json") || (key != "" && key != "key") {
+		return v, fmt.Errorf("want json, json+key, form or form+key, got %q", name)
+	}
+	return v, nil
+}
+
+// path is where the variant posts.
+func (v acceptVariant) path() string {
+	if v.Form {
+		return "/api"
+	}
+	return "/api/messages"
+}
+
+// content is accept.lua's CONTENT argument.
+func (v acceptVariant) content() string {
+	if v.Form {
+		return "form"
+	}
+	return "json"
+}
 
 type acceptRun struct {
 	Round       int              `json:"round"`
@@ -35,6 +82,8 @@ type acceptRun struct {
 	WrkErrors   map[string]int64 `json:"wrk_errors"`
 	LatencyMs   latencyMs        `json:"latency_ms"`
 	Command     string           `json:"command"`
+	// Variant is the acceptVariant's name (json, json+key, form, form+key).
+	Variant string `json:"variant"`
 	// WorkerStopped: BENCH_ACCEPT_WORKER=stop.
 	WorkerStopped bool `json:"worker_stopped,omitempty"`
 }
@@ -53,20 +102,33 @@ type latencyMs struct {
 // errors.
 func (r acceptRun) Errors() int64 { return r.Non202 + r.Transport }
 
-func runAccept(ctx context.Context, s settings, url, dir, prefix string, conns, round int, dur time.Duration) (acceptRun, error) {
+// runAccept runs wrk with accept.lua against base (scheme and host; the
+// variant names the path) for dur.
+func runAccept(ctx context.Context, s settings, base, dir, prefix, variant string, conns, round int, dur time.Duration) (acceptRun, error) {
+	v, err := parseVariant(variant)
+	if err != nil {
+		return acceptRun{}, err
+	}
 	script := filepath.Join(dir, "accept.lua")
 	if err := os.WriteFile(script, acceptLua, 0o644); err != nil {
 		return acceptRun{}, err
 	}
+	keyPrefix := ""
+	if v.Key {
+		// Unique across runs and modes: the api remembers keys.
+		var b [8]byte
+		rand.Read(b[:])
+		keyPrefix = "bench-" + hex.EncodeToString(b[:])
+	}
 	threads := min(s.WrkThreads, conns)
 	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", dur.String(),
-		"--timeout", "10s", "--latency", "-s", script, url, "--", prefix, benchText}
-	r := acceptRun{Round: round, Connections: conns, Threads: threads,
-		Command: "wrk " + strings.Join(args[:len(args)-2], " ") + " '" + prefix + "' <body text>"}
+		"--timeout", "10s", "--latency", "-s", script, base + v.path(), "--", prefix, benchText, v.content(), keyPrefix}
+	r := acceptRun{Round: round, Connections: conns, Threads: threads, Variant: variant,
+		Command: "wrk " + strings.Join(args[:len(args)-4], " ") + " '" + prefix + "' <body text> " + v.content() + " '" + keyPrefix + "'"}
 	cmd := exec.CommandContext(ctx, "wrk", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err = cmd.Run()
 	text := out.String()
 	_, js, found := strings.Cut(text, "BENCH-RESULT ")
 	if err != nil || !found {

@@ -233,65 +233,93 @@ func TestComposeMailLikeTheWorker(t *testing.T) {
 	}
 }
 
-// TestAcceptLua runs the real wrk with accept.lua against a stand-in api:
-// every body must be a unique valid message, and the counts wrk reports
-// must match what the server answered.
+// TestAcceptLua runs the real wrk with accept.lua against a stand-in api,
+// in each variant: every request must be a unique valid message posted as
+// the page posts it (path, Content-Type, Accept, body encoding), with its
+// own Idempotency-Key exactly when the variant has one, and the counts wrk
+// reports must match what the server answered.
 func TestAcceptLua(t *testing.T) {
-	if _, err := exec.LookPath("wrk"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("wrk is missing (scripts/ci-deps.sh installs it): %v", err)
-		}
-		t.Skipf("wrk is missing (apt-get install wrk): %v", err)
-	}
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	var answered, rejected, dup int
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var v struct{ Assunto, Mensagem string }
-		err := json.NewDecoder(r.Body).Decode(&v)
-		mu.Lock()
-		defer mu.Unlock()
-		answered++
-		if r.Method != http.MethodPost || r.URL.Path != "/api/messages" ||
-			r.Header.Get("Content-Type") != "application/json" || err != nil || v.Mensagem != benchText ||
-			!strings.HasPrefix(v.Assunto, "bench accept c4 off r1 ") {
-			rejected++
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		if seen[v.Assunto] {
-			dup++
-		}
-		seen[v.Assunto] = true
-		if answered%10 == 0 {
-			rejected++
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	defer srv.Close()
+	need(t, "wrk", "apt-get install wrk (scripts/ci-deps.sh installs it)")
+	for _, tc := range []struct {
+		variant, path, contentType, accept string
+		key                                bool
+	}{
+		{"json", "/api/messages", "application/json", "application/json", false},
+		{"json+key", "/api/messages", "application/json", "application/json", true},
+		{"form", "/api", "application/x-www-form-urlencoded", "text/html", false},
+		{"form+key", "/api", "application/x-www-form-urlencoded", "text/html", true},
+	} {
+		t.Run(tc.variant, func(t *testing.T) {
+			var mu sync.Mutex
+			seen, keys := map[string]bool{}, map[string]bool{}
+			var answered, rejected, dup, wrongKey int
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var v struct{ Assunto, Mensagem string }
+				var err error
+				if tc.contentType == "application/json" {
+					err = json.NewDecoder(r.Body).Decode(&v)
+				} else if err = r.ParseForm(); err == nil {
+					v.Assunto, v.Mensagem = r.PostForm.Get("assunto"), r.PostForm.Get("mensagem")
+				}
+				key := r.Header.Get("Idempotency-Key")
+				mu.Lock()
+				defer mu.Unlock()
+				answered++
+				if r.Method != http.MethodPost || r.URL.Path != tc.path ||
+					r.Header.Get("Content-Type") != tc.contentType || !strings.HasPrefix(r.Header.Get("Accept"), tc.accept) ||
+					err != nil || v.Mensagem != benchText || !strings.HasPrefix(v.Assunto, "bench accept c4 off r1 ") {
+					rejected++
+					w.WriteHeader(http.StatusBadRequest)
+					return
+				}
+				if seen[v.Assunto] {
+					dup++
+				}
+				seen[v.Assunto] = true
+				switch {
+				case !tc.key && key != "":
+					wrongKey++
+				case tc.key && (len(key) < 3 || key[0] != '"' || key[len(key)-1] != '"' || strings.ContainsAny(key[1:len(key)-1], "\" \\")):
+					wrongKey++
+				case tc.key && keys[key]:
+					wrongKey++
+				}
+				keys[key] = true
+				if answered%10 == 0 {
+					rejected++
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				w.WriteHeader(http.StatusAccepted)
+			}))
+			defer srv.Close()
 
+			s, _ := loadSettings(func(string) string { return "" })
+			r, err := runAccept(context.Background(), s, srv.URL, t.TempDir(),
+				runPrefix("accept c4", "off", 1), tc.variant, 4, 1, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if dup > 0 || wrongKey > 0 {
+				t.Errorf("%d repeated subjects, %d missing, repeated or unexpected keys", dup, wrongKey)
+			}
+			// wrk stops with up to one request per connection unanswered, which
+			// the server may still have answered.
+			if missed := int64(answered) - (r.Accepted + r.Non202); missed < 0 || missed > 4 ||
+				int64(rejected)-r.Non202 < 0 || int64(rejected)-r.Non202 > 4 || r.Accepted == 0 {
+				t.Errorf("wrk says %d accepted + %d not 202, the server answered %d (%d not 202)",
+					r.Accepted, r.Non202, answered, rejected)
+			}
+			if r.RPS <= 0 || r.LatencyMs.P99 <= 0 || r.LatencyMs.Max < r.LatencyMs.P50 || r.Variant != tc.variant {
+				t.Errorf("figures %+v", r)
+			}
+		})
+	}
 	s, _ := loadSettings(func(string) string { return "" })
-	r, err := runAccept(context.Background(), s, srv.URL+"/api/messages", t.TempDir(),
-		runPrefix("accept c4", "off", 1), 4, 1, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if dup > 0 {
-		t.Errorf("%d repeated subjects", dup)
-	}
-	// wrk stops with up to one request per connection unanswered, which
-	// the server may still have answered.
-	if missed := int64(answered) - (r.Accepted + r.Non202); missed < 0 || missed > 4 ||
-		int64(rejected)-r.Non202 < 0 || int64(rejected)-r.Non202 > 4 || r.Accepted == 0 {
-		t.Errorf("wrk says %d accepted + %d not 202, the server answered %d (%d not 202)",
-			r.Accepted, r.Non202, answered, rejected)
-	}
-	if r.RPS <= 0 || r.LatencyMs.P99 <= 0 || r.LatencyMs.Max < r.LatencyMs.P50 {
-		t.Errorf("figures %+v", r)
+	if _, err := runAccept(context.Background(), s, "http://127.0.0.1:1", t.TempDir(), "p", "xml", 4, 1, time.Second); err == nil {
+		t.Errorf("runAccept accepted the variant xml")
 	}
 }
 
@@ -350,7 +378,7 @@ func TestHTTPCeilingThroughTheStacksNginx(t *testing.T) {
 	}
 	defer h.stop()
 	s, _ := loadSettings(func(string) string { return "" })
-	r, err := runAccept(context.Background(), s, h.url(), dir, runPrefix("noop", "off", 1), 4, 1, time.Second)
+	r, err := runAccept(context.Background(), s, h.url(), dir, runPrefix("noop", "off", 1), "json", 4, 1, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -271,3 +271,10 @@ func (d *benchDB) waitSent(ctx context.Context, prefix string, want int64, timeo
 	}
 	return r, nil
 }
+
+// countEmails is the number of rows in emails (every state).
+func (d *benchDB) countEmails(ctx context.Context) (int64, error) {
+	var n int64
+	err := d.pool.QueryRow(ctx, "SELECT count(*) FROM emails").Scan(&n)
+	return n, err
+}

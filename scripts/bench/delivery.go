@@ -31,6 +31,9 @@ type deliveryRun struct {
 	ProfileErrors []string `json:"profile_errors,omitempty"`
 	// PerMessage is the stores' work per message delivered (see work.go).
 	PerMessage *storeWork `json:"per_message,omitempty"`
+	// EmailsRows is the number of rows in emails when the drain starts
+	// (these N included): how large the table the drain works on is.
+	EmailsRows int64 `json:"emails_rows"`
 }
 
 // prepareDelivery stops the worker, queues n messages and waits until the

@@ -10,12 +10,21 @@
 //
 //  1. ceiling: pgbench, 16 clients, one single-row INSERT per transaction
 //     into the same emails table;
-//  2. accept path: wrk POSTing JSON through nginx at 16 and 64 connections,
-//     the worker stopped meanwhile (BENCH_ACCEPT_WORKER); ceiling: the same
-//     wrk at 16 connections through the stack's own nginx configuration to
-//     a Go handler that does no work (nginx → no-op);
-//     phases 1 and 2 alternate (pgbench, nginx → no-op, accept 16,
-//     accept 64) BENCH_ROUNDS times and the medians are compared;
+//  2. accept path: wrk (accept.lua) POSTing through nginx, the worker
+//     stopped meanwhile (BENCH_ACCEPT_WORKER), in four variants: json
+//     (POST /api/messages, application/json, what web/app.js posts), form
+//     (POST /api, application/x-www-form-urlencoded, what web/index.html's
+//     form posts without script), each with and without a unique
+//     Idempotency-Key per request (json+key, form+key; the page's script
+//     always sends one); all four at 16 connections, and the variants of
+//     BENCH_ACCEPT_C64 (json+key, the page's path) at 64: on 2 cores every
+//     variant at 64 would add four runs a round for little more than the
+//     keyed path's tail under contention tells. Ceiling: the same wrk at 16
+//     connections through the stack's own nginx configuration to a Go
+//     handler that does no work (nginx → no-op); phases 1 and 2 alternate
+//     (pgbench, nginx → no-op, then each accept run) BENCH_ROUNDS times;
+//     each variant's median and p99, its ratio to pgbench and to nginx →
+//     no-op (medians, and each run over its own round's);
 //  3. delivery: BENCH_N messages queued and on the stream with the worker
 //     stopped, then the worker started and timed until every row is sent and
 //     in Mailpit; ceilings: a plain SMTP client (net/smtp) with as many
@@ -23,10 +32,28 @@
 //     WORKER_CONCURRENCY (the public one, which the drain's target is
 //     against), each pushing the same number of messages of the same size
 //     into the same Mailpit; alternated BENCH_ROUNDS times;
-//  4. end to end: an open-model (fixed rate) load at half of phase 2's median
-//     16-connection rate for BENCH_E2E_DURATION, then accepted → sent
-//     latency from the rows' timestamps and the highest queue depth seen;
-//  5. RSS of api and worker at the end of each phase.
+//  4. end to end: an open-model (fixed rate) load of json+key (the page's
+//     path) for BENCH_E2E_DURATION at the rate delivery can keep up with:
+//     min(½ the highest median json+key accept rate of phase 2, 0.8 × the
+//     median smtp-source rate of phase 3), both of the same mode; the rate
+//     and the term that chose it are printed and recorded; then accepted →
+//     sent latency from the rows' timestamps (target p99 ≤ 500 ms) and the
+//     highest queue depth seen;
+//  5. RSS of api and worker: VmRSS and VmHWM (the kernel's peak) of every
+//     api and worker process sampled every second throughout the mode by
+//     a goroutine (peaks, and the phase the highest VmRSS was seen in),
+//     plus a snapshot at the end of each phase; against 64 MiB.
+//
+// Phase 3 also records the rows of emails at each drain (the table the
+// drain works on grows by what phases 2 and 3 add).
+//
+// At the end, a targets block (printed and in the results) sets each
+// target of issue 14 beside its figure, met, not met or not measured:
+// accept ≥ 1.0× pgbench and p99 ≤ 50 ms per variant at 16 connections
+// (observability off); with observability on at most 15 % less accept
+// throughput per accept run; drain ≥ 0.8× smtp-source; the third drain
+// round within 10 % of the first with 100,000+ rows in emails; accepted →
+// sent p99 ≤ 500 ms at phase 4's rate; api and worker RSS ≤ 64 MiB.
 //
 // Timings are figures, never pass/fail: the exit status is non-zero only
 // when something broke (a component did not start, a request failed, a
@@ -47,6 +74,8 @@
 //	                            as a real client pool would queue them
 //	BENCH_MODES          off,on observability modes, in order
 //	BENCH_OUT            bench/results.json
+//	BENCH_ACCEPT_C64     json+key  the variants (comma-separated, all or
+//	                               none) also measured at 64 connections
 //	BENCH_ACCEPT_WORKER  stop   stop: the worker is stopped during each
 //	                            accept run (the accept path alone; what it
 //	                            accepted is delivered before the next run);

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,13 +22,16 @@ import (
 // queue seen by polling the api's /metrics every second.
 
 type e2eRun struct {
-	TargetRate   float64 `json:"target_rps"`
-	DurationS    float64 `json:"duration_s"`
-	Requests     int64   `json:"requests"`
-	AchievedRate float64 `json:"achieved_rps"`
-	Accepted     int64   `json:"accepted"`
-	Non202       int64   `json:"non_202"`
-	Transport    int64   `json:"transport_errors"`
+	// TargetRate is the offered rate, RateChoice why.
+	TargetRate   float64  `json:"target_rps"`
+	RateChoice   *e2eRate `json:"rate_choice,omitempty"`
+	Variant      string   `json:"variant"`
+	DurationS    float64  `json:"duration_s"`
+	Requests     int64    `json:"requests"`
+	AchievedRate float64  `json:"achieved_rps"`
+	Accepted     int64    `json:"accepted"`
+	Non202       int64    `json:"non_202"`
+	Transport    int64    `json:"transport_errors"`
 	// MaxInFlight caps the requests waiting for an answer at once (a
 	// load generator's clients; nginx's worker_connections is finite too).
 	// Late counts requests that started behind schedule because the cap
@@ -49,14 +54,59 @@ type e2eRun struct {
 	Codes    map[string]int64   `json:"codes"`
 }
 
+// e2eVariant is what phase 4 posts: the page's own path (JSON with a key
+// per message), as web/app.js does.
+const e2eVariant = "json+key"
+
+// e2eRate is phase 4's offered rate: min(½ the highest median accept rate
+// of e2eVariant in the mode, 0.8 × the mode's median smtp-source rate), the
+// rate at which delivery can keep up (issue 14).
+type e2eRate struct {
+	Rate float64 `json:"rate_per_s"`
+	// ChosenBy names the smaller term: "accept" or "smtp-source".
+	ChosenBy string `json:"chosen_by"`
+	// HalfAccept is ½ of MaxAccept, the highest median requests/s of
+	// e2eVariant's sets, measured by AcceptSet ("json+key c64").
+	HalfAccept float64 `json:"half_max_accept_per_s"`
+	MaxAccept  float64 `json:"max_accept_per_s"`
+	AcceptSet  string  `json:"max_accept_set"`
+	// SMTPSource is 0.8 × the median smtp-source msg/s (0: not measured,
+	// then the accept term alone).
+	SMTPSource float64 `json:"smtp_source_0_8_per_s"`
+}
+
+// chooseE2ERate computes phase 4's rate from the mode's accept sets and
+// median smtp-source rate.
+func chooseE2ERate(sets []*acceptSet, smtpSourceMedian float64) e2eRate {
+	var r e2eRate
+	for _, a := range sets {
+		if a.Variant == e2eVariant && a.MedianRPS > r.MaxAccept {
+			r.MaxAccept, r.AcceptSet = a.MedianRPS, a.name()
+		}
+	}
+	r.HalfAccept = r.MaxAccept / 2
+	r.SMTPSource = 0.8 * smtpSourceMedian
+	r.Rate, r.ChosenBy = r.HalfAccept, "accept"
+	if r.SMTPSource > 0 && r.SMTPSource < r.HalfAccept {
+		r.Rate, r.ChosenBy = r.SMTPSource, "smtp-source"
+	}
+	return r
+}
+
 // Errors are answers other than 202 and failed requests.
 func (r e2eRun) Errors() int64 { return r.Non202 + r.Transport }
 
-func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix string, rate float64, dur time.Duration, maxInFlight int) (e2eRun, error) {
-	r := e2eRun{TargetRate: rate, DurationS: dur.Seconds(), MaxInFlight: maxInFlight, MaxDepth: map[string]float64{}, Codes: map[string]int64{}}
+func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix string, choice e2eRate, dur time.Duration, maxInFlight int) (e2eRun, error) {
+	rate := choice.Rate
+	r := e2eRun{TargetRate: rate, RateChoice: &choice, Variant: e2eVariant, DurationS: dur.Seconds(), MaxInFlight: maxInFlight,
+		MaxDepth: map[string]float64{}, Codes: map[string]int64{}}
 	if rate < 1 {
 		return r, fmt.Errorf("end-to-end rate %.2f/s is too low (phase 2 measured too little)", rate)
 	}
+	// One Idempotency-Key per message, unique across runs.
+	var kb [8]byte
+	rand.Read(kb[:])
+	keyPrefix := `"bench-e2e-` + hex.EncodeToString(kb[:]) + "-"
 	if err := mp.Clear(ctx); err != nil {
 		return r, err
 	}
@@ -92,6 +142,8 @@ func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix str
 			defer func() { <-sem }()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(jsonBody(prefix, i)))
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("Idempotency-Key", keyPrefix+strconv.Itoa(i)+`"`)
 			resp, err := client.Do(req)
 			if err != nil {
 				status[i] = -1

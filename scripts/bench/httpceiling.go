@@ -112,7 +112,9 @@ func startHTTPCeiling(ctx context.Context, cfg devstack.Config, dir string, log 
 }
 
 // url of the no-op api behind nginx.
-func (h *httpCeiling) url() string { return "http://" + h.addr + "/api/messages" }
+// url is nginx's base URL (scheme and host): every path under /api
+// reaches the handler.
+func (h *httpCeiling) url() string { return "http://" + h.addr }
 
 // stop ends nginx (SIGQUIT: graceful) and the handler.
 func (h *httpCeiling) stop() {

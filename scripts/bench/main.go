@@ -118,6 +118,7 @@ func run() int {
 	}
 	res.OK = len(res.Errors) == 0
 	res.compare()
+	res.Targets = evaluateTargets(res)
 
 	keep := s.Keep || s.Profile || !res.OK
 	if !keep {
@@ -234,10 +235,15 @@ func method(s settings) map[string]string {
 		"phase1": fmt.Sprintf("pgbench -n -M prepared -c %d -j %d -T <duration>: one INSERT per transaction into emails "+
 			"(id gen_random_uuid(), assunto, mensagem, traceparent, tracestate as the api; next_attempt_at 'infinity' "+
 			"so the outbox relay leaves the rows alone; deleted after each run)", s.PgbenchClients, s.PgbenchThreads),
-		"phase2": fmt.Sprintf("wrk -t %d -c <conns> -d <duration> --latency: POST /api/messages through nginx, one "+
-			"unique JSON message per request; errors = answers other than 202 + connect/read/write/timeout errors; "+
-			"ratio = median requests/s ÷ median pgbench tps; a 2 s warm-up at 16 connections first; %s",
-			s.WrkThreads, worker),
+		"phase2": fmt.Sprintf("wrk -t %d -c <conns> -d <duration> --latency -s accept.lua: through nginx, one unique "+
+			"message per request, in four variants: json (POST /api/messages, application/json, Accept: "+
+			"application/json, as web/app.js posts), form (POST /api, application/x-www-form-urlencoded, a browser's "+
+			"Accept, as web/index.html's form posts without script; the api answers with its HTML page), each also "+
+			"+key (a unique quoted Idempotency-Key per request, as web/app.js sends one per message); runs of a round: "+
+			"%s; errors = answers other than 202 + connect/read/write/timeout errors; "+
+			"ratio = median requests/s ÷ median pgbench tps (and each run ÷ its round's); a 2 s warm-up (json+key, 16 "+
+			"connections) first; %s",
+			s.WrkThreads, planNames(s.AcceptRuns), worker),
 		"phase2_http_ceiling": fmt.Sprintf("the same wrk command at %d connections against the stack's own nginx "+
 			"configuration (nginx/*.template rendered by devstack) whose only api upstream is a Go net/http handler "+
 			"that reads the body and answers 202 without any work; one run per round, after pgbench; "+
@@ -250,13 +256,23 @@ func method(s settings) map[string]string {
 			"(the stack's up); time = worker process start (/proc) → the last row's sent_at; all N sent and in " +
 			"Mailpit. Ceiling: net/smtp, WORKER_CONCURRENCY connections each kept for the whole run, the same N " +
 			"messages composed as the worker does (go-mail), into the same Mailpit; ceiling then drain, each round",
-		"phase4": "open model: requests start on a fixed schedule at half of phase 2's median c16 requests/s (Go " +
+		"phase4": "open model: json+key requests (a unique Idempotency-Key each, as the page) start on a fixed schedule " +
+			"at min(½ the highest median json+key requests/s of phase 2, 0.8 × the median smtp-source msg/s of phase 3) (Go " +
 			"net/http, at most BENCH_E2E_MAX_IN_FLIGHT waiting at once, past which starts are late and counted); accepted → sent = sent_at - created_at of exactly those rows " +
 			"(percentile_cont); queue depth: the api's /metrics (carteiro_queue_depth, carteiro_outbox_unpublished) " +
 			"polled every second until the drain ends; waiting = queued + sending + failed",
 		"phase5": "VmRSS (and VmHWM, the peak) from /proc/<pid>/status of the api and worker processes named by " +
 			"DEV_DIR's pid files, at the end of each phase; the worker restarts in phase 3",
 	}
+}
+
+// planNames lists accept runs as "json c16, json+key c16, ...".
+func planNames(plans []acceptPlan) string {
+	names := make([]string, len(plans))
+	for i, p := range plans {
+		names[i] = fmt.Sprintf("%s c%d", p.Variant, p.Connections)
+	}
+	return strings.Join(names, ", ")
 }
 
 // benchEnvironment returns the set variables that shape the run: the

@@ -94,8 +94,10 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		b.postgres = db.serverInfo(ctx)
 	}
 	mp := newMailpit(st.url("MAILPIT_UI_ADDR", ""))
-	acceptURL := st.url("NGINX_LISTEN", "/api/messages")
+	acceptURL := st.url("NGINX_LISTEN", "")
 	m.RSS = append(m.RSS, sampleRSS(st, "start"))
+	rss := startRSSSampler(time.Second, stackProcs(st), readProcMem)
+	defer func() { m.RSSSampled = rss.stop() }() // before the stack stops
 
 	settle := func(before string) error {
 		w, err := db.settle(ctx, settleTimeout)
@@ -113,7 +115,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	if err := settle("warm-up"); err != nil {
 		return err
 	}
-	warm, werr := runAccept(ctx, s, acceptURL, dir, runPrefix("warmup", mode, 0), s.Conns[0], 0, min(2*time.Second, s.Duration.D()))
+	warm, werr := runAccept(ctx, s, acceptURL, dir, runPrefix("warmup", mode, 0), "json+key", s.Conns[0], 0, min(2*time.Second, s.Duration.D()))
 	note("warm-up", werr)
 	m.Warmup = &warm
 	if warm.Errors() > 0 {
@@ -129,6 +131,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	}
 
 	// Phases 1 and 2, alternating.
+	rss.setPhase("1-2")
 	for round := 1; round <= s.Rounds; round++ {
 		if err := settle(fmt.Sprintf("pgbench round %d", round)); err != nil {
 			return err
@@ -144,7 +147,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		}
 		if hc != nil {
 			what := fmt.Sprintf("no-op HTTP ceiling round %d", round)
-			h, herr := runAccept(ctx, s, hc.url(), dir, runPrefix("noop", mode, round), s.Conns[0], round, s.Duration.D())
+			h, herr := runAccept(ctx, s, hc.url(), dir, runPrefix("noop", mode, round), acceptVariants[0], s.Conns[0], round, s.Duration.D())
 			note(what, herr)
 			if h.Errors() > 0 {
 				note(what, fmt.Errorf("%d error(s) in %d request(s): codes %v, transport %v", h.Errors(), h.Requests, h.Codes, h.WrkErrors))
@@ -157,8 +160,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				return err
 			}
 		}
-		for _, conns := range s.Conns {
-			what := fmt.Sprintf("accept c%d round %d", conns, round)
+		for _, p := range s.AcceptRuns {
+			what := fmt.Sprintf("accept %s c%d round %d", p.Variant, p.Connections, round)
 			if err := settle(what); err != nil {
 				return err
 			}
@@ -167,8 +170,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 					return err
 				}
 			}
-			prefix := runPrefix(fmt.Sprintf("accept c%d", conns), mode, round)
-			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, conns, round, s.Duration.D())
+			prefix := runPrefix(fmt.Sprintf("accept %s c%d", p.Variant, p.Connections), mode, round)
+			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, p.Variant, p.Connections, round, s.Duration.D())
 			a.WorkerStopped = s.AcceptWorker == "stop"
 			if a.WorkerStopped {
 				if err := st.up(ctx); err != nil {
@@ -180,11 +183,11 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				note(what, fmt.Errorf("%d error(s) in %d request(s): codes %v, transport %v", a.Errors(), a.Requests, a.Codes, a.WrkErrors))
 			}
 			if a.Accepted > 0 {
-				set := m.accept(conns)
+				set := m.accept(p.Variant, p.Connections)
 				set.Runs = append(set.Runs, a)
 			}
-			b.log.printf("[%s] round %d  accept c%-3d     %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d",
-				mode, round, conns, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors())
+			b.log.printf("[%s] round %d  accept %-8s c%-3d %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d",
+				mode, round, p.Variant, p.Connections, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors())
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -193,6 +196,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	m.RSS = append(m.RSS, sampleRSS(st, "1-2"))
 
 	// Phase 3: plain SMTP ceiling, then the worker's drain, each round.
+	rss.setPhase("3")
 	for round := 1; round <= s.Rounds; round++ {
 		if err := settle(fmt.Sprintf("delivery round %d", round)); err != nil {
 			return err
@@ -203,8 +207,11 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 			return fmt.Errorf("delivery round %d: %w", round, err)
 		}
 		d.Round, d.Concurrency = round, s.WorkerConcurrency
-		b.log.printf("[%s] round %d  queued %d (insert %.1f s), on the stream after %.1f s; worker stopped",
-			mode, round, s.N, d.QueueSeconds, d.PublishS)
+		if d.EmailsRows, err = db.countEmails(ctx); err != nil {
+			return fmt.Errorf("delivery round %d: count emails: %w", round, err)
+		}
+		b.log.printf("[%s] round %d  queued %d (insert %.1f s), on the stream after %.1f s; worker stopped; %d rows in emails",
+			mode, round, s.N, d.QueueSeconds, d.PublishS, d.EmailsRows)
 
 		if err := mp.Clear(ctx); err != nil {
 			return err
@@ -270,17 +277,16 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	}
 	m.RSS = append(m.RSS, sampleRSS(st, "3"))
 
-	// Phase 4: end to end at half the median accept rate at 16 connections.
+	// Phase 4: end to end at the rate delivery can keep up with.
+	rss.setPhase("4")
 	if err := settle("end to end"); err != nil {
 		return err
 	}
-	var rate float64
-	if a := m.findAccept(s.Conns[0]); a != nil {
-		a.MedianRPS = median(pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }))
-		rate = a.MedianRPS / 2
-	}
-	b.log.printf("[%s] end to end at %.0f req/s for %s", mode, rate, s.E2EDuration)
-	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), rate, s.E2EDuration.D(), s.E2EMaxInFlight)
+	m.finish()
+	choice := chooseE2ERate(m.Accept, m.SMTPSourceMedianRate)
+	b.log.printf("[%s] end to end at %.0f req/s for %s: min(½ × %.0f (%s), 0.8 × smtp-source %.0f) chosen by %s",
+		mode, choice.Rate, s.E2EDuration, choice.MaxAccept, choice.AcceptSet, m.SMTPSourceMedianRate, choice.ChosenBy)
+	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), choice, s.E2EDuration.D(), s.E2EMaxInFlight)
 	m.E2E = &e
 	note("end to end", eerr)
 	b.log.printf("[%s] end to end      %8.0f req/s  accepted→sent p50 %.0f  p99 %.0f ms  max waiting %.0f  errors %d  late starts %d",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,9 +26,11 @@ type results struct {
 	Modes    []*modeResult     `json:"modes"`
 	// Comparison holds the observability on/off ratios (on ÷ off).
 	Comparison map[string]float64 `json:"comparison,omitempty"`
-	OK         bool               `json:"ok"`
-	Errors     []string           `json:"errors"`
-	RunDir     string             `json:"run_dir,omitempty"`
+	// Targets are issue 14's targets beside their figures (targets.go).
+	Targets []target `json:"targets"`
+	OK      bool     `json:"ok"`
+	Errors  []string `json:"errors"`
+	RunDir  string   `json:"run_dir,omitempty"`
 }
 
 // modeResult is one observability mode's figures.
@@ -62,6 +65,9 @@ type modeResult struct {
 	E2E *e2eRun `json:"phase4_end_to_end,omitempty"`
 
 	RSS []rssSample `json:"phase5_rss"`
+	// RSSSampled is every api and worker process sampled every second
+	// throughout the mode.
+	RSSSampled *rssSampled `json:"phase5_rss_sampled,omitempty"`
 
 	// ObsCheck (observability on): what Jaeger and Prometheus received.
 	ObsCheck *obsCheck `json:"observability_check,omitempty"`
@@ -70,8 +76,10 @@ type modeResult struct {
 	Errors  []string       `json:"errors"`
 }
 
-// acceptSet is phase 2 at one connection count.
+// acceptSet is phase 2 for one variant at one connection count.
 type acceptSet struct {
+	// Variant: json, json+key, form or form+key (acceptVariant).
+	Variant     string      `json:"variant"`
 	Connections int         `json:"connections"`
 	Runs        []acceptRun `json:"runs"`
 	MedianRPS   float64     `json:"median_rps"`
@@ -84,28 +92,33 @@ type acceptSet struct {
 	// over the pgbench run of its round.
 	Ratio       float64   `json:"ratio_to_pgbench"`
 	RoundRatios []float64 `json:"round_ratios"`
-	// RatioHTTP is MedianRPS over the no-op HTTP ceiling's median.
-	RatioHTTP float64 `json:"ratio_to_http_ceiling"`
+	// RatioHTTP is MedianRPS over the no-op HTTP ceiling's median;
+	// RoundRatiosHTTP each run over the no-op run of its round.
+	RatioHTTP       float64   `json:"ratio_to_http_ceiling"`
+	RoundRatiosHTTP []float64 `json:"round_ratios_http_ceiling"`
 }
+
+// name is the set's label: "json+key c16".
+func (a *acceptSet) name() string { return fmt.Sprintf("%s c%d", a.Variant, a.Connections) }
 
 type settleRecord struct {
 	Before  string  `json:"before"`
 	WaitedS float64 `json:"waited_s"`
 }
 
-// accept returns the set for conns, made on first use.
-func (m *modeResult) accept(conns int) *acceptSet {
-	if a := m.findAccept(conns); a != nil {
+// accept returns the set of variant at conns, made on first use.
+func (m *modeResult) accept(variant string, conns int) *acceptSet {
+	if a := m.findAccept(variant, conns); a != nil {
 		return a
 	}
-	a := &acceptSet{Connections: conns}
+	a := &acceptSet{Variant: variant, Connections: conns}
 	m.Accept = append(m.Accept, a)
 	return a
 }
 
-func (m *modeResult) findAccept(conns int) *acceptSet {
+func (m *modeResult) findAccept(variant string, conns int) *acceptSet {
 	for _, a := range m.Accept {
-		if a.Connections == conns {
+		if a.Variant == variant && a.Connections == conns {
 			return a
 		}
 	}
@@ -115,10 +128,6 @@ func (m *modeResult) findAccept(conns int) *acceptSet {
 // finish computes the medians and ratios from the runs.
 func (m *modeResult) finish() {
 	m.CeilingMedianTPS = median(pluck(m.Ceiling, func(r pgbenchRun) float64 { return r.TPS }))
-	tpsOfRound := map[int]float64{}
-	for _, r := range m.Ceiling {
-		tpsOfRound[r.Round] = r.TPS
-	}
 	m.HTTPCeilingMedianRPS = median(pluck(m.HTTPCeiling, func(r acceptRun) float64 { return r.RPS }))
 	for _, a := range m.Accept {
 		a.MedianRPS = median(pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }))
@@ -126,13 +135,11 @@ func (m *modeResult) finish() {
 		a.MedianP99 = median(pluck(a.Runs, func(r acceptRun) float64 { return r.LatencyMs.P99 }))
 		a.MedianMax = median(pluck(a.Runs, func(r acceptRun) float64 { return r.LatencyMs.Max }))
 		a.Errors = 0
-		a.RoundRatios = nil
 		for _, r := range a.Runs {
 			a.Errors += r.Errors()
-			if t := tpsOfRound[r.Round]; t > 0 {
-				a.RoundRatios = append(a.RoundRatios, r.RPS/t)
-			}
 		}
+		a.RoundRatios = roundRatios(a.Runs, m.Ceiling, acceptRun.roundRate, pgbenchRun.roundRate)
+		a.RoundRatiosHTTP = roundRatios(a.Runs, m.HTTPCeiling, acceptRun.roundRate, acceptRun.roundRate)
 		a.Ratio = ratio(a.MedianRPS, m.CeilingMedianTPS)
 		a.RatioHTTP = ratio(a.MedianRPS, m.HTTPCeilingMedianRPS)
 	}
@@ -148,18 +155,32 @@ func (m *modeResult) finish() {
 // ratioByRound divides each drain's rate by the ceiling measured in its
 // own round (a round without a ceiling is left out), in the drains' order.
 func ratioByRound(drains []deliveryRun, ceilings []smtpRun) []float64 {
+	return roundRatios(drains, ceilings, deliveryRun.roundRate, smtpRun.roundRate)
+}
+
+// roundRatios divides each run's rate by the rate of the ceiling measured
+// in its own round (a round without a ceiling is left out), in the runs'
+// order; runOf and ceilingOf give a round and a rate.
+func roundRatios[R, C any](runs []R, ceilings []C, runOf func(R) (int, float64), ceilingOf func(C) (int, float64)) []float64 {
 	ceiling := map[int]float64{}
-	for _, r := range ceilings {
-		ceiling[r.Round] = r.Rate
+	for _, c := range ceilings {
+		round, rate := ceilingOf(c)
+		ceiling[round] = rate
 	}
 	var out []float64
-	for _, r := range drains {
-		if c := ceiling[r.Round]; c > 0 {
-			out = append(out, r.Rate/c)
+	for _, r := range runs {
+		round, rate := runOf(r)
+		if c := ceiling[round]; c > 0 {
+			out = append(out, rate/c)
 		}
 	}
 	return out
 }
+
+func (r acceptRun) roundRate() (int, float64)   { return r.Round, r.RPS }
+func (r pgbenchRun) roundRate() (int, float64)  { return r.Round, r.TPS }
+func (r deliveryRun) roundRate() (int, float64) { return r.Round, r.Rate }
+func (r smtpRun) roundRate() (int, float64)     { return r.Round, r.Rate }
 
 // compare fills res.Comparison from the off and on modes.
 func (res *results) compare() {
@@ -177,17 +198,28 @@ func (res *results) compare() {
 	}
 	res.Comparison = map[string]float64{}
 	for _, a := range off.Accept {
-		b := on.findAccept(a.Connections)
+		b := on.findAccept(a.Variant, a.Connections)
 		if b == nil {
 			continue
 		}
-		res.Comparison["accept"+strconv.Itoa(a.Connections)+"_rps_on_over_off"] = ratio(b.MedianRPS, a.MedianRPS)
+		r := ratio(b.MedianRPS, a.MedianRPS)
+		res.Comparison[comparisonKey(a.Variant, a.Connections)] = r
+		if a.Variant == acceptVariants[0] {
+			// The key of the time before variants: JSON without a key.
+			res.Comparison["accept"+strconv.Itoa(a.Connections)+"_rps_on_over_off"] = r
+		}
 	}
 	res.Comparison["pgbench_tps_on_over_off"] = ratio(on.CeilingMedianTPS, off.CeilingMedianTPS)
 	res.Comparison["delivery_rate_on_over_off"] = ratio(on.DeliveryMedian, off.DeliveryMedian)
 	if off.E2E != nil && on.E2E != nil {
 		res.Comparison["e2e_p99_on_over_off"] = ratio(on.E2E.AcceptedToSentMs.P99, off.E2E.AcceptedToSentMs.P99)
 	}
+}
+
+// comparisonKey is the Comparison key of one accept set's on ÷ off ratio:
+// "accept_json+key_c16_rps_on_over_off".
+func comparisonKey(variant string, conns int) string {
+	return fmt.Sprintf("accept_%s_c%d_rps_on_over_off", variant, conns)
 }
 
 func (res *results) write(path string) error {

@@ -16,7 +16,12 @@ type settings struct {
 	E2EDuration jsonDuration `json:"e2e_duration"`
 	Rounds      int          `json:"rounds"`
 	Modes       []string     `json:"modes"`
-	Conns       []int        `json:"connections"`
+	// Conns are phase 2's connection counts: every variant runs at the
+	// first (16); AcceptRuns lists what runs at each.
+	Conns []int `json:"connections"`
+	// AcceptRuns are phase 2's runs of each round, in order: every
+	// acceptVariant at 16 connections, then BENCH_ACCEPT_C64's at 64.
+	AcceptRuns []acceptPlan `json:"accept_runs"`
 	// PgbenchClients and PgbenchThreads are pgbench's -c and -j.
 	PgbenchClients int `json:"pgbench_clients"`
 	PgbenchThreads int `json:"pgbench_threads"`
@@ -100,6 +105,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		DBAdmin:           str("DB_ADMIN_USER", "postgres"),
 		Command:           strings.TrimSpace(getenv("BENCH_COMMAND")),
 	}
+	var err error
 	s.ProfileSeconds = num("BENCH_PROFILE_SECONDS", 5, 1, 600)
 	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_PROFILE"))) {
 	case "", "0", "false", "no", "off":
@@ -123,6 +129,10 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	if len(s.Modes) == 0 {
 		fail("BENCH_MODES", "no mode")
 	}
+	s.AcceptRuns, err = acceptPlans(s.Conns, str("BENCH_ACCEPT_C64", "json+key"))
+	if err != nil {
+		fail("BENCH_ACCEPT_C64", "%v", err)
+	}
 	if s.AcceptWorker != "run" && s.AcceptWorker != "stop" {
 		fail("BENCH_ACCEPT_WORKER", "want run or stop, got %q", s.AcceptWorker)
 	}
@@ -138,6 +148,45 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		return s, fmt.Errorf("bad settings:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return s, nil
+}
+
+// acceptPlan is one accept run of a round: a variant at a connection count.
+type acceptPlan struct {
+	Variant     string `json:"variant"`
+	Connections int    `json:"connections"`
+}
+
+// acceptPlans are every acceptVariant at conns[0], then the variants listed
+// in wide (comma-separated names, "all", or "none") at each further count.
+func acceptPlans(conns []int, wide string) ([]acceptPlan, error) {
+	var plans []acceptPlan
+	for _, v := range acceptVariants {
+		plans = append(plans, acceptPlan{v, conns[0]})
+	}
+	var names []string
+	switch wide {
+	case "all":
+		names = acceptVariants
+	case "none":
+	default:
+		for v := range strings.SplitSeq(wide, ",") {
+			v = strings.TrimSpace(v)
+			if _, err := parseVariant(v); err != nil {
+				return plans, err
+			}
+			if !contains(names, v) {
+				names = append(names, v)
+			}
+		}
+	}
+	for _, c := range conns[1:] {
+		for _, v := range acceptVariants { // in the variants' order
+			if contains(names, v) {
+				plans = append(plans, acceptPlan{v, c})
+			}
+		}
+	}
+	return plans, nil
 }
 
 // isLoopback reports whether host names this machine's loopback interface.

@@ -41,47 +41,26 @@ func printTable(w io.Writer, res *results) {
 	perMode("", fmt.Sprintf("nginx → no-op c%d requests/s", s.Conns[0]), func(m *modeResult) string {
 		return withRuns(m.HTTPCeilingMedianRPS, pluck(m.HTTPCeiling, func(r acceptRun) float64 { return r.RPS }), "%.0f")
 	})
-	for _, conns := range s.Conns {
-		c := fmt.Sprint(conns)
-		phase := ""
-		if conns == s.Conns[0] {
-			phase = "2 accept"
+	for i, p := range s.AcceptRuns {
+		set := func(f func(a *acceptSet) string) func(m *modeResult) string {
+			return func(m *modeResult) string {
+				a := m.findAccept(p.Variant, p.Connections)
+				if a == nil || len(a.Runs) == 0 {
+					return "-"
+				}
+				return f(a)
+			}
 		}
-		perMode(phase, "c"+c+" requests/s", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
+		name := fmt.Sprintf("%s c%d", p.Variant, p.Connections)
+		perMode(map[bool]string{true: "2 accept"}[i == 0], name+" requests/s", set(func(a *acceptSet) string {
 			return withRuns(a.MedianRPS, pluck(a.Runs, func(r acceptRun) float64 { return r.RPS }), "%.0f")
-		})
-		perMode("", "c"+c+" p50 / p99 / max ms", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
-			return fmt.Sprintf("%.1f / %.1f / %.0f", a.MedianP50, a.MedianP99, a.MedianMax)
-		})
-		perMode("", "c"+c+" errors", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
-			return fmt.Sprint(a.Errors)
-		})
-		perMode("", "c"+c+" ÷ pgbench", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil {
-				return "-"
-			}
-			return withRuns(a.Ratio, a.RoundRatios, "%.2f")
-		})
-		perMode("", "c"+c+" ÷ nginx → no-op", func(m *modeResult) string {
-			a := m.findAccept(conns)
-			if a == nil || a.RatioHTTP == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.2f", a.RatioHTTP)
-		})
+		}))
+		perMode("", name+" p50 / p99 / max ms, errors", set(func(a *acceptSet) string {
+			return fmt.Sprintf("%.1f / %.1f / %.0f, %d", a.MedianP50, a.MedianP99, a.MedianMax, a.Errors)
+		}))
+		perMode("", name+" ÷ pgbench ; ÷ nginx → no-op", set(func(a *acceptSet) string {
+			return withRuns(a.Ratio, a.RoundRatios, "%.2f") + " ; " + withRuns(a.RatioHTTP, a.RoundRatiosHTTP, "%.2f")
+		}))
 	}
 	perMode("3 delivery", "worker drain msg/s", func(m *modeResult) string {
 		return withRuns(m.DeliveryMedian, pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }), "%.0f")
@@ -122,8 +101,15 @@ func printTable(w io.Writer, res *results) {
 			return f(m.E2E)
 		}
 	}
-	perMode("4 end to end", "rate req/s (target), late starts", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%.0f (%.0f), %d late", e.AchievedRate, e.TargetRate, e.Late)
+	perMode("4 end to end", "offered rate: min(½ max accept, 0.8 × smtp-source)", e2e(func(e *e2eRun) string {
+		c := e.RateChoice
+		if c == nil {
+			return fmt.Sprintf("%.0f", e.TargetRate)
+		}
+		return fmt.Sprintf("%.0f = min(½ × %.0f %s, 0.8 × %.0f): %s", c.Rate, c.MaxAccept, c.AcceptSet, c.SMTPSource/0.8, c.ChosenBy)
+	}))
+	perMode("", "achieved req/s ("+e2eVariant+"), late starts", e2e(func(e *e2eRun) string {
+		return fmt.Sprintf("%.0f, %d late", e.AchievedRate, e.Late)
 	}))
 	perMode("", "accepted→sent p50 / p99 ms", e2e(func(e *e2eRun) string {
 		return fmt.Sprintf("%.0f / %.0f", e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99)
@@ -164,25 +150,65 @@ func printTable(w io.Writer, res *results) {
 			return strings.Join(v, " / ") + fmt.Sprintf(" (peak %.0f)", peak)
 		})
 	}
+	for _, kind := range []string{"api", "worker"} {
+		perMode("", kind+" MiB sampled every second: peak VmRSS (phase), VmHWM", func(m *modeResult) string {
+			r := m.RSSSampled
+			if r == nil {
+				return "-"
+			}
+			var v []string
+			for _, name := range sortedKeys(r.Processes) {
+				if instanceOf(name, kind) {
+					p := r.Processes[name]
+					v = append(v, fmt.Sprintf("%.0f (%s), %.0f", p.RSSMiB, p.Phase, p.HWMMiB))
+				}
+			}
+			if len(v) == 0 {
+				return "-"
+			}
+			return strings.Join(v, "; ") + fmt.Sprintf(" [%d samples]", r.Samples)
+		})
+	}
 	tw.Flush()
 
 	if len(res.Comparison) > 0 {
 		fmt.Fprintln(w)
-		for _, conns := range s.Conns {
-			if r, ok := res.Comparison[fmt.Sprintf("accept%d_rps_on_over_off", conns)]; ok && r > 0 {
-				fmt.Fprintf(w, "observability on vs off: accept c%d throughput %+.0f %%\n", conns, (r-1)*100)
+		for _, p := range s.AcceptRuns {
+			if r, ok := res.Comparison[comparisonKey(p.Variant, p.Connections)]; ok && r > 0 {
+				fmt.Fprintf(w, "observability on vs off: accept %s c%d throughput %+.0f %% (on ÷ off %.2f; target: at most 15 %% less)\n",
+					p.Variant, p.Connections, (r-1)*100, r)
 			}
 		}
 		if r := res.Comparison["delivery_rate_on_over_off"]; r > 0 {
 			fmt.Fprintf(w, "observability on vs off: delivery rate %+.0f %%\n", (r-1)*100)
 		}
 	}
+	printTargets(w, res.Targets)
 	if len(res.Errors) > 0 {
 		fmt.Fprintf(w, "\nerrors (%d):\n", len(res.Errors))
 		for _, e := range res.Errors {
 			fmt.Fprintf(w, "  - %s\n", strings.ReplaceAll(e, "\n", "\n    "))
 		}
 	}
+}
+
+// printTargets writes the targets block: each target, its subject and
+// mode, what it wants, the figure and met / not met / not measured.
+func printTargets(w io.Writer, targets []target) {
+	if len(targets) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\ntargets (issue 14; figures, not the exit status):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tsubject\tobservability\twant\tmeasured\tstatus")
+	for _, t := range targets {
+		subject := t.Subject
+		if subject == "" {
+			subject = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Target, subject, t.Observability, t.Want, t.MeasuredText, t.Status)
+	}
+	tw.Flush()
 }
 
 // withRuns formats a median followed by each run's value.

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"fmt"
+	"math"
+)
+
+// The targets of issue 14, each beside the figure measured for it: met,
+// not met, or not measured (this run has no figure for it, e.g. one round
+// or one observability mode). Figures, never the exit status.
+
+// The targets' thresholds.
+const (
+	targetAcceptOverPgbench = 1.0  // accept requests/s ÷ pgbench tps, observability off
+	targetAcceptP99Ms       = 50.0 // accept p99 at the first connection count (16)
+	targetObsOnOverOff      = 0.85 // accept with observability on ÷ off: at most 15 % less
+	targetDrainOverSource   = 0.8  // drain ÷ smtp-source
+	targetDrainFlat         = 0.10 // third drain round within 10 % of the first ...
+	targetDrainFlatRows     = 100_000
+	targetE2EP99Ms          = 500.0 // accepted → sent p99 at phase 4's rate
+	targetRSSMiB            = 64.0  // api and worker, throughout
+)
+
+// Target statuses.
+const (
+	statusMet         = "met"
+	statusNotMet      = "not met"
+	statusNotMeasured = "not measured"
+)
+
+// target is one target for one subject (a variant, a process) in one
+// observability mode.
+type target struct {
+	Target        string  `json:"target"`
+	Subject       string  `json:"subject,omitempty"`
+	Observability string  `json:"observability"`
+	Want          string  `json:"want"`
+	Measured      float64 `json:"measured"`
+	// MeasuredText is the figure as printed, with what it is made of.
+	MeasuredText string `json:"measured_text"`
+	Status       string `json:"status"`
+}
+
+// evaluateTargets computes every target from res's modes and comparison.
+func evaluateTargets(res *results) []target {
+	var out []target
+	add := func(name, subject, mode, want string, measured float64, text string, met, measuredOK bool) {
+		t := target{Target: name, Subject: subject, Observability: mode, Want: want, Measured: measured, MeasuredText: text}
+		switch {
+		case !measuredOK:
+			t.Status = statusNotMeasured
+		case met:
+			t.Status = statusMet
+		default:
+			t.Status = statusNotMet
+		}
+		out = append(out, t)
+	}
+	modes := map[string]*modeResult{}
+	for _, m := range res.Modes {
+		modes[m.Observability] = m
+	}
+	first := 16
+	if len(res.Settings.Conns) > 0 {
+		first = res.Settings.Conns[0]
+	}
+	var firstSets []acceptPlan
+	for _, p := range res.Settings.AcceptRuns {
+		if p.Connections == first {
+			firstSets = append(firstSets, p)
+		}
+	}
+
+	// Accept throughput and latency: observability off, each variant at 16.
+	off := modes["off"]
+	for _, p := range firstSets {
+		name := fmt.Sprintf("%s c%d", p.Variant, p.Connections)
+		var a *acceptSet
+		if off != nil {
+			a = off.findAccept(p.Variant, p.Connections)
+		}
+		ok := a != nil && len(a.Runs) > 0 && off.CeilingMedianTPS > 0
+		var r, p99 float64
+		var text, p99Text string = "-", "-"
+		if ok {
+			r, p99 = a.Ratio, a.MedianP99
+			text = fmt.Sprintf("%.2f× (%.0f req/s ÷ %.0f tps)", r, a.MedianRPS, off.CeilingMedianTPS)
+			p99Text = fmt.Sprintf("%.1f ms", p99)
+		}
+		add("accept ≥ 1.0× pgbench", name, "off", fmt.Sprintf("≥ %.2f×", targetAcceptOverPgbench), r, text, r >= targetAcceptOverPgbench, ok)
+		ok = a != nil && len(a.Runs) > 0
+		add(fmt.Sprintf("accept p99 ≤ %.0f ms at %d connections", targetAcceptP99Ms, first), name, "off",
+			fmt.Sprintf("≤ %.0f ms", targetAcceptP99Ms), p99, p99Text, p99 <= targetAcceptP99Ms, ok)
+	}
+
+	// Observability's cost: each accept set on ÷ off.
+	for _, p := range res.Settings.AcceptRuns {
+		name := fmt.Sprintf("%s c%d", p.Variant, p.Connections)
+		r, ok := res.Comparison[comparisonKey(p.Variant, p.Connections)]
+		ok = ok && r > 0
+		text := "-"
+		if ok {
+			text = fmt.Sprintf("%.2f× (%+.0f %%)", r, (r-1)*100)
+		}
+		add("observability on: accept at most 15 % less", name, "on ÷ off",
+			fmt.Sprintf("≥ %.2f×", targetObsOnOverOff), r, text, r >= targetObsOnOverOff, ok)
+	}
+
+	for _, m := range res.Modes {
+		mode := m.Observability
+		// Drain against smtp-source.
+		ok := m.DeliveryMedian > 0 && m.SMTPSourceMedianRate > 0
+		text := "-"
+		if ok {
+			text = fmt.Sprintf("%.2f× (%.0f ÷ %.0f msg/s)", m.DeliveryRatioSource, m.DeliveryMedian, m.SMTPSourceMedianRate)
+		}
+		add("drain ≥ 0.8× smtp-source", "", mode, fmt.Sprintf("≥ %.2f×", targetDrainOverSource),
+			m.DeliveryRatioSource, text, m.DeliveryRatioSource >= targetDrainOverSource, ok)
+
+		// Drain flat as the table grows.
+		f := drainFlatness(m.Delivery)
+		add("drain flat: third round within 10 % of the first, 100k+ rows", "", mode,
+			fmt.Sprintf("within ±%.0f %%, ≥ %d rows", targetDrainFlat*100, targetDrainFlatRows),
+			f.ratio, f.text, f.met, f.measured)
+
+		// End to end.
+		ok = m.E2E != nil && m.E2E.Sent > 0
+		var p99 float64
+		text = "-"
+		if ok {
+			p99 = m.E2E.AcceptedToSentMs.P99
+			text = fmt.Sprintf("%.0f ms at %.0f req/s", p99, m.E2E.TargetRate)
+			if c := m.E2E.RateChoice; c != nil {
+				text += " (chosen by " + c.ChosenBy + ")"
+			}
+		}
+		add("accepted → sent p99 ≤ 500 ms", "", mode, fmt.Sprintf("≤ %.0f ms", targetE2EP99Ms), p99, text, p99 <= targetE2EP99Ms, ok)
+
+		// Memory.
+		for _, kind := range []string{"api", "worker"} {
+			peak, ok := m.RSSSampled.peak(kind)
+			what := "sampled every second, VmHWM included"
+			if !ok {
+				peak, ok = snapshotPeak(m.RSS, kind)
+				what = "VmHWM at the end of each phase"
+			}
+			text := "-"
+			if ok {
+				text = fmt.Sprintf("%.1f MiB (%s)", peak, what)
+			}
+			add("RSS ≤ 64 MiB throughout", kind, mode, fmt.Sprintf("≤ %.0f MiB", targetRSSMiB), peak, text, peak <= targetRSSMiB, ok)
+		}
+	}
+	return out
+}
+
+// flatness is the drain-flat target's figure.
+type flatness struct {
+	ratio         float64
+	text          string
+	met, measured bool
+}
+
+// drainFlatness compares the third drain round's rate with the first's,
+// with the rows emails held at the third.
+func drainFlatness(drains []deliveryRun) flatness {
+	var first, third *deliveryRun
+	for i := range drains {
+		switch drains[i].Round {
+		case 1:
+			first = &drains[i]
+		case 3:
+			third = &drains[i]
+		}
+	}
+	if first == nil || third == nil || first.Rate <= 0 {
+		return flatness{text: fmt.Sprintf("- (needs rounds 1 and 3; %d drain(s))", len(drains))}
+	}
+	r := third.Rate / first.Rate
+	f := flatness{ratio: r, text: fmt.Sprintf("%.2f× (%.0f ÷ %.0f msg/s) at %d rows", r, third.Rate, first.Rate, third.EmailsRows)}
+	if third.EmailsRows < targetDrainFlatRows {
+		f.text += fmt.Sprintf(": too few rows (%d wanted)", targetDrainFlatRows)
+		return f
+	}
+	f.measured = true
+	f.met = math.Abs(r-1) <= targetDrainFlat+1e-9
+	return f
+}
+
+// snapshotPeak is the highest VmHWM of kind's instances in the
+// end-of-phase snapshots.
+func snapshotPeak(samples []rssSample, kind string) (float64, bool) {
+	var peak float64
+	var ok bool
+	for _, s := range samples {
+		for name, p := range s.Procs {
+			if instanceOf(name, kind) {
+				peak, ok = max(peak, p.HWMMiB, p.RSSMiB), true
+			}
+		}
+	}
+	return peak, ok
+}
