@@ -399,10 +399,25 @@ func TestParseCommandStats(t *testing.T) {
 	if got["xadd"] != 12 || got["xack"] != 3 || len(got) != 2 {
 		t.Errorf("got %v, want xadd 12, xack 3", got)
 	}
-	before := storeWork{PgCommits: 10, Redis: map[string]float64{"xadd": 2}}
-	after := storeWork{PgCommits: 30, Redis: map[string]float64{"xadd": 12, "xack": 10}}
+	before := storeWork{PgCommits: 10, PgHOTUpdated: 5, PgWALBytes: 1000, Redis: map[string]float64{"xadd": 2}}
+	after := storeWork{PgCommits: 30, PgHOTUpdated: 15, PgWALBytes: 6000, Redis: map[string]float64{"xadd": 12, "xack": 10}}
 	pm := after.perMessage(before, 10)
-	if pm.PgCommits != 2 || pm.Redis["xadd"] != 1 || pm.Redis["xack"] != 1 {
-		t.Errorf("per message = %+v, want 2 commits, xadd 1, xack 1", pm)
+	if pm.PgCommits != 2 || pm.PgHOTUpdated != 1 || pm.PgWALBytes != 500 || pm.Redis["xadd"] != 1 || pm.Redis["xack"] != 1 {
+		t.Errorf("per message = %+v, want 2 commits, 1 HOT update, 500 WAL bytes, xadd 1, xack 1", pm)
+	}
+	// Backend 1 ran on, 2 exited, 3 started: only what ran meanwhile counts.
+	before.backends = map[int]float64{1: 5, 2: 7}
+	after.backends = map[int]float64{1: 6.5, 3: 2.5}
+	if pm := after.perMessage(before, 10); pm.PgCPUSeconds != 0.4 {
+		t.Errorf("backend CPU per message: got %v, want 0.4", pm.PgCPUSeconds)
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	if cpu, err := processCPU(os.Getpid()); err != nil || cpu < 0 {
+		t.Errorf("own process: got %v, %v, want a CPU time", cpu, err)
+	}
+	if _, err := processCPU(-1); err == nil {
+		t.Error("pid -1: got nil, want an error")
 	}
 }

@@ -260,7 +260,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		if derr == nil && sleep(ctx, 11*time.Second) == nil {
 			pm := b.work(ctx, db).perMessage(before, s.N)
 			d.PerMessage = &pm
-			b.log.printf("[%s] round %d  per message: %.2f Postgres commits, %.2f rows updated; Redis %s", mode, round, pm.PgCommits, pm.PgUpdated, formatCalls(pm.Redis))
+			b.log.printf("[%s] round %d  per message: %.2f Postgres commits, %.2f rows updated (%.2f HOT), index +%.0f B, WAL %.0f B (server), backend CPU %.0f µs; Redis %s",
+				mode, round, pm.PgCommits, pm.PgUpdated, pm.PgHOTUpdated, pm.PgIndexBytes, pm.PgWALBytes, pm.PgCPUSeconds*1e6, formatCalls(pm.Redis))
 		}
 		note(fmt.Sprintf("delivery round %d", round), derr)
 		if derr == nil {

@@ -331,7 +331,7 @@ func (s *Store) ReleaseExpired(ctx context.Context, maxAttempts int) (released, 
 	err = s.pool.QueryRow(ctx, `
 		WITH expired AS (
 		    SELECT id, attempts FROM emails
-		    WHERE status = 'sending' AND lease_expires_at < now()
+		    WHERE stage = 'open' AND status = 'sending' AND lease_expires_at < now()
 		    LIMIT $2
 		    FOR UPDATE SKIP LOCKED),
 		rel AS (

@@ -1,0 +1,141 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/carteiro/carteiro/services/internal/testenv"
+)
+
+// claimWrites are the columns a claim changes (ClaimBatch). None may be
+// covered by an index, in its key, its expressions or its predicate, or no
+// claim could be a heap-only tuple update.
+var claimWrites = []string{"status", "attempts", "fencing_token", "sending_since", "lease_expires_at", "message_id", "updated_at"}
+
+// TestNoIndexCoversAClaimsColumns reads the catalog: every index of emails
+// and the columns it depends on.
+func TestNoIndexCoversAClaimsColumns(t *testing.T) {
+	s := open(t)
+	rows, err := s.pool.Query(context.Background(), `
+		SELECT i.indexrelid::regclass::text, a.attname
+		FROM pg_index i
+		JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+		     AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = d.refobjsubid
+		WHERE i.indrelid = 'emails'::regclass AND a.attname = ANY($1)
+		UNION
+		SELECT i.indexrelid::regclass::text, a.attname
+		FROM pg_index i
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+		WHERE i.indrelid = 'emails'::regclass AND a.attname = ANY($1)`, claimWrites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var covered []string
+	for rows.Next() {
+		var index, column string
+		if err := rows.Scan(&index, &column); err != nil {
+			t.Fatal(err)
+		}
+		covered = append(covered, index+" covers "+column)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(covered) > 0 {
+		t.Errorf("got %s, want no index on a column a claim writes", strings.Join(covered, ", "))
+	}
+}
+
+// TestClaimsAreHOTUpdates: a claim is a heap-only tuple update
+// (pg_stat_user_tables.n_tup_hot_upd) when its page has room, which the
+// fillfactor keeps on every page: here a third of the rows of each page,
+// stored as the relay leaves them, are claimed. None was HOT before
+// migration 00005 (status in two indexes, pages filled to the brim). The
+// outcomes after the claims still find every row.
+func TestClaimsAreHOTUpdates(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	// One connection: pg_stat_force_next_flush acts on the backend that
+	// made the updates.
+	db.MaxConns = 1
+	s := openWith(t, db, 5*time.Second, testenv.Logger(t))
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO emails (id, assunto, mensagem, traceparent, published_at, publish_count)
+		SELECT gen_random_uuid(), repeat('a', 100), repeat('m', 250),
+		       '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', now(), 1
+		FROM generate_series(1, 900)`); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	rows, err := s.pool.Query(ctx, `SELECT id::text FROM emails ORDER BY ctid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; rows.Next(); i++ {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			ids = append(ids, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(ids))
+
+	updates := func() (upd, hot int64) {
+		t.Helper()
+		if _, err := s.pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.pool.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'emails'::regclass`).
+			Scan(&upd, &hot); err != nil {
+			t.Fatal(err)
+		}
+		return upd, hot
+	}
+	upd0, hot0 := updates()
+	var claims []Claim
+	for batch := range slices.Chunk(ids, 30) {
+		var reqs []ClaimRequest
+		for _, id := range batch {
+			reqs = append(reqs, ClaimRequest{ID: id, MessageID: id + "@example.test"})
+		}
+		c, err := s.ClaimBatch(ctx, reqs, time.Minute, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims = append(claims, c...)
+	}
+	if int64(len(claims)) != n {
+		t.Fatalf("got %d claims, want %d", len(claims), n)
+	}
+	upd1, hot1 := updates()
+	if upd1-upd0 != n || hot1-hot0 != n {
+		t.Errorf("claims: got %d updates, %d of them HOT, want %d, all HOT", upd1-upd0, hot1-hot0, n)
+	}
+
+	var outcomes []Outcome
+	for _, c := range claims {
+		outcomes = append(outcomes, Outcome{Lease: Lease{c.ID, c.Token}, Kind: OutcomeSent})
+	}
+	res, err := s.RecordOutcomes(ctx, outcomes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range res {
+		if err != nil {
+			t.Fatalf("outcome %d: %v", i, err)
+		}
+	}
+	d, err := s.Depth(ctx)
+	if err != nil || d.Queued != 900-n || d.Sending != 0 || d.Failed != 0 || d.Unpublished != 0 {
+		t.Errorf("depth after the outcomes: got %+v (%v), want the %d unclaimed queued, none sending", d, err, 900-n)
+	}
+}
