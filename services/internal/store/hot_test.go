@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	"io/fs"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
@@ -196,5 +200,44 @@ func TestRequeueByStatusReadsThePartialIndexes(t *testing.T) {
 	}
 	if n, err := s.Requeue(ctx, nil, nil); err != nil || n != 0 {
 		t.Errorf("requeue nothing: got %d %v, want 0", n, err)
+	}
+}
+
+// Migration 00005 rewrites emails (a stored generated column): on a table
+// of any size it takes longer than a request's statement_timeout, which
+// migrations do not have. Here statement_timeout is 4 ms and the table
+// holds 50,000 messages.
+func TestMigrationRewritesALargeTable(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	s := openWith(t, db, 5*time.Second, testenv.Logger(t))
+	ctx := context.Background()
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(s.pool), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO emails (id, assunto, mensagem, status)
+		SELECT gen_random_uuid(), 'a', 'm', CASE WHEN g % 10 = 0 THEN 'dead' ELSE 'sent' END
+		FROM generate_series(1, 50000) g`); err != nil {
+		t.Fatal(err)
+	}
+	db.QueryTimeout = time.Millisecond
+	short, err := Open(ctx, db, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	if err := short.Migrate(ctx); err != nil {
+		t.Fatalf("migrate a table of 50,000 messages: %v", err)
+	}
+	if n, err := s.DeadCount(ctx); err != nil || n != 5000 {
+		t.Errorf("dead after the migration: got %d %v, want 5000", n, err)
 	}
 }
