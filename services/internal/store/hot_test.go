@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	"io/fs"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
@@ -137,5 +141,103 @@ func TestClaimsAreHOTUpdates(t *testing.T) {
 	d, err := s.Depth(ctx)
 	if err != nil || d.Queued != 900-n || d.Sending != 0 || d.Failed != 0 || d.Unpublished != 0 {
 		t.Errorf("depth after the outcomes: got %+v (%v), want the %d unclaimed queued, none sending", d, err, 900-n)
+	}
+}
+
+// Requeue by status (worker reprocess --dead, --failed) reads only the
+// rows of its statuses' partial indexes, never the whole table: with
+// sequential scans priced out, its plan has none. And it requeues just
+// those statuses.
+func TestRequeueByStatusReadsThePartialIndexes(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	for _, statuses := range [][]string{{"dead"}, {"failed"}, {"dead", "failed"}} {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN `+requeueSet+requeueWhere(statuses), statuses)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		_ = tx.Rollback(ctx)
+		if p := strings.Join(plan, "\n"); strings.Contains(p, "Seq Scan") {
+			t.Errorf("requeue %v: got a sequential scan, want the partial indexes:\n%s", statuses, p)
+		}
+	}
+
+	byStatus := map[string]string{}
+	for _, status := range []string{"queued", "sending", "failed", "sent", "dead"} {
+		id := newRow(t, s)
+		set(t, s, id, "status = $2, lease_expires_at = now() + interval '1 hour'", status)
+		byStatus[status] = id
+	}
+	if n, err := s.Requeue(ctx, nil, []string{"dead", "failed"}); err != nil || n != 2 {
+		t.Fatalf("requeue dead and failed: got %d %v, want 2", n, err)
+	}
+	for status, id := range byStatus {
+		want := status
+		if status == "dead" || status == "failed" {
+			want = "queued"
+		}
+		if got, err := s.Get(ctx, id); err != nil || string(got.Status) != want {
+			t.Errorf("%s row after requeue: got %q %v, want %q", status, got.Status, err, want)
+		}
+	}
+	if n, err := s.Requeue(ctx, nil, nil); err != nil || n != 0 {
+		t.Errorf("requeue nothing: got %d %v, want 0", n, err)
+	}
+}
+
+// Migration 00005 rewrites emails (a stored generated column): on a table
+// of any size it takes longer than a request's statement_timeout, which
+// migrations do not have. Here statement_timeout is 4 ms and the table
+// holds 50,000 messages.
+func TestMigrationRewritesALargeTable(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	s := openWith(t, db, 5*time.Second, testenv.Logger(t))
+	ctx := context.Background()
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(s.pool), sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO emails (id, assunto, mensagem, status)
+		SELECT gen_random_uuid(), 'a', 'm', CASE WHEN g % 10 = 0 THEN 'dead' ELSE 'sent' END
+		FROM generate_series(1, 50000) g`); err != nil {
+		t.Fatal(err)
+	}
+	db.QueryTimeout = time.Millisecond
+	short, err := Open(ctx, db, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	if err := short.Migrate(ctx); err != nil {
+		t.Fatalf("migrate a table of 50,000 messages: %v", err)
+	}
+	if n, err := s.DeadCount(ctx); err != nil || n != 5000 {
+		t.Errorf("dead after the migration: got %d %v, want 5000", n, err)
 	}
 }
