@@ -244,8 +244,8 @@ func storeBatch(ctx context.Context, tx batchTx, batch []*pendingInsert) (*writt
 		INSERT INTO emails (id, assunto, mensagem, traceparent, tracestate)
 		SELECT id, assunto, mensagem, NULLIF(tp, ''), NULLIF(ts, '')
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(id, assunto, mensagem, tp, ts)
-		RETURNING created_at, pg_current_xact_id()::text, pg_postmaster_start_time()`,
-		ids, assuntos, mensagens, tps, tss, keys, fingerprints, keyIDs).Scan(&created, &w.xid, &w.serverStart)
+		RETURNING created_at, pg_current_xact_id()::text`,
+		ids, assuntos, mensagens, tps, tss, keys, fingerprints, keyIDs).Scan(&created, &w.xid)
 	if err != nil {
 		return nil, err
 	}

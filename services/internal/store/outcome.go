@@ -21,20 +21,18 @@ import (
 // "Transaction ID and Snapshot Information Functions").
 //
 // A crash makes one more case: an xid that never reached the WAL is handed
-// out again by the restarted server (seen on PostgreSQL 15: a transaction
-// killed by an immediate shutdown before its COMMIT, and the first
-// transaction after the restart, had the same xid), so pg_xact_status may
-// then tell another transaction's outcome. The transaction also learns
-// pg_postmaster_start_time() with its xid; when the server has restarted
-// since, no transaction of before the crash is still in progress and the
-// row of a message the transaction inserted decides: there, it committed.
+// out again after crash recovery, also after a recovery without a server
+// restart (a backend killed by the OOM killer makes the postmaster reset
+// every backend and replay the WAL; pg_postmaster_start_time() does not
+// change). pg_xact_status may then tell another transaction's outcome. So
+// once the xid has ended, the row of a message the transaction inserted
+// decides: there, it committed; absent, it did not.
 
 // written is what a transaction that inserts messages learns before its
 // COMMIT, to resolve a COMMIT whose reply is lost.
 type written struct {
-	xid         string    // pg_current_xact_id()
-	serverStart time.Time // pg_postmaster_start_time(): new after every restart
-	messageID   string    // a message the transaction inserts
+	xid       string // pg_current_xact_id()
+	messageID string // a message the transaction inserts
 }
 
 // ErrOutcomeUnknown is returned when a transaction's COMMIT got no reply
@@ -70,7 +68,7 @@ func (s *Store) inTx(ctx context.Context, messageID string, fn func(pgx.Tx) erro
 	}
 	var xid *string
 	w := written{messageID: messageID}
-	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text, pg_postmaster_start_time()`).Scan(&xid, &w.serverStart); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned()::text`).Scan(&xid); err != nil {
 		return err
 	}
 	if xid == nil {
@@ -119,25 +117,31 @@ func commitAmbiguous(err error) bool {
 	return true
 }
 
-// resolveCommit asks pg_xact_status(xid) on other connections until the
-// transaction is committed (nil) or aborted (cause, wrapped). The server
-// ends a COMMIT that runs longer than statement_timeout; a transaction still
-// in progress after that (its COMMIT lost on the way, a wait statement_timeout
-// does not cover) has its backend terminated, which decides it: aborted,
-// unless its commit record was written. If the database does not answer
-// for statement_timeout plus one query timeout after COMMIT was sent, the
-// outcome is ErrOutcomeUnknown. If the server restarted since w was
-// learned, w's message row decides instead (see written).
+// resolveCommit learns, on other connections, the outcome of the
+// transaction w whose COMMIT got no verdict. While pg_xact_status(xid) says
+// in progress it waits; once the xid has ended (and, if committed, is
+// visible to a new snapshot), w's message row in that same snapshot
+// decides: present, the transaction committed (nil); absent, it did not
+// (cause, wrapped). The row has the last word because after a crash xid may
+// be another transaction's (see written). The server ends a COMMIT that
+// runs longer than statement_timeout; a transaction still in progress after
+// that (its COMMIT lost on the way, a wait statement_timeout does not
+// cover) has its backend terminated, which decides it. If the database
+// does not answer for statement_timeout plus one query timeout after
+// COMMIT was sent, the outcome is ErrOutcomeUnknown.
 func (s *Store) resolveCommit(w written, committing time.Time, cause error) error {
 	xid := w.xid
 	ctx, cancel := context.WithDeadline(context.Background(), committing.Add(s.statementTimeout+s.queryTimeout))
 	defer cancel()
-	s.log.Warn("commit outcome unknown; asking pg_xact_status", "xid", xid, "err", cause)
+	s.log.Warn("commit outcome unknown; asking pg_xact_status", "xid", xid, "message_id", w.messageID, "err", cause)
 	terminated := false
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, resolvePoll) {
 		var status *string
-		var start time.Time
-		err := s.pool.QueryRow(ctx, `SELECT pg_xact_status($1::xid8), pg_postmaster_start_time()`, xid).Scan(&status, &start)
+		var visible, stored bool
+		// One statement, one snapshot: the xid's visibility and the row.
+		err := s.pool.QueryRow(ctx, `SELECT pg_xact_status($1::xid8),
+			pg_visible_in_snapshot($1::xid8, pg_current_snapshot()),
+			EXISTS (SELECT 1 FROM emails WHERE id = $2)`, xid, w.messageID).Scan(&status, &visible, &stored)
 		var pe *pgconn.PgError
 		switch {
 		case errors.As(err, &pe) && pe.Code == "22023":
@@ -147,35 +151,24 @@ func (s *Store) resolveCommit(w written, committing time.Time, cause error) erro
 			s.log.Warn("commit outcome learned", "xid", xid, "status", "unknown to the restarted server", "err", pe.Message)
 			return fmt.Errorf("commit lost in a crash (xid %s): %w", xid, cause)
 		case err != nil:
-		case !start.Equal(w.serverStart):
-			// Restarted: xid may be another transaction's by now.
-			var stored bool
-			err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM emails WHERE id = $1)`, w.messageID).Scan(&stored)
-			switch {
-			case err != nil:
-			case stored:
-				s.log.Warn("commit outcome learned", "xid", xid, "status", "committed before the restart", "message_id", w.messageID)
-				return nil
-			default:
-				s.log.Warn("commit outcome learned", "xid", xid, "status", "lost in the restart", "message_id", w.messageID)
-				return fmt.Errorf("commit lost in a crash (xid %s, message %s not stored): %w", xid, w.messageID, cause)
-			}
 		case status == nil:
 			// Only for an xid older than the commit log keeps: not one
 			// of a few seconds ago.
 			return fmt.Errorf("%w: pg_xact_status(%s) is null after %v", ErrOutcomeUnknown, xid, cause)
-		case *status == "committed":
-			s.log.Warn("commit outcome learned", "xid", xid, "status", *status)
+		case *status == "in progress" || *status == "committed" && !visible:
+			if !terminated && time.Since(committing) > s.statementTimeout {
+				// The backend still holding xid, if any: the guard
+				// makes a reused pid safe.
+				_, err = s.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE backend_xid = $1::xid8::xid`, xid)
+				terminated = err == nil
+			}
+		case stored:
+			s.log.Warn("commit outcome learned", "xid", xid, "status", *status, "message_id", w.messageID, "stored", true)
 			return nil
-		case *status == "aborted":
-			s.log.Warn("commit outcome learned", "xid", xid, "status", *status)
-			return fmt.Errorf("commit rolled back (xid %s): %w", xid, cause)
-		case !terminated && time.Since(committing) > s.statementTimeout:
-			// The backend still holding xid, if any: the guard makes a
-			// reused pid safe.
-			_, err = s.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-				WHERE backend_xid = $1::xid8::xid`, xid)
-			terminated = err == nil
+		default:
+			s.log.Warn("commit outcome learned", "xid", xid, "status", *status, "message_id", w.messageID, "stored", false)
+			return fmt.Errorf("commit did not take (xid %s %s, message %s not stored): %w", xid, *status, w.messageID, cause)
 		}
 		select {
 		case <-ctx.Done():

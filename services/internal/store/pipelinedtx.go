@@ -72,9 +72,8 @@ func (r errRow) Scan(...any) error { return r.err }
 // inTxPipelined runs fn in a transaction that fn's first statements begin
 // (pipelinedTx) and commits it under ctx, with inTx's guarantees: fn
 // returns what the transaction wrote, learned in the statement that writes
-// (RETURNING pg_current_xact_id(), pg_postmaster_start_time()), whenever
-// it wrote anything; nil says it wrote nothing, so that a failed COMMIT
-// lost nothing.
+// (RETURNING pg_current_xact_id()), whenever it wrote anything; nil says it
+// wrote nothing, so that a failed COMMIT lost nothing.
 func (s *Store) inTxPipelined(ctx context.Context, fn func(batchTx) (*written, error)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
