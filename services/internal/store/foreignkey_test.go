@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestForeignKeysAreIndexed reads the catalog: every foreign key's
@@ -24,15 +26,8 @@ func TestForeignKeysAreIndexed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var missing []string
-	for rows.Next() {
-		var fk string
-		if err := rows.Scan(&fk); err != nil {
-			t.Fatal(err)
-		}
-		missing = append(missing, fk)
-	}
-	if err := rows.Err(); err != nil {
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(missing) > 0 {
