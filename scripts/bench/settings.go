@@ -35,7 +35,9 @@ type settings struct {
 	// AcceptWorker is "run" or "stop": the worker during phase 2.
 	AcceptWorker string `json:"accept_worker"`
 	// Profile keeps the worker's CPU, block and mutex profiles of each
-	// drain (BENCH_PROFILE; see profile.go), ProfileSeconds long.
+	// drain, the api's CPU profile of each accept run and its heap
+	// profile in phase 4 (BENCH_PROFILE; see profile.go), ProfileSeconds
+	// long.
 	Profile        bool   `json:"profile"`
 	ProfileSeconds int    `json:"profile_seconds"`
 	Out            string `json:"out"`
