@@ -428,3 +428,33 @@ func TestConnectionDroppedMidTransaction(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkSend sends over one pooled connection to the in-process relay
+// (its work included), with and without PIPELINING offered: go test
+// -bench Send (-cpuprofile shows the sender's own share of a message).
+func BenchmarkSend(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		opts testenv.SMTPOptions
+	}{
+		{"pipelining", testenv.SMTPOptions{}},
+		{"no-pipelining", testenv.SMTPOptions{NoPipelining: true}},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			srv := testenv.StartSMTPWith(b, tt.opts)
+			p, _ := strconv.Atoi(srv.Port())
+			s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: "none", Timeout: 10 * time.Second, DataTimeout: 10 * time.Second},
+				"Carteiro <carteiro@example.test>", "contato@example.test", 1, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(s.Close)
+			m := Message{ID: "0193", Assunto: "Olá, carteiro", Mensagem: strings.Repeat("Olá, isto é uma mensagem de teste do carteiro. ", 6), Date: time.Now()}
+			for b.Loop() {
+				if _, err := s.Send(context.Background(), m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
