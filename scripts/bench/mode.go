@@ -124,15 +124,19 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 
 	// The public HTTP ceiling: the stack's nginx configuration in front of
 	// a no-op handler.
-	hc, herr := startHTTPCeiling(ctx, st.dev.Config, filepath.Join(dir, "noop"), b.logFile)
-	note("no-op HTTP ceiling", herr)
-	if hc != nil {
-		defer hc.stop()
+	var hc *httpCeiling
+	if s.Phases == "all" {
+		var herr error
+		hc, herr = startHTTPCeiling(ctx, st.dev.Config, filepath.Join(dir, "noop"), b.logFile)
+		note("no-op HTTP ceiling", herr)
+		if hc != nil {
+			defer hc.stop()
+		}
 	}
 
 	// Phases 1 and 2, alternating.
 	rss.setPhase("1-2")
-	for round := 1; round <= s.Rounds; round++ {
+	for round := 1; round <= s.Rounds && s.Phases == "all"; round++ {
 		if err := settle(fmt.Sprintf("pgbench round %d", round)); err != nil {
 			return err
 		}
@@ -276,6 +280,9 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		}
 	}
 	m.RSS = append(m.RSS, sampleRSS(st, "3"))
+	if s.Phases == "delivery" {
+		return nil
+	}
 
 	// Phase 4: end to end at the rate delivery can keep up with.
 	rss.setPhase("4")
