@@ -52,7 +52,9 @@
 // recorded).
 //
 // Phase 3 also records the rows of emails at each drain (the table the
-// drain works on grows by what phases 2 and 3 add).
+// drain works on grows by what phases 2 and 3 add), and the CPU time per
+// message of Mailpit (each SMTP run and drain), the worker and the
+// bench database's Postgres backends (each drain).
 //
 // At the end, a targets block (printed and in the results) sets each
 // target of issue 14 beside its figure, met, not met or not measured:
