@@ -41,8 +41,9 @@ type Message struct {
 // command, config.SMTP.DataTimeout for the reply to the final dot.
 type Sender struct {
 	// client dials: connection, greeting, EHLO, STARTTLS and AUTH. The
-	// mail transaction itself is driven here, command by command, so the
-	// final dot can have its own timeout.
+	// mail transaction itself is driven here (see transact): pipelined
+	// when the relay offers it, and so that the final dot can have its
+	// own timeout.
 	client *gomail.Client
 	from   string
 	to     string
