@@ -114,8 +114,8 @@ func message(id string) Message {
 // succeeds although the whole conversation lasts longer than the timeout.
 func TestEachReplyHasItsOwnTimeout(t *testing.T) {
 	srv := testenv.StartSMTP(t)
-	srv.PaceEvery(600 * time.Millisecond)
-	s := newSenderWith(t, srv.Port(), time.Second, time.Second)
+	srv.PaceEvery(700 * time.Millisecond)
+	s := newSenderWith(t, srv.Port(), 1500*time.Millisecond, 1500*time.Millisecond)
 	if _, err := s.Send(context.Background(), message("slow")); err != nil {
 		t.Fatalf("send: %v", err)
 	}
@@ -127,9 +127,9 @@ func TestEachReplyHasItsOwnTimeout(t *testing.T) {
 		cmds = append(cmds, r.Command)
 	}
 	// greeting, EHLO, MAIL, RCPT, DATA, the final dot: six waits of
-	// 600ms each, longer together than the 1s timeout; MAIL, RCPT and
-	// DATA are pipelined, so DATA's reply comes 1.8s after they were
-	// written, 600ms after RCPT's.
+	// 700ms each, longer together than the 1.5s timeout; MAIL, RCPT and
+	// DATA are pipelined, so DATA's reply comes 2.1s after they were
+	// written, 700ms after RCPT's.
 	if got, want := strings.Join(cmds, ","), ",EHLO,MAIL,RCPT,DATA,."; got != want {
 		t.Errorf("replies: got %s, want %s", got, want)
 	}
