@@ -14,30 +14,27 @@ import (
 var cpuKinds = []string{"nginx", "api", "otelcol", "jaeger", "prometheus", "alertmanager",
 	"nginx-exporter", "postgres-exporter", "redis-exporter"}
 
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
-// every Linux architecture Go runs on (proc(5)).
-const clockTicks = 100
-
-// cpuTimes is the CPU time (user + system, seconds) each running kind of
-// component has used since it started, its direct children included (nginx's
-// workers).
+// cpuTimes is the CPU time (user + system, seconds; processCPU) each
+// running kind of component has used since it started, its direct
+// children included (nginx's workers).
 func (st *stack) cpuTimes() map[string]float64 {
 	children := childPIDs()
 	out := map[string]float64{}
 	for _, kind := range cpuKinds {
-		for _, p := range st.dev.Instances(kind) {
-			t := procCPU(p.PID)
-			for _, c := range children[p.PID] {
-				t += procCPU(c)
+		for _, pid := range st.pids(kind) {
+			for _, p := range append([]int{pid}, children[pid]...) {
+				if cpu, err := processCPU(p); err == nil {
+					out[kind] += cpu
+				}
 			}
-			out[kind] += t
 		}
 	}
 	return out
 }
 
-// cpuSince is, per kind, the CPU seconds used between before and after.
-func cpuSince(before, after map[string]float64) map[string]float64 {
+// cpuByKindSince is, per kind, the CPU seconds used between before and
+// after.
+func cpuByKindSince(before, after map[string]float64) map[string]float64 {
 	out := map[string]float64{}
 	for k, v := range after {
 		out[k] = v - before[k]
@@ -45,35 +42,8 @@ func cpuSince(before, after map[string]float64) map[string]float64 {
 	return out
 }
 
-// procCPU is utime + stime of pid in seconds (fields 14 and 15 of
-// /proc/<pid>/stat, counted after the parenthesised command name, which
-// may hold spaces); 0 when the process is gone.
-func procCPU(pid int) float64 {
-	f := statFields(pid)
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / clockTicks
-}
-
-// statFields are the fields of /proc/<pid>/stat after the command name:
-// [0] is the state (field 3).
-func statFields(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(s[i+1:])
-}
-
-// childPIDs maps each parent pid to its children's, from /proc.
+// childPIDs maps each parent pid to its children's, from /proc (field 4
+// of /proc/<pid>/stat, after the command name, which may hold spaces).
 func childPIDs() map[int][]int {
 	out := map[int][]int{}
 	entries, err := os.ReadDir("/proc")
@@ -85,7 +55,13 @@ func childPIDs() map[int][]int {
 		if err != nil {
 			continue
 		}
-		if f := statFields(pid); len(f) > 1 {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 {
 			if ppid, err := strconv.Atoi(f[1]); err == nil {
 				out[ppid] = append(out[ppid], pid)
 			}
@@ -94,7 +70,7 @@ func childPIDs() map[int][]int {
 	return out
 }
 
-// formatCPU prints cpu_s in cpuKinds' order, e.g. "nginx 0.8 api 2.1".
+// formatCPU prints cpu_s in cpuKinds' order, e.g. "nginx 0.80 api 2.10".
 func formatCPU(cpu map[string]float64) string {
 	var b strings.Builder
 	for _, k := range cpuKinds {

@@ -4,20 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
-	"time"
 )
-
-func TestProcCPU(t *testing.T) {
-	before := procCPU(os.Getpid())
-	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
-	}
-	if after := procCPU(os.Getpid()); after <= before {
-		t.Errorf("CPU after spinning 50 ms: got %v, want more than %v", after, before)
-	}
-	if got := procCPU(-1); got != 0 {
-		t.Errorf("a process that does not exist: got %v, want 0", got)
-	}
-}
 
 func TestChildPIDs(t *testing.T) {
 	cmd := exec.Command("sleep", "5")
@@ -35,7 +22,7 @@ func TestChildPIDs(t *testing.T) {
 }
 
 func TestCPUSinceAndFormat(t *testing.T) {
-	got := cpuSince(map[string]float64{"api": 1, "nginx": 2}, map[string]float64{"api": 3.5, "nginx": 2.25, "otelcol": 1})
+	got := cpuByKindSince(map[string]float64{"api": 1, "nginx": 2}, map[string]float64{"api": 3.5, "nginx": 2.25, "otelcol": 1})
 	if got["api"] != 2.5 || got["nginx"] != 0.25 || got["otelcol"] != 1 {
 		t.Errorf("got %v, want api 2.5, nginx 0.25, otelcol 1", got)
 	}

@@ -52,7 +52,9 @@
 // recorded).
 //
 // Phase 3 also records the rows of emails at each drain (the table the
-// drain works on grows by what phases 2 and 3 add).
+// drain works on grows by what phases 2 and 3 add), and the CPU time per
+// message of Mailpit (each SMTP run and drain), the worker and the
+// bench database's Postgres backends (each drain).
 //
 // At the end, a targets block (printed and in the results) sets each
 // target of issue 14 beside its figure, met, not met or not measured:
@@ -87,6 +89,8 @@
 //	                            accept run (the accept path alone; what it
 //	                            accepted is delivered before the next run);
 //	                            run: it delivers while phase 2 runs
+//	BENCH_PHASES         all    delivery: phase 3 alone (with the warm-up
+//	                            and RSS); what it skips is "not measured"
 //	BENCH_PROFILE        0      1: the stack runs with PPROF=1 and each
 //	                            drain keeps the worker's CPU profile (its
 //	                            first BENCH_PROFILE_SECONDS, 5), block and

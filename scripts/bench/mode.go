@@ -124,15 +124,19 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 
 	// The public HTTP ceiling: the stack's nginx configuration in front of
 	// a no-op handler.
-	hc, herr := startHTTPCeiling(ctx, st.dev.Config, filepath.Join(dir, "noop"), b.logFile)
-	note("no-op HTTP ceiling", herr)
-	if hc != nil {
-		defer hc.stop()
+	var hc *httpCeiling
+	if s.Phases == "all" {
+		var herr error
+		hc, herr = startHTTPCeiling(ctx, st.dev.Config, filepath.Join(dir, "noop"), b.logFile)
+		note("no-op HTTP ceiling", herr)
+		if hc != nil {
+			defer hc.stop()
+		}
 	}
 
 	// Phases 1 and 2, alternating.
 	rss.setPhase("1-2")
-	for round := 1; round <= s.Rounds; round++ {
+	for round := 1; round <= s.Rounds && s.Phases == "all"; round++ {
 		if err := settle(fmt.Sprintf("pgbench round %d", round)); err != nil {
 			return err
 		}
@@ -178,7 +182,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 			}
 			cpuBefore := st.cpuTimes()
 			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, p.Variant, p.Connections, round, s.Duration.D())
-			a.CPUSeconds = cpuSince(cpuBefore, st.cpuTimes())
+			a.CPUSeconds = cpuByKindSince(cpuBefore, st.cpuTimes())
 			if profiled != nil {
 				note(what+" api profile", profiled())
 			}
@@ -226,7 +230,9 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		if err := mp.Clear(ctx); err != nil {
 			return err
 		}
+		mpCPU := stackCPU(st, "mailpit")
 		c, cerr := runSMTPCeiling(ctx, st.addr["MAILPIT_SMTP_ADDR"], runPrefix("smtp", mode, round), s.N, s.WorkerConcurrency, round)
+		c.MailpitCPUUs = cpuSince(mpCPU, stackCPU(st, "mailpit")) * 1e6 / float64(s.N)
 		note(fmt.Sprintf("smtp ceiling round %d", round), cerr)
 		if cerr == nil {
 			got, merr := mp.expect(ctx, int64(s.N))
@@ -234,7 +240,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 			note(fmt.Sprintf("smtp ceiling round %d", round), merr)
 			m.SMTPCeiling = append(m.SMTPCeiling, c)
 		}
-		b.log.printf("[%s] round %d  plain SMTP      %8.0f msg/s (%d connections, %d bytes each)", mode, round, c.Rate, c.Connections, c.AvgBytes)
+		b.log.printf("[%s] round %d  plain SMTP      %8.0f msg/s (%d connections, %d bytes each; Mailpit CPU %.0f µs per message)", mode, round, c.Rate, c.Connections, c.AvgBytes, c.MailpitCPUUs)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -242,7 +248,9 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 			return err
 		}
 		what := fmt.Sprintf("smtp-source round %d", round)
+		mpCPU = stackCPU(st, "mailpit")
 		ss, serr := runSMTPSource(ctx, st.addr["MAILPIT_SMTP_ADDR"], dir, runPrefix("smtp-source", mode, round), s.N, s.WorkerConcurrency, round)
+		ss.MailpitCPUUs = cpuSince(mpCPU, stackCPU(st, "mailpit")) * 1e6 / float64(s.N)
 		note(what, serr)
 		if serr == nil {
 			got, merr := mp.expect(ctx, int64(s.N))
@@ -250,13 +258,18 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 			note(what, merr)
 			m.SMTPSource = append(m.SMTPSource, ss)
 		}
-		b.log.printf("[%s] round %d  smtp-source     %8.0f msg/s (%d sessions, %d bytes each)", mode, round, ss.Rate, ss.Connections, ss.AvgBytes)
+		b.log.printf("[%s] round %d  smtp-source     %8.0f msg/s (%d sessions, %d bytes each; Mailpit CPU %.0f µs per message)", mode, round, ss.Rate, ss.Connections, ss.AvgBytes, ss.MailpitCPUUs)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 
 		timeout := 10*time.Minute + time.Duration(s.N/50)*time.Second
-		before := b.work(ctx, db)
+		// Mailpit emptied first (runDelivery clears it again, then
+		// empty): deleting smtp-source's messages is not the drain's CPU.
+		if err := mp.Clear(ctx); err != nil {
+			return err
+		}
+		before := b.work(ctx, db, st)
 		var profile func() func() []string
 		if s.Profile {
 			profile = func() func() []string {
@@ -268,10 +281,10 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		// (PGSTAT_IDLE_INTERVAL); the relay's sweeps meanwhile add a few
 		// commits a second.
 		if derr == nil && sleep(ctx, 11*time.Second) == nil {
-			pm := b.work(ctx, db).perMessage(before, s.N)
+			pm := b.work(ctx, db, st).perMessage(before, s.N)
 			d.PerMessage = &pm
-			b.log.printf("[%s] round %d  per message: %.2f Postgres commits, %.2f rows updated (%.2f HOT), index +%.0f B, WAL %.0f B (server), backend CPU %.0f µs; Redis %s",
-				mode, round, pm.PgCommits, pm.PgUpdated, pm.PgHOTUpdated, pm.PgIndexBytes, pm.PgWALBytes, pm.PgCPUSeconds*1e6, formatCalls(pm.Redis))
+			b.log.printf("[%s] round %d  per message: %.2f Postgres commits, %.2f rows updated (%.2f HOT), index +%.0f B, WAL %.0f B (server), backend CPU %.0f µs; worker CPU %.0f µs; Mailpit CPU %.0f µs; Redis %s",
+				mode, round, pm.PgCommits, pm.PgUpdated, pm.PgHOTUpdated, pm.PgIndexBytes, pm.PgWALBytes, pm.PgCPUSeconds*1e6, pm.WorkerCPUSeconds*1e6, pm.MailpitCPUSeconds*1e6, formatCalls(pm.Redis))
 		}
 		note(fmt.Sprintf("delivery round %d", round), derr)
 		if derr == nil {
@@ -286,6 +299,9 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		}
 	}
 	m.RSS = append(m.RSS, sampleRSS(st, "3"))
+	if s.Phases == "delivery" {
+		return nil
+	}
 
 	// Phase 4: end to end at the rate delivery can keep up with.
 	rss.setPhase("4")

@@ -34,6 +34,9 @@ type settings struct {
 	E2EMaxInFlight int `json:"e2e_max_in_flight"`
 	// AcceptWorker is "run" or "stop": the worker during phase 2.
 	AcceptWorker string `json:"accept_worker"`
+	// Phases is "all" or "delivery" (BENCH_PHASES): delivery runs phase 3
+	// alone (and the RSS sampling), for work on the drain.
+	Phases string `json:"phases"`
 	// Profile keeps the worker's CPU, block and mutex profiles of each
 	// drain, the api's CPU profile of each accept run and its heap
 	// profile in phase 4 (BENCH_PROFILE; see profile.go), ProfileSeconds
@@ -100,6 +103,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		WrkThreads:        2,
 		WorkerConcurrency: num("WORKER_CONCURRENCY", 4, 1, 256),
 		AcceptWorker:      str("BENCH_ACCEPT_WORKER", "stop"),
+		Phases:            str("BENCH_PHASES", "all"),
 		Out:               str("BENCH_OUT", "bench/results.json"),
 		DBName:            str("BENCH_DB", "carteiro_bench"),
 		DBHost:            str("DB_HOST", "127.0.0.1"),
@@ -137,6 +141,9 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	}
 	if s.AcceptWorker != "run" && s.AcceptWorker != "stop" {
 		fail("BENCH_ACCEPT_WORKER", "want run or stop, got %q", s.AcceptWorker)
+	}
+	if s.Phases != "all" && s.Phases != "delivery" {
+		fail("BENCH_PHASES", "want all or delivery, got %q", s.Phases)
 	}
 	if !isLoopback(s.DBHost) {
 		fail("DB_HOST", "the bench only targets this machine's loopback addresses, got %q", s.DBHost)

@@ -32,6 +32,9 @@ type smtpRun struct {
 	Errors      int64   `json:"errors"`
 	InMailpit   int64   `json:"in_mailpit"`
 	AvgBytes    int     `json:"avg_message_bytes"`
+	// MailpitCPUUs is Mailpit's CPU time (user and system, /proc) during
+	// the run, per message, in µs: the relay's own share of the machine.
+	MailpitCPUUs float64 `json:"mailpit_cpu_us_per_message"`
 }
 
 const (

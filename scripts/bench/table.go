@@ -93,6 +93,21 @@ func printTable(w io.Writer, res *results) {
 		}
 		return strings.Join(v, ", ")
 	})
+	perMode("", "CPU µs per msg: Mailpit under smtp-source; drain: Mailpit / worker / Postgres", func(m *modeResult) string {
+		var src, drain []string
+		for _, r := range m.SMTPSource {
+			src = append(src, fmt.Sprintf("%.0f", r.MailpitCPUUs))
+		}
+		for _, d := range m.Delivery {
+			if p := d.PerMessage; p != nil {
+				drain = append(drain, fmt.Sprintf("%.0f / %.0f / %.0f", p.MailpitCPUSeconds*1e6, p.WorkerCPUSeconds*1e6, p.PgCPUSeconds*1e6))
+			}
+		}
+		if len(src)+len(drain) == 0 {
+			return "-"
+		}
+		return strings.Join(src, ", ") + "; " + strings.Join(drain, ", ")
+	})
 	e2e := func(f func(e *e2eRun) string) func(m *modeResult) string {
 		return func(m *modeResult) string {
 			if m.E2E == nil {

@@ -18,7 +18,8 @@ import (
 // tuple updates (HOT: no index entry written; pg_stat_user_tables), the
 // bytes the indexes of emails grew by, the WAL written (pg_current_wal_lsn:
 // the whole server's, so other databases' writes count too), the CPU time
-// of the server processes of the bench database's sessions (/proc), and Redis
+// of the server processes of the bench database's sessions, of the worker
+// and of Mailpit (/proc), and Redis
 // commands by name (INFO commandstats of the bench's private
 // redis-server). pg_stat_statements would name the
 // statements too, but it needs shared_preload_libraries, a server
@@ -38,15 +39,19 @@ type storeWork struct {
 	// PgCPUSeconds is the CPU time (user and system) of the Postgres
 	// backends of the bench database's sessions.
 	PgCPUSeconds float64 `json:"pg_backend_cpu_s"`
-	// backends is each backend's CPU seconds, by pid: a backend gone
-	// since the first snapshot must not count as negative work.
-	backends map[int]float64
-	Redis    map[string]float64 `json:"redis_calls"`
+	// WorkerCPUSeconds and MailpitCPUSeconds are the CPU time of the
+	// stack's worker and Mailpit processes.
+	WorkerCPUSeconds  float64 `json:"worker_cpu_s"`
+	MailpitCPUSeconds float64 `json:"mailpit_cpu_s"`
+	// backends, workers and mailpit are each process's CPU seconds, by
+	// pid (see cpuSince).
+	backends, workers, mailpit map[int]float64
+	Redis                      map[string]float64 `json:"redis_calls"`
 }
 
 // work reads the counters; a store that does not answer leaves its part
 // empty.
-func (b *bench) work(ctx context.Context, db *benchDB) storeWork {
+func (b *bench) work(ctx context.Context, db *benchDB, st *stack) storeWork {
 	w := storeWork{Redis: map[string]float64{}}
 	var commits, upd, ins int64
 	if err := db.pool.QueryRow(ctx, `
@@ -67,6 +72,7 @@ func (b *bench) work(ctx context.Context, db *benchDB) storeWork {
 			}
 		}
 	}
+	w.workers, w.mailpit = stackCPU(st, "worker"), stackCPU(st, "mailpit")
 	c := redis.NewClient(&redis.Options{Addr: b.redis.Addr})
 	defer c.Close()
 	info, err := c.Info(ctx, "commandstats").Result()
@@ -74,6 +80,28 @@ func (b *bench) work(ctx context.Context, db *benchDB) storeWork {
 		w.Redis = parseCommandStats(info)
 	}
 	return w
+}
+
+// stackCPU is the CPU seconds of the stack's processes of kind, by pid.
+func stackCPU(st *stack, kind string) map[int]float64 {
+	m := map[int]float64{}
+	for _, pid := range st.pids(kind) {
+		if cpu, err := processCPU(pid); err == nil {
+			m[pid] = cpu
+		}
+	}
+	return m
+}
+
+// cpuSince is the CPU seconds the processes of after spent since before:
+// a process new since then counts from its start, one gone since then
+// not at all (never as negative work).
+func cpuSince(before, after map[int]float64) float64 {
+	var s float64
+	for pid, cpu := range after {
+		s += cpu - before[pid]
+	}
+	return s
 }
 
 // processCPU is the user and system CPU time of a process, in seconds
@@ -129,9 +157,9 @@ func (after storeWork) perMessage(before storeWork, n int) storeWork {
 	d.PgHOTUpdated = (after.PgHOTUpdated - before.PgHOTUpdated) / f
 	d.PgIndexBytes = (after.PgIndexBytes - before.PgIndexBytes) / f
 	d.PgWALBytes = (after.PgWALBytes - before.PgWALBytes) / f
-	for pid, cpu := range after.backends {
-		d.PgCPUSeconds += (cpu - before.backends[pid]) / f
-	}
+	d.PgCPUSeconds = cpuSince(before.backends, after.backends) / f
+	d.WorkerCPUSeconds = cpuSince(before.workers, after.workers) / f
+	d.MailpitCPUSeconds = cpuSince(before.mailpit, after.mailpit) / f
 	for k, v := range after.Redis {
 		if x := (v - before.Redis[k]) / f; x > 0 {
 			d.Redis[k] = x

@@ -33,6 +33,12 @@ func newReplyConn(c net.Conn, timeout time.Duration) *replyConn {
 // setTimeout sets the wait allowed for the replies to the next writes.
 func (c *replyConn) setTimeout(d time.Duration) { c.timeout.Store(int64(d)) }
 
+// awaitReply gives the next reply the timeout from now: for a reply that
+// follows another to pipelined commands (RFC 2920), written before.
+func (c *replyConn) awaitReply() error {
+	return c.Conn.SetDeadline(time.Now().Add(time.Duration(c.timeout.Load())))
+}
+
 func (c *replyConn) Write(b []byte) (int, error) {
 	if err := c.Conn.SetDeadline(time.Now().Add(time.Duration(c.timeout.Load()))); err != nil {
 		return 0, err

@@ -41,8 +41,9 @@ type Message struct {
 // command, config.SMTP.DataTimeout for the reply to the final dot.
 type Sender struct {
 	// client dials: connection, greeting, EHLO, STARTTLS and AUTH. The
-	// mail transaction itself is driven here, command by command, so the
-	// final dot can have its own timeout.
+	// mail transaction itself is driven here (see transact): pipelined
+	// when the relay offers it, and so that the final dot can have its
+	// own timeout.
 	client *gomail.Client
 	from   string
 	to     string
@@ -192,7 +193,10 @@ func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) 
 	return reply, nil
 }
 
-// transact runs one mail transaction (RFC 5321 §3.3) on c.
+// transact runs one mail transaction (RFC 5321 §3.3) on c. When the relay
+// offers PIPELINING (RFC 2920), MAIL, every RCPT and DATA leave in one
+// write and their replies are then read, every one, in order; otherwise
+// each command waits for its reply before the next is sent.
 func (s *Sender) transact(c *conn, msg *gomail.Msg) (string, error) {
 	from, err := msg.GetSender(false)
 	if err != nil {
@@ -202,34 +206,116 @@ func (s *Sender) transact(c *conn, msg *gomail.Msg) (string, error) {
 	if err != nil {
 		return "", permanent(err)
 	}
-	if err := c.client.Mail(from); err != nil {
-		return "", transactionError{"MAIL FROM", err}
-	}
-	for _, r := range rcpts {
-		if err := c.client.Rcpt(r); err != nil {
-			return "", transactionError{"RCPT TO", err}
+	var cmds []command
+	if ok, _ := c.client.Extension("PIPELINING"); ok {
+		cmds = envelope(c.client, from, rcpts)
+	} else {
+		if err := c.client.Mail(from); err != nil {
+			return "", transactionError{"MAIL FROM", err}
+		}
+		for _, r := range rcpts {
+			if err := c.client.Rcpt(r); err != nil {
+				return "", transactionError{"RCPT TO", err}
+			}
 		}
 	}
-	w, err := c.client.Data()
-	if err != nil {
-		return "", transactionError{"DATA", err}
+	cmds = append(cmds, command{name: "DATA", line: "DATA", want: 354})
+	if err := s.exchange(c, cmds); err != nil {
+		return "", err
 	}
+	// The message is buffered until Close writes the final dot and flushes;
+	// the relay may then take its time (RFC 5321 §4.5.3.2.6: 10 minutes).
+	w := c.client.Text.DotWriter()
 	if _, err := msg.WriteTo(w); err != nil {
 		return "", transactionError{"message data", err}
 	}
-	// The message is buffered until Close writes the final dot; the relay
-	// may then take its time (RFC 5321 §4.5.3.2.6: 10 minutes).
 	c.rc.setTimeout(s.dataTimeout)
 	err = w.Close()
 	c.rc.setTimeout(s.timeout)
 	if err != nil {
 		return "", transactionError{"final dot", err}
 	}
-	dc, ok := w.(*smtp.DataCloser)
-	if !ok {
-		return "", nil
+	_, reply, err := c.client.Text.ReadResponse(250)
+	if err != nil {
+		return "", transactionError{"final dot", err}
 	}
-	return dc.ServerResponse(), nil
+	return reply, nil
+}
+
+// command is one command of a mail transaction: its name in errors, its
+// line (without CRLF), and the reply code it wants (textproto's
+// expectCode: 25 takes 250 or 251).
+type command struct {
+	name string
+	line string
+	want int
+}
+
+// envelope is MAIL FROM and one RCPT TO per recipient, with the MAIL
+// parameters go-mail's Client.Mail would add for the relay's extensions
+// (8BITMIME, SMTPUTF8). The addresses come from mail.Address and carry
+// no CR or LF.
+func envelope(client *smtp.Client, from string, rcpts []string) []command {
+	mailLine := "MAIL FROM:" + from
+	if ok, _ := client.Extension("8BITMIME"); ok {
+		mailLine += " BODY=8BITMIME"
+	}
+	if ok, _ := client.Extension("SMTPUTF8"); ok {
+		mailLine += " SMTPUTF8"
+	}
+	cmds := []command{{name: "MAIL FROM", line: mailLine, want: 250}}
+	for _, r := range rcpts {
+		cmds = append(cmds, command{name: "RCPT TO", line: "RCPT TO:" + r, want: 25})
+	}
+	return cmds
+}
+
+// exchange writes cmds in one write and reads their replies in order, as
+// RFC 2920 §3.1 asks of a pipelining client: every reply is read and
+// checked, each within the timeout from the previous one (RFC 5321
+// §4.5.3.2), and the first command refused is the error. A connection
+// that fails ends the reading; a DATA answered 354 after an earlier
+// refusal is not followed by any data: the caller closes the connection,
+// which aborts the transaction (RFC 5321 §3.3) where RFC 2920's single dot
+// would ask a relay that wrongly took DATA to end an empty message.
+func (s *Sender) exchange(c *conn, cmds []command) error {
+	w := c.client.Text.W
+	for _, cmd := range cmds {
+		if strings.ContainsAny(cmd.line, "\r\n") {
+			return permanent(fmt.Errorf("smtp %s: a line must not contain CR or LF", cmd.name))
+		}
+		_, _ = w.WriteString(cmd.line)
+		_, _ = w.WriteString("\r\n")
+	}
+	if err := w.Flush(); err != nil {
+		return transactionError{cmds[0].name, err}
+	}
+	var refused error
+	for i, cmd := range cmds {
+		if i > 0 {
+			// The relay answers one command after the other: each reply
+			// gets the timeout from the one before.
+			if err := c.rc.awaitReply(); err != nil {
+				return transactionError{cmd.name, err}
+			}
+		}
+		_, _, err := c.client.Text.ReadResponse(cmd.want)
+		if err == nil {
+			continue
+		}
+		if ReplyCode(err) == 0 {
+			// No reply (timeout, closed connection, garbled): nothing
+			// after it can be read.
+			if refused != nil {
+				return refused
+			}
+			return transactionError{cmd.name, err}
+		}
+		if refused == nil {
+			refused = transactionError{cmd.name, err}
+		}
+	}
+	return refused
 }
 
 // conn is an open connection, the deadline-keeping connection under it,

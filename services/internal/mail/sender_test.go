@@ -3,6 +3,7 @@ package mail
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,8 +114,8 @@ func message(id string) Message {
 // succeeds although the whole conversation lasts longer than the timeout.
 func TestEachReplyHasItsOwnTimeout(t *testing.T) {
 	srv := testenv.StartSMTP(t)
-	srv.PaceEvery(400 * time.Millisecond)
-	s := newSenderWith(t, srv.Port(), 2*time.Second, 2*time.Second)
+	srv.PaceEvery(700 * time.Millisecond)
+	s := newSenderWith(t, srv.Port(), 1500*time.Millisecond, 1500*time.Millisecond)
 	if _, err := s.Send(context.Background(), message("slow")); err != nil {
 		t.Fatalf("send: %v", err)
 	}
@@ -126,7 +127,9 @@ func TestEachReplyHasItsOwnTimeout(t *testing.T) {
 		cmds = append(cmds, r.Command)
 	}
 	// greeting, EHLO, MAIL, RCPT, DATA, the final dot: six waits of
-	// 400ms each, longer together than the 2s timeout.
+	// 700ms each, longer together than the 1.5s timeout; MAIL, RCPT and
+	// DATA are pipelined, so DATA's reply comes 2.1s after they were
+	// written, 700ms after RCPT's.
 	if got, want := strings.Join(cmds, ","), ",EHLO,MAIL,RCPT,DATA,."; got != want {
 		t.Errorf("replies: got %s, want %s", got, want)
 	}
@@ -270,5 +273,188 @@ func TestSendOverTLSWithAuth(t *testing.T) {
 	_, err = s.Send(context.Background(), message("x"))
 	if err == nil || Permanent(err) || !strings.Contains(err.Error(), "535") {
 		t.Errorf("wrong password: got %v, want a transient failure carrying the 535", err)
+	}
+}
+
+// With PIPELINING offered (RFC 2920) MAIL, RCPT and DATA leave together:
+// the server has RCPT and DATA already when it answers MAIL. Without it,
+// each command waits for the reply to the one before.
+func TestPipelinesTheEnvelope(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		opts       testenv.SMTPOptions
+		wantQueued []int // when MAIL, RCPT and DATA are answered
+	}{
+		{"offered", testenv.SMTPOptions{}, []int{2, 1, 0}},
+		{"not offered", testenv.SMTPOptions{NoPipelining: true}, []int{0, 0, 0}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := testenv.StartSMTPWith(t, tt.opts)
+			s := newSender(t, srv.Port())
+			for i := range 2 {
+				if _, err := s.Send(context.Background(), message(strconv.Itoa(i))); err != nil {
+					t.Fatalf("send %d: %v", i, err)
+				}
+			}
+			if got := len(srv.Messages()); got != 2 {
+				t.Errorf("messages: got %d, want 2", got)
+			}
+			var got []int
+			for _, r := range srv.Replies() {
+				switch r.Command {
+				case "MAIL", "RCPT", "DATA":
+					got = append(got, r.Queued)
+				}
+			}
+			want := append(append([]int(nil), tt.wantQueued...), tt.wantQueued...)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("commands read ahead when MAIL, RCPT, DATA were answered: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// A refused MAIL or RCPT fails the send with that command's reply, and
+// classified by it, pipelined or not; the commands pipelined after it are
+// refused too, and those replies are read, but the first refusal is the
+// error. Nothing reaches DATA's data, and the next send works.
+func TestEnvelopeRefusals(t *testing.T) {
+	tests := []struct {
+		command       string
+		code          int
+		wantPermanent bool
+	}{
+		{"MAIL", 451, false}, {"MAIL", 421, false}, {"MAIL", 550, true}, {"MAIL", 553, true},
+		{"RCPT", 450, false}, {"RCPT", 452, false}, {"RCPT", 550, true}, {"RCPT", 551, true},
+	}
+	for _, pipelining := range []bool{true, false} {
+		srv := testenv.StartSMTPWith(t, testenv.SMTPOptions{NoPipelining: !pipelining})
+		s := newSender(t, srv.Port())
+		for _, tt := range tests {
+			name := fmt.Sprintf("pipelining %v, %s %d", pipelining, tt.command, tt.code)
+			refuse := func(int) error { return testenv.Error(tt.code, "scripted refusal") }
+			srv.ReplyMail(nil)
+			srv.ReplyRcpt(nil)
+			if tt.command == "MAIL" {
+				srv.ReplyMail(refuse)
+			} else {
+				srv.ReplyRcpt(refuse)
+			}
+			before := len(srv.Replies())
+			_, err := s.Send(context.Background(), message("refused"))
+			if err == nil {
+				t.Fatalf("%s: got nil error", name)
+			}
+			wantCmd := map[string]string{"MAIL": "MAIL FROM", "RCPT": "RCPT TO"}[tt.command]
+			if !strings.Contains(err.Error(), "smtp "+wantCmd+":") || !strings.Contains(err.Error(), "scripted refusal") {
+				t.Errorf("%s: error %q does not name %s and carry its reply", name, err, wantCmd)
+			}
+			if got := ReplyCode(err); got != tt.code {
+				t.Errorf("%s: ReplyCode got %d, want %d", name, got, tt.code)
+			}
+			if got := Permanent(err); got != tt.wantPermanent {
+				t.Errorf("%s: Permanent got %v, want %v", name, got, tt.wantPermanent)
+			}
+			var got []string
+			for _, r := range srv.Replies()[before:] {
+				switch r.Command {
+				case "MAIL", "RCPT", "DATA":
+					got = append(got, fmt.Sprintf("%s %d", r.Command, r.Code))
+				}
+			}
+			want := map[string][]string{
+				"MAIL": {fmt.Sprintf("MAIL %d", tt.code), "RCPT 502", "DATA 502"},
+				"RCPT": {"MAIL 250", fmt.Sprintf("RCPT %d", tt.code), "DATA 502"},
+			}[tt.command]
+			if !pipelining {
+				// Nothing is sent after the refused command.
+				want = want[:map[string]int{"MAIL": 1, "RCPT": 2}[tt.command]]
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("%s: replies got %v, want %v", name, got, want)
+			}
+		}
+		if got := srv.Attempts(); got != 0 {
+			t.Errorf("pipelining %v: message data sent %d times, want 0", pipelining, got)
+		}
+		srv.ReplyMail(nil)
+		srv.ReplyRcpt(nil)
+		if _, err := s.Send(context.Background(), message("after")); err != nil {
+			t.Errorf("pipelining %v: send after refusals: %v", pipelining, err)
+		}
+		if got := len(srv.Messages()); got != 1 {
+			t.Errorf("pipelining %v: messages got %d, want 1", pipelining, got)
+		}
+	}
+}
+
+// The relay drops the connection in the middle of the pipelined
+// commands, or instead of answering the final dot:
+// a transient failure of the command left unanswered, with no reply
+// code, and the next send dials a new connection.
+func TestConnectionDroppedMidTransaction(t *testing.T) {
+	tests := []struct {
+		at      string
+		wantCmd string
+		wantMsg int // messages the relay has (it got the data before dropping)
+	}{
+		{"MAIL", "MAIL FROM", 0},
+		{"RCPT", "RCPT TO", 0},
+		{".", "final dot", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.at, func(t *testing.T) {
+			srv := testenv.StartSMTP(t)
+			srv.Drop(func(r testenv.Reply) bool { return r.Command == tt.at })
+			s := newSender(t, srv.Port())
+			_, err := s.Send(context.Background(), message("dropped"))
+			if err == nil {
+				t.Fatal("got nil error")
+			}
+			if Permanent(err) || ReplyCode(err) != 0 || !strings.Contains(err.Error(), "smtp "+tt.wantCmd+":") {
+				t.Errorf("got %v (permanent %v, code %d), want a transient failure of %s with no reply code",
+					err, Permanent(err), ReplyCode(err), tt.wantCmd)
+			}
+			if got := len(srv.Messages()); got != tt.wantMsg {
+				t.Errorf("messages the relay accepted: got %d, want %d", got, tt.wantMsg)
+			}
+			srv.Drop(nil)
+			if _, err := s.Send(context.Background(), message("next")); err != nil {
+				t.Fatalf("send after the drop: %v", err)
+			}
+			if got := srv.Sessions(); got != 2 {
+				t.Errorf("connections: got %d, want 2", got)
+			}
+		})
+	}
+}
+
+// BenchmarkSend sends over one pooled connection to the in-process relay
+// (its work included), with and without PIPELINING offered: go test
+// -bench Send (-cpuprofile shows the sender's own share of a message).
+func BenchmarkSend(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		opts testenv.SMTPOptions
+	}{
+		{"pipelining", testenv.SMTPOptions{}},
+		{"no-pipelining", testenv.SMTPOptions{NoPipelining: true}},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			srv := testenv.StartSMTPWith(b, tt.opts)
+			p, _ := strconv.Atoi(srv.Port())
+			s, err := NewSender(config.SMTP{Host: "127.0.0.1", Port: p, TLS: "none", Timeout: 10 * time.Second, DataTimeout: 10 * time.Second},
+				"Carteiro <carteiro@example.test>", "contato@example.test", 1, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(s.Close)
+			m := Message{ID: "0193", Assunto: "Olá, carteiro", Mensagem: strings.Repeat("Olá, isto é uma mensagem de teste do carteiro. ", 6), Date: time.Now()}
+			for b.Loop() {
+				if _, err := s.Send(context.Background(), m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

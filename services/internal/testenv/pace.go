@@ -20,6 +20,10 @@ type Reply struct {
 	Code int
 	// At is when the reply was sent, after its wait (Replies only).
 	At time.Time
+	// Queued is how many later commands the server had already read when
+	// it wrote this reply: more than 0 when the client pipelines (RFC
+	// 2920) and sent them without waiting for this reply.
+	Queued int
 }
 
 // Pace sets how long the server waits before it writes each reply: f(r)
@@ -64,20 +68,22 @@ func (l pacedListener) Accept() (net.Conn, error) {
 	return &pacedConn{Conn: c, s: l.s}, nil
 }
 
-// pacedConn follows the client's commands as the server reads them (no
-// client of carteiro's pipelines, so the last command read is the one the
-// next reply answers) and holds each reply's first line for the paced
-// wait. It understands plain text SMTP: under implicit TLS it sits above
+// pacedConn follows the client's commands as the server reads them, in
+// order (a pipelining client sends several before the first reply: each
+// reply answers the oldest command not yet answered), and holds each
+// reply's first line for the paced wait. It understands plain text SMTP: under implicit TLS it sits above
 // the TLS layer; after STARTTLS it lets the TLS records through unpaced.
 type pacedConn struct {
 	net.Conn
 	s *SMTPServer
 
 	mu sync.Mutex
-	// line collects the command line being read; last is the last
-	// command read.
-	line []byte
-	last string
+	// line collects the command line being read; pending holds the
+	// commands read and not yet answered, oldest first.
+	line    []byte
+	pending []string
+	// answering is the command the reply being written answers.
+	answering string
 	// inData is set between DATA's 354 and the final dot; tail keeps the
 	// last bytes of the message data, to see the dot.
 	inData bool
@@ -111,7 +117,8 @@ func (c *pacedConn) follow(b []byte) {
 					c.tail = c.tail[1:]
 				}
 				if bytes.Equal(c.tail, dataEnd) {
-					c.inData, c.last, c.tail = false, ".", nil
+					c.inData, c.tail = false, nil
+					c.pending = append(c.pending, ".")
 					b = b[i+1:]
 					break
 				}
@@ -130,7 +137,7 @@ func (c *pacedConn) follow(b []byte) {
 		}
 		c.line = append(c.line, b[:i]...)
 		verb, _, _ := strings.Cut(strings.TrimSpace(string(c.line)), " ")
-		c.last, c.line = strings.ToUpper(verb), c.line[:0]
+		c.pending, c.line = append(c.pending, strings.ToUpper(verb)), c.line[:0]
 		b = b[i+1:]
 	}
 }
@@ -142,7 +149,13 @@ func (c *pacedConn) Write(b []byte) (int, error) {
 		return c.Conn.Write(b)
 	}
 	first := !c.inReply
-	r := Reply{Command: c.last}
+	if first {
+		c.answering = ""
+		if len(c.pending) > 0 {
+			c.answering, c.pending = c.pending[0], c.pending[1:]
+		}
+	}
+	r := Reply{Command: c.answering, Queued: len(c.pending)}
 	if len(b) >= 3 {
 		r.Code, _ = strconv.Atoi(string(b[:3]))
 	}
@@ -150,10 +163,19 @@ func (c *pacedConn) Write(b []byte) (int, error) {
 	final := !c.inReply
 	c.mu.Unlock()
 
+	if r.Command == "EHLO" && c.s.opts.NoPipelining && bytes.EqualFold(bytes.TrimSpace(b[min(4, len(b)):]), []byte("PIPELINING")) {
+		// Left out of the reply (never its last line: go-smtp ends
+		// the list with SIZE).
+		return len(b), nil
+	}
 	if first {
 		c.s.mu.Lock()
-		pace := c.s.pace
+		pace, drop := c.s.pace, c.s.drop
 		c.s.mu.Unlock()
+		if drop != nil && drop(r) {
+			_ = c.Conn.Close()
+			return 0, net.ErrClosed
+		}
 		if pace != nil {
 			if d := pace(r); d > 0 {
 				t := time.NewTimer(d)

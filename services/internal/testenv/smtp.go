@@ -35,7 +35,14 @@ type SMTPServer struct {
 	reply func(n int) error
 	// replyFor is reply with the message (ReplyFor); it wins over reply.
 	replyFor func(n int, m *mail.Message) error
-	tries    []Try
+	// replyMail and replyRcpt decide the answers to the n-th MAIL and
+	// RCPT (ReplyMail, ReplyRcpt); mails and rcpts count them.
+	replyMail, replyRcpt func(n int) error
+	mails, rcpts         int
+	// drop decides which replies are never written: the connection is
+	// closed instead (Drop).
+	drop  func(Reply) bool
+	tries []Try
 	// pace decides the wait before each reply (Pace); replies logs the
 	// replies written.
 	pace    func(Reply) time.Duration
@@ -65,6 +72,9 @@ type SMTPOptions struct {
 	// Username and Password, when set, are the credentials AUTH PLAIN
 	// accepts (and the only mechanism offered).
 	Username, Password string
+	// NoPipelining leaves PIPELINING out of the EHLO reply, as a relay
+	// without RFC 2920 does: a client must then wait for each reply.
+	NoPipelining bool
 }
 
 // StartSMTP starts a plain-text server on a free loopback port, closed
@@ -175,6 +185,34 @@ func (s *SMTPServer) ReplyFor(f func(n int, m *mail.Message) error) {
 	s.reply, s.replyFor = nil, f
 }
 
+// ReplyMail sets what each MAIL is answered: f(n) for the n-th MAIL since
+// the server started; a non-nil error is sent as the reply, and the
+// commands pipelined after it are refused for want of a sender (RCPT and
+// DATA get 502), as a relay does.
+func (s *SMTPServer) ReplyMail(f func(n int) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replyMail = f
+}
+
+// ReplyRcpt sets what each RCPT is answered, as ReplyMail does for MAIL;
+// with no recipient accepted, DATA is refused (502).
+func (s *SMTPServer) ReplyRcpt(f func(n int) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replyRcpt = f
+}
+
+// Drop makes the server close the connection, without a word, where it
+// would write a reply r for which f(r) is true: a relay that crashes or
+// a connection that breaks in the middle of a conversation. nil (the
+// default) writes every reply.
+func (s *SMTPServer) Drop(f func(Reply) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drop = f
+}
+
 // Tries returns every DATA received so far, in order, with its reply.
 func (s *SMTPServer) Tries() []Try {
 	s.mu.Lock()
@@ -247,10 +285,29 @@ func (ss *session) Auth(string) (sasl.Server, error) {
 	}), nil
 }
 
-func (*session) Reset()                               {}
-func (*session) Logout() error                        { return nil }
-func (*session) Mail(string, *smtp.MailOptions) error { return nil }
-func (*session) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (*session) Reset()        {}
+func (*session) Logout() error { return nil }
+
+func (ss *session) Mail(string, *smtp.MailOptions) error {
+	return ss.s.answer(&ss.s.mails, &ss.s.replyMail)
+}
+
+func (ss *session) Rcpt(string, *smtp.RcptOptions) error {
+	return ss.s.answer(&ss.s.rcpts, &ss.s.replyRcpt)
+}
+
+// answer counts one more MAIL or RCPT in count and returns what its reply
+// function (ReplyMail, ReplyRcpt) says, nil (accepted) without one.
+func (s *SMTPServer) answer(count *int, reply *func(n int) error) error {
+	s.mu.Lock()
+	*count++
+	n, f := *count, *reply
+	s.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f(n)
+}
 
 func (ss *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
