@@ -105,17 +105,7 @@ func TestCallerTraceContext(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "http://jaeger.test", c.mode)
-			req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))
-			req.Header.Set("Content-Type", "application/json")
-			if c.traceparent != "" {
-				req.Header.Set("traceparent", c.traceparent)
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusAccepted {
-				t.Fatalf("status: got %d, want 202 (%s)", rec.Code, rec.Body)
-			}
+			rec := postMessage(t, NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "http://jaeger.test", c.mode), c.traceparent)
 			tid := rec.Header().Get("X-Trace-Id")
 			if joined := tid == callerTrace; joined != c.joined {
 				t.Errorf("X-Trace-Id %s: joined the caller's trace: got %v, want %v", tid, joined, c.joined)
@@ -149,6 +139,23 @@ func TestCallerTraceContext(t *testing.T) {
 			}
 		})
 	}
+}
+
+// postMessage posts a valid message to h, with traceparent when not
+// empty, and wants 202.
+func postMessage(t *testing.T, h http.Handler, traceparent string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))
+	req.Header.Set("Content-Type", "application/json")
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("status: got %d, want 202 (%s)", rec.Code, rec.Body)
+	}
+	return rec
 }
 
 // tracedStore is a messageStore that keeps, for each insert, the trace
@@ -188,17 +195,7 @@ func TestTraceIDsWithoutExport(t *testing.T) {
 				t.Fatal("exporting: got true, want false with no endpoint")
 			}
 			st := &tracedStore{}
-			h := NewServer(slog.New(slog.DiscardHandler), st, nopNotifier{}, tel, "http://jaeger.test", c.mode)
-			req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))
-			req.Header.Set("Content-Type", "application/json")
-			if c.traceparent != "" {
-				req.Header.Set("traceparent", c.traceparent)
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusAccepted {
-				t.Fatalf("status: got %d, want 202 (%s)", rec.Code, rec.Body)
-			}
+			rec := postMessage(t, NewServer(slog.New(slog.DiscardHandler), st, nopNotifier{}, tel, "http://jaeger.test", c.mode), c.traceparent)
 			tid := rec.Header().Get("X-Trace-Id")
 			if id, err := trace.TraceIDFromHex(tid); err != nil || !id.IsValid() {
 				t.Fatalf("X-Trace-Id: got %q (%v), want a trace id", tid, err)
