@@ -125,7 +125,7 @@ func (c Config) api(i int, obsEnv []string, obs bool) Component {
 	http, internal := c.APIHTTPAddrs[i], c.APIInternalAddrs[i]
 	comp := Component{
 		Name: instanceName("api", i), Path: bin,
-		Env:    append([]string{"HTTP_ADDR=" + http, "INTERNAL_ADDR=" + internal}, obsEnv...),
+		Env:    append(append([]string{"HTTP_ADDR=" + http, "INTERNAL_ADDR=" + internal}, c.memLimitEnv()...), obsEnv...),
 		Listen: []string{http, internal}, ReadyURL: "http://" + DialAddr(internal) + "/readyz",
 		Hint: "make build",
 	}
@@ -141,7 +141,7 @@ func (c Config) api(i int, obsEnv []string, obs bool) Component {
 func (c Config) worker(i int, obsEnv []string, obs, mailpit bool) Component {
 	bin := filepath.Join(c.BinDir, "worker")
 	internal := c.WorkerInternalAddrs[i]
-	env := []string{"INTERNAL_ADDR=" + internal, "SMTP_HOST=" + c.SMTPHost, "SMTP_PORT=" + c.SMTPPort}
+	env := append([]string{"INTERNAL_ADDR=" + internal, "SMTP_HOST=" + c.SMTPHost, "SMTP_PORT=" + c.SMTPPort}, c.memLimitEnv()...)
 	if c.WorkerName != "" && i > 0 {
 		env = append(env, "WORKER_NAME="+c.WorkerName+"-"+strconv.Itoa(i+1))
 	}

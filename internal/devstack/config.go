@@ -63,6 +63,9 @@ type Config struct {
 	SMTPHost, SMTPPort string
 	// WorkerName is WORKER_NAME; instances after the first get -2, -3, ...
 	WorkerName string
+	// ServiceMemLimit is SERVICES_GOMEMLIMIT (40MiB; "off": none), the
+	// GOMEMLIMIT of every api and worker: see memLimitEnv.
+	ServiceMemLimit string
 
 	SkipDBSetup bool // SKIP_DB_SETUP: do not create the role and database
 	DB          DBSetup
@@ -262,6 +265,10 @@ func Load(root string, environ []string) (Config, error) {
 	smtpHost, smtpPort, _ := net.SplitHostPort(DialAddr(c.MailpitSMTPAddr))
 	c.SMTPHost, c.SMTPPort = e.get("SMTP_HOST", smtpHost), e.get("SMTP_PORT", smtpPort)
 	c.WorkerName = e.get("WORKER_NAME", "")
+	c.ServiceMemLimit = e.get("SERVICES_GOMEMLIMIT", "40MiB")
+	if c.ServiceMemLimit != "off" && !validMemLimit(c.ServiceMemLimit) {
+		e.fail("SERVICES_GOMEMLIMIT", "got %q, want off or a size such as 40MiB (the runtime's GOMEMLIMIT syntax)", c.ServiceMemLimit)
+	}
 
 	c.SkipDBSetup = e.bool("SKIP_DB_SETUP")
 	c.DB = DBSetup{

@@ -96,7 +96,8 @@ func TestLoadInstancesAndKnobs(t *testing.T) {
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	for _, kv := range []string{"OBS=maybe", "API_INSTANCES=0", "WORKER_INSTANCES=x", "READY_TIMEOUT=soon",
 		"NGINX_LISTEN=127.0.0.1:0", "MAILPIT_SMTP_ADDR=nowhere", "DB_PORT=postgres", "API_RATE_LIMIT=maybe",
-		"NGINX_TRACING=zipkin", "INSTANCE_PORT_STEP=-1", "API_HTTP_ADDR=host:x"} {
+		"NGINX_TRACING=zipkin", "INSTANCE_PORT_STEP=-1", "API_HTTP_ADDR=host:x", "SERVICES_GOMEMLIMIT=lots",
+		"SERVICES_GOMEMLIMIT=40MB", "SERVICES_GOMEMLIMIT=0MiB"} {
 		name, _, _ := strings.Cut(kv, "=")
 		_, err := Load(repoRoot(t), []string{kv})
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -105,6 +106,32 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}
 	if _, err := Load(repoRoot(t), []string{"JAEGER_QUERY_GRPC_ADDR=127.0.0.1:0"}); err != nil {
 		t.Errorf("JAEGER_QUERY_GRPC_ADDR=127.0.0.1:0: %v, want it accepted (nothing connects to it)", err)
+	}
+}
+
+// Every api and worker, and nothing else, gets GOMEMLIMIT: 40MiB by
+// default, SERVICES_GOMEMLIMIT's value, or none with off.
+func TestServiceMemLimit(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{"", "GOMEMLIMIT=40MiB"},
+		{"SERVICES_GOMEMLIMIT=96MiB", "GOMEMLIMIT=96MiB"},
+		{"SERVICES_GOMEMLIMIT=off", ""},
+	} {
+		for _, x := range load(t, "OBS=1", "API_INSTANCES=2", c.env).Components() {
+			var got []string
+			for _, kv := range x.Env {
+				if strings.HasPrefix(kv, "GOMEMLIMIT=") {
+					got = append(got, kv)
+				}
+			}
+			var want []string
+			if c.want != "" && (kindOf(x.Name) == "api" || kindOf(x.Name) == "worker") {
+				want = []string{c.want}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%q: %s: got %v, want %v", c.env, x.Name, got, want)
+			}
+		}
 	}
 }
 
@@ -126,7 +153,7 @@ func TestStandardComponents(t *testing.T) {
 	for _, x := range cs {
 		byName[x.Name] = x
 	}
-	if w := []string{"INTERNAL_ADDR=127.0.0.1:9202", "SMTP_HOST=127.0.0.1", "SMTP_PORT=1025", "WORKER_NAME=w-2"}; !slices.Equal(byName["worker-2"].Env, w) {
+	if w := []string{"INTERNAL_ADDR=127.0.0.1:9202", "SMTP_HOST=127.0.0.1", "SMTP_PORT=1025", "GOMEMLIMIT=40MiB", "WORKER_NAME=w-2"}; !slices.Equal(byName["worker-2"].Env, w) {
 		t.Errorf("worker-2 env: got %v, want %v", byName["worker-2"].Env, w)
 	}
 	if g := byName["nginx"]; g.ReadyURL != "http://127.0.0.1:8080/nginx-health" || !slices.Equal(g.DependsOn, []string{"api", "api-2"}) {

@@ -86,6 +86,10 @@ type acceptRun struct {
 	Variant string `json:"variant"`
 	// WorkerStopped: BENCH_ACCEPT_WORKER=stop.
 	WorkerStopped bool `json:"worker_stopped,omitempty"`
+	// CPUSeconds is the CPU time each of the stack's components used
+	// during the run (cpu.go): nginx, api, and with observability on the
+	// collector, Jaeger, Prometheus and the exporters.
+	CPUSeconds map[string]float64 `json:"cpu_s,omitempty"`
 }
 
 type latencyMs struct {

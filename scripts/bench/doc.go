@@ -94,7 +94,10 @@
 //	BENCH_PROFILE        0      1: the stack runs with PPROF=1 and each
 //	                            drain keeps the worker's CPU profile (its
 //	                            first BENCH_PROFILE_SECONDS, 5), block and
-//	                            mutex profiles in <run dir>/<mode>/profiles
+//	                            mutex profiles, each accept run the api's
+//	                            CPU profile (as long, within the run), and
+//	                            phase 4 the api's heap profile (at 90 % of
+//	                            its load), in <run dir>/<mode>/profiles
 //	                            (implies keeping the run directory)
 //	BENCH_KEEP           0      1: keep the run directory (logs) and the
 //	                            database afterwards (kept anyway on failure)

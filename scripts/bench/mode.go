@@ -175,7 +175,17 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				}
 			}
 			prefix := runPrefix(fmt.Sprintf("accept %s c%d", p.Variant, p.Connections), mode, round)
+			var profiled func() error
+			if s.Profile {
+				seconds := max(1, min(s.ProfileSeconds, int(s.Duration.D().Seconds())-1))
+				profiled = profileAccept(ctx, st.addr["API_INTERNAL_ADDR"], filepath.Join(dir, "profiles"), p.Variant, p.Connections, round, seconds)
+			}
+			cpuBefore := st.cpuTimes()
 			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, p.Variant, p.Connections, round, s.Duration.D())
+			a.CPUSeconds = cpuByKindSince(cpuBefore, st.cpuTimes())
+			if profiled != nil {
+				note(what+" api profile", profiled())
+			}
 			a.WorkerStopped = s.AcceptWorker == "stop"
 			if a.WorkerStopped {
 				if err := st.up(ctx); err != nil {
@@ -190,8 +200,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				set := m.accept(p.Variant, p.Connections)
 				set.Runs = append(set.Runs, a)
 			}
-			b.log.printf("[%s] round %d  accept %-8s c%-3d %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d",
-				mode, round, p.Variant, p.Connections, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors())
+			b.log.printf("[%s] round %d  accept %-8s c%-3d %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d  cpu s %s",
+				mode, round, p.Variant, p.Connections, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors(), formatCPU(a.CPUSeconds))
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -302,7 +312,14 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	choice := chooseE2ERate(m.Accept, m.SMTPSourceMedianRate)
 	b.log.printf("[%s] end to end at %.0f req/s for %s: min(½ × %.0f (%s), 0.8 × smtp-source %.0f) chosen by %s",
 		mode, choice.Rate, s.E2EDuration, choice.MaxAccept, choice.AcceptSet, m.SMTPSourceMedianRate, choice.ChosenBy)
+	var heap func() error
+	if s.Profile {
+		heap = profileHeap(ctx, st.addr["API_INTERNAL_ADDR"], filepath.Join(dir, "profiles"), "e2e", s.E2EDuration.D()*9/10)
+	}
 	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), choice, s.E2EDuration.D(), s.E2EMaxInFlight)
+	if heap != nil {
+		note("end to end api heap profile", heap())
+	}
 	m.E2E = &e
 	note("end to end", eerr)
 	b.log.printf("[%s] end to end      %8.0f req/s  accepted→sent p50 %.0f  p99 %.0f ms  max waiting %.0f  errors %d  late starts %d",

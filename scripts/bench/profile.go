@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -14,7 +15,10 @@ import (
 // worker's profiles of each drain in the run directory: a CPU profile of
 // its first BENCH_PROFILE_SECONDS, then the block and mutex profiles
 // (cumulative since the worker started, so the whole drain). Read them
-// with `go tool pprof -top bin/worker FILE`.
+// with `go tool pprof -top bin/worker FILE`. It also keeps the api's CPU
+// profile of each accept run (its first BENCH_PROFILE_SECONDS, at most the
+// run's length less a second) and the api's heap profile near the end of
+// phase 4.
 
 // profileDrain starts the CPU profile of the worker at addr (its internal
 // listener); the returned function waits for it and fetches the others.
@@ -60,4 +64,40 @@ func fetch(ctx context.Context, url, path string) error {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	return err
+}
+
+// profileAccept starts a CPU profile of the api at addr (its internal
+// listener) for the first seconds of an accept run, kept as
+// api-cpu-<variant>-c<conns>-r<round>.pprof in dir; the returned function
+// waits for it. Read with `go tool pprof -top bin/api FILE`; the on and off
+// modes' profiles of the same variant compare the tracing's cost.
+func profileAccept(ctx context.Context, addr, dir, variant string, conns, round, seconds int) func() error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return func() error { return err }
+	}
+	path := filepath.Join(dir, fmt.Sprintf("api-cpu-%s-c%d-r%d.pprof", strings.ReplaceAll(variant, "+", "-"), conns, round))
+	done := make(chan error, 1)
+	go func() {
+		done <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds), path)
+	}()
+	return func() error { return <-done }
+}
+
+// profileHeap keeps the api's heap profile (in use and allocated since it
+// started) as api-heap-<what>.pprof in dir, after waiting for delay: phase
+// 4 takes it near the end of its load, when the backlog is deepest.
+func profileHeap(ctx context.Context, addr, dir, what string, delay time.Duration) func() error {
+	done := make(chan error, 1)
+	go func() {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			done <- err
+			return
+		}
+		if sleep(ctx, delay) != nil {
+			done <- ctx.Err()
+			return
+		}
+		done <- fetch(ctx, "http://"+addr+"/debug/pprof/heap", filepath.Join(dir, "api-heap-"+what+".pprof"))
+	}()
+	return func() error { return <-done }
 }

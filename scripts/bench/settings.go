@@ -38,7 +38,9 @@ type settings struct {
 	// alone (and the RSS sampling), for work on the drain.
 	Phases string `json:"phases"`
 	// Profile keeps the worker's CPU, block and mutex profiles of each
-	// drain (BENCH_PROFILE; see profile.go), ProfileSeconds long.
+	// drain, the api's CPU profile of each accept run and its heap
+	// profile in phase 4 (BENCH_PROFILE; see profile.go), ProfileSeconds
+	// long.
 	Profile        bool   `json:"profile"`
 	ProfileSeconds int    `json:"profile_seconds"`
 	Out            string `json:"out"`

@@ -27,7 +27,8 @@ type notifier interface{ Notify() }
 
 // NewServer returns the api's public handler: the routes behind the
 // cross-origin protection that rejects cross-site POSTs, measured (RED
-// metrics) and traced (one server span per request, named by route).
+// metrics) and traced (one server span per request, named by route; when
+// tel exports no span, each request only gets its trace ids: see traceIDs).
 // jaegerURL, when set, is where the pages link trace ids. incomingTrace is
 // config.TraceContextLink (each request starts a trace and links the
 // caller's traceparent) or config.TraceContextJoin (the span is the
@@ -40,7 +41,11 @@ func NewServer(log *slog.Logger, messages messageStore, relay notifier, tel *tel
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		respondError(w, r, log, errForbiddenCrossSite)
 	}))
-	return otelhttp.NewHandler(metrics.instrument(cop.Handler(mux)), "carteiro-api",
+	handler := metrics.instrument(cop.Handler(mux))
+	if !tel.Exporting {
+		return traceIDs(handler, tel, incomingTrace == config.TraceContextJoin)
+	}
+	return otelhttp.NewHandler(handler, "carteiro-api",
 		otelhttp.WithTracerProvider(tel.Traces),
 		otelhttp.WithPropagators(tel.Propagator),
 		// A caller's trace context is untrusted: linked, not joined, so

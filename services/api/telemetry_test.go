@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/carteiro/carteiro/services/internal/config"
+	"github.com/carteiro/carteiro/services/internal/message"
+	"github.com/carteiro/carteiro/services/internal/store"
 	"github.com/carteiro/carteiro/services/internal/telemetry"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
@@ -103,17 +105,7 @@ func TestCallerTraceContext(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "http://jaeger.test", c.mode)
-			req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))
-			req.Header.Set("Content-Type", "application/json")
-			if c.traceparent != "" {
-				req.Header.Set("traceparent", c.traceparent)
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusAccepted {
-				t.Fatalf("status: got %d, want 202 (%s)", rec.Code, rec.Body)
-			}
+			rec := postMessage(t, NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "http://jaeger.test", c.mode), c.traceparent)
 			tid := rec.Header().Get("X-Trace-Id")
 			if joined := tid == callerTrace; joined != c.joined {
 				t.Errorf("X-Trace-Id %s: joined the caller's trace: got %v, want %v", tid, joined, c.joined)
@@ -149,8 +141,99 @@ func TestCallerTraceContext(t *testing.T) {
 	}
 }
 
-func TestMetricsEndpoint(t *testing.T) {
+// postMessage posts a valid message to h, with traceparent when not
+// empty, and wants 202.
+func postMessage(t *testing.T, h http.Handler, traceparent string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))
+	req.Header.Set("Content-Type", "application/json")
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("status: got %d, want 202 (%s)", rec.Code, rec.Body)
+	}
+	return rec
+}
+
+// tracedStore is a messageStore that keeps, for each insert, the trace
+// context it was given and whether the caller's span records.
+type tracedStore struct {
+	memStore
+	traceparent string
+	recording   bool
+}
+
+func (s *tracedStore) Insert(ctx context.Context, in message.Input, traceparent, tracestate string) (store.Email, error) {
+	s.traceparent, s.recording = traceparent, trace.SpanFromContext(ctx).IsRecording()
+	return s.memStore.Insert(ctx, in, traceparent, tracestate)
+}
+
+// With no exporter the api records no span, yet every answer still has a
+// trace id: the same in the body and X-Trace-Id, stored with the row (the
+// worker's log lines carry it), the caller's only when joined, and never
+// linked to Jaeger, where it cannot be.
+func TestTraceIDsWithoutExport(t *testing.T) {
+	const callerTrace, callerSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	for _, c := range []struct {
+		name, mode, traceparent string
+		joined                  bool
+	}{
+		{"link, no caller trace", config.TraceContextLink, "", false},
+		{"link, caller sampled", config.TraceContextLink, "00-" + callerTrace + "-" + callerSpan + "-01", false},
+		{"join, edge sampled", config.TraceContextJoin, "00-" + callerTrace + "-" + callerSpan + "-01", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tel, err := telemetry.Setup(context.Background(), "carteiro-api", func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tel.Shutdown(context.Background())
+			if tel.Exporting {
+				t.Fatal("exporting: got true, want false with no endpoint")
+			}
+			st := &tracedStore{}
+			rec := postMessage(t, NewServer(slog.New(slog.DiscardHandler), st, nopNotifier{}, tel, "http://jaeger.test", c.mode), c.traceparent)
+			tid := rec.Header().Get("X-Trace-Id")
+			if id, err := trace.TraceIDFromHex(tid); err != nil || !id.IsValid() {
+				t.Fatalf("X-Trace-Id: got %q (%v), want a trace id", tid, err)
+			}
+			if joined := tid == callerTrace; joined != c.joined {
+				t.Errorf("X-Trace-Id %s: joined the caller's trace: got %v, want %v", tid, joined, c.joined)
+			}
+			got := decodeBody[acceptedResponse](t, rec.Body.String())
+			if got.TraceID != tid || got.TraceURL != "" {
+				t.Errorf("answer: trace_id %q trace_url %q, want trace_id %s and no trace_url", got.TraceID, got.TraceURL, tid)
+			}
+			if st.recording {
+				t.Error("the request's span records: got true, want false with no exporter")
+			}
+			if !strings.HasPrefix(st.traceparent, "00-"+tid+"-") || !strings.HasSuffix(st.traceparent, "-00") {
+				t.Errorf("stored traceparent: got %q, want trace %s, not sampled", st.traceparent, tid)
+			}
+		})
+	}
+}
+
+// Exemplars name traces: with no exporter none is recorded, and no bucket
+// points at one.
+func TestNoExemplarsWithoutExport(t *testing.T) {
 	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	api.post(t, "/api/messages", "application/json", jsonBody("a", "b"))
+	_, body := api.get(t, api.Internal+"/metrics", "Accept", "application/openmetrics-text; version=1.0.0")
+	if !strings.Contains(body, `carteiro_http_requests_total{code="202",method="POST",route="POST /api/messages"} 1`) {
+		t.Fatalf("metrics lack the request:\n%s", body)
+	}
+	if strings.Contains(body, `# {trace_id=`) {
+		t.Errorf("got a trace_id exemplar with no exporter, want none:\n%s", body)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr,
+		telemetry.WithSpanExporter(keptSpans{tracetest.NewInMemoryExporter()}))
 	api.post(t, "/api/messages", "application/json", jsonBody("a", "b"),
 		"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	api.post(t, "/api/messages", "application/json", `{}`)

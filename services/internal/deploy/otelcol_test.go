@@ -134,6 +134,13 @@ func TestOtelcolPipeline(t *testing.T) {
 		t.Errorf("pipeline metrics/spanmetrics: got %+v, want span_metrics → prometheus", g)
 	}
 
+	// Jaeger is beside the collector in every stack carteiro starts:
+	// compressing each span for it would only cost both CPU.
+	var jaeger struct{ Compression string }
+	if node := cfg.Exporters["otlp_grpc/jaeger"]; node.Decode(&jaeger) != nil || jaeger.Compression != "${env:OTELCOL_JAEGER_COMPRESSION:-none}" {
+		t.Errorf("otlp_grpc/jaeger compression: got %q, want ${env:OTELCOL_JAEGER_COMPRESSION:-none}", jaeger.Compression)
+	}
+
 	var ts struct {
 		DecisionWait string `yaml:"decision_wait"`
 		Cache        struct {

@@ -23,19 +23,25 @@ func (t *Telemetry) RecordPoolStats(pool *pgxpool.Pool) error {
 	return otelpgx.RecordStats(pool, otelpgx.WithStatsMeterProvider(t.Meters))
 }
 
-// InstrumentRedis traces rdb's commands and exports its pool statistics.
-// Commands for which quiet returns true are not traced: blocking polls and
-// periodic housekeeping would otherwise make a root span each time.
+// InstrumentRedis traces rdb's commands, when spans are exported, and
+// exports its pool statistics. Commands for which quiet returns true are
+// not traced: blocking polls and periodic housekeeping would otherwise make
+// a root span each time. A span carries no caller (code.function,
+// code.filepath, code.lineno): finding it walks the stack on every command,
+// and the span's parent already says which code sent it.
 func (t *Telemetry) InstrumentRedis(rdb *redis.Client, quiet func(name string) bool) error {
-	filter := func(cmd redis.Cmder) bool {
-		return redisotel.DefaultCommandFilter(cmd) || quiet(cmd.Name())
-	}
-	if err := redisotel.InstrumentTracing(rdb,
-		redisotel.WithTracerProvider(t.Traces),
-		redisotel.WithCommandFilter(filter),
-		redisotel.WithDBStatement(false),
-	); err != nil {
-		return err
+	if t.Exporting {
+		filter := func(cmd redis.Cmder) bool {
+			return redisotel.DefaultCommandFilter(cmd) || quiet(cmd.Name())
+		}
+		if err := redisotel.InstrumentTracing(rdb,
+			redisotel.WithTracerProvider(t.Traces),
+			redisotel.WithCommandFilter(filter),
+			redisotel.WithDBStatement(false),
+			redisotel.WithCallerEnabled(false),
+		); err != nil {
+			return err
+		}
 	}
 	return redisotel.InstrumentMetrics(rdb, redisotel.WithMeterProvider(t.Meters))
 }

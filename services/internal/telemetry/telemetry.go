@@ -40,7 +40,9 @@ type Telemetry struct {
 	// statistics) into Registry.
 	Meters metric.MeterProvider
 
-	// Exporting reports whether spans leave the process.
+	// Exporting reports whether spans leave the process. When false,
+	// Traces records no span (each still has valid ids, unsampled), and
+	// instrumentation that only makes spans can be left out.
 	Exporting bool
 
 	shutdown []func(context.Context) error
@@ -63,13 +65,15 @@ func WithSpanExporter(e sdktrace.SpanExporter) Option {
 // from the OTEL_* variables read through getenv:
 //
 //   - OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:
-//     where spans go; unset means spans are made (ids reach logs and
-//     responses) but not exported
+//     where spans go; unset means no span is recorded, but every span
+//     still gets its ids (they reach logs, responses and the stored trace
+//     context)
 //   - OTEL_EXPORTER_OTLP_PROTOCOL (or _TRACES_PROTOCOL): http/protobuf
 //     (default) or grpc
 //   - OTEL_TRACES_EXPORTER=none turns export off
 //   - OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
-//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (only when spans
+//     are exported: otherwise none is sampled)
 //
 // Call Shutdown to flush what is buffered.
 func Setup(ctx context.Context, service string, getenv func(string) string, opts ...Option) (*Telemetry, error) {
@@ -103,6 +107,12 @@ func Setup(ctx context.Context, service string, getenv func(string) string, opts
 		if exp != nil {
 			tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 			t.Exporting = true
+		} else {
+			// Nothing would read a recorded span: every span gets its ids
+			// (a new trace id at a root, the parent's below it, so they
+			// still reach answers, logs and the stored trace context) and
+			// none is recorded. The sampled flag is honestly off.
+			tpOpts = append(tpOpts, sdktrace.WithSampler(sdktrace.NeverSample()))
 		}
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)

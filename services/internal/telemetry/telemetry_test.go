@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -22,11 +23,20 @@ func TestSetupWithoutEndpointRunsWithoutExporting(t *testing.T) {
 	if tel.Exporting {
 		t.Error("exporting: got true, want false with no endpoint")
 	}
-	_, span := tel.Tracer("test").Start(context.Background(), "x")
+	ctx, span := tel.Tracer("test").Start(context.Background(), "x", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
 	if !span.SpanContext().IsValid() {
 		t.Error("spans must still get ids (they reach logs and responses)")
 	}
-	span.End()
+	// Nothing would read a recorded span: none is recorded or sampled.
+	if span.IsRecording() || span.SpanContext().IsSampled() {
+		t.Errorf("root span: recording %v, sampled %v, want neither", span.IsRecording(), span.SpanContext().IsSampled())
+	}
+	_, child := tel.Tracer("test").Start(ctx, "y")
+	defer child.End()
+	if child.SpanContext().TraceID() != span.SpanContext().TraceID() || child.IsRecording() {
+		t.Errorf("child: trace %v recording %v, want trace %v, not recording", child.SpanContext().TraceID(), child.IsRecording(), span.SpanContext().TraceID())
+	}
 }
 
 func TestSetupExporterFromEnvironment(t *testing.T) {
