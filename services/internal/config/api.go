@@ -66,6 +66,10 @@ type Outbox struct {
 	SweepInterval time.Duration
 	// BatchSize is the most rows published in one transaction.
 	BatchSize int
+	// WakeDelay is how long the relay waits after a commit wakes it
+	// before it publishes, so that the commits of that moment share one
+	// publishing transaction (0: publish at once).
+	WakeDelay time.Duration
 	// RepublishAfter is how long a published but untouched message waits
 	// before it is published again, in case the stream lost it.
 	RepublishAfter time.Duration
@@ -92,6 +96,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		Outbox: Outbox{
 			SweepInterval:  r.duration("OUTBOX_SWEEP_INTERVAL", time.Second, 10*time.Millisecond),
 			BatchSize:      r.int("OUTBOX_BATCH_SIZE", 200, 1, 10000),
+			WakeDelay:      r.duration("OUTBOX_WAKE_DELAY", 5*time.Millisecond, 0),
 			RepublishAfter: r.duration("OUTBOX_REPUBLISH_AFTER", 5*time.Minute, time.Second),
 		},
 	}

@@ -87,6 +87,9 @@ func (r *Relay) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
+			if !r.gather(ctx) {
+				return
+			}
 		case <-tick.C:
 			r.checkEpoch(ctx)
 			if time.Since(lastStale) >= r.cfg.RepublishAfter/4 {
@@ -99,6 +102,30 @@ func (r *Relay) Run(ctx context.Context) {
 		}
 		r.drain(ctx)
 	}
+}
+
+// gather waits the configured WakeDelay after a wake, so that the
+// commits of the next few milliseconds are published with the one that
+// woke the relay (one transaction, one stream round trip, instead of one
+// each), and then takes the wakes they sent. No wake is lost: a Notify
+// taken here followed its commit, and the drain that follows starts
+// after it, so it sees that commit's row; a Notify after this point
+// wakes the next drain. It returns false when ctx is done.
+func (r *Relay) gather(ctx context.Context) bool {
+	if r.cfg.WakeDelay > 0 {
+		t := time.NewTimer(r.cfg.WakeDelay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	select {
+	case <-r.wake:
+	default:
+	}
+	return true
 }
 
 // drain publishes batches until none is full.
