@@ -98,8 +98,9 @@ func TestStaleOutcomeIsRefused(t *testing.T) {
 			refused = append(refused, line)
 		}
 	}
-	if len(refused) != 1 || !strings.Contains(refused[0], `"token":1`) || !strings.Contains(refused[0], `"current_token":2`) {
-		t.Errorf("stale outcome log lines: got %q, want one naming token 1 and current token 2", refused)
+	if len(refused) != 1 || !strings.Contains(refused[0], `"token":1`) || !strings.Contains(refused[0], `"current_token":2`) ||
+		!strings.Contains(refused[0], `"message_id":"`+id+`"`) || !strings.Contains(refused[0], `"attempt":1`) {
+		t.Errorf("stale outcome log lines: got %q, want one naming the message, attempt 1, token 1 and current token 2", refused)
 	}
 	e := r.get(id)
 	if e.Status != message.StatusSent || e.Token != 2 || e.Attempts != 2 {

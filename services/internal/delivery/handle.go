@@ -33,6 +33,7 @@ type job struct {
 	entry queue.Entry
 	ctx   context.Context
 	span  trace.Span
+	// log is made on first use, by logOf.
 	log   *slog.Logger
 	claim store.Claim
 	// attempt is the claim held, which the heartbeat renews from the claim
@@ -60,7 +61,7 @@ func (p *Pool) dispatch(entries []queue.Entry) {
 		j := p.start(e)
 		switch {
 		case uuid.Validate(e.MessageID) != nil:
-			j.log.WarnContext(j.ctx, "worker: dropping a stream entry without a valid message id")
+			p.logOf(j).WarnContext(j.ctx, "worker: dropping a stream entry without a valid message id")
 			j.span.SetStatus(codes.Error, "entry without a valid message id")
 			done = append(done, j)
 		case e.Deliveries > int64(p.d.Config.MaxDeliveries):
@@ -75,7 +76,7 @@ func (p *Pool) dispatch(entries []queue.Entry) {
 		claims, err := p.claim(jobs, reqs)
 		if err != nil {
 			for _, j := range jobs {
-				j.log.WarnContext(j.ctx, "worker: claim failed, leaving the entry pending", "deliveries", j.entry.Deliveries, "err", err)
+				p.logOf(j).WarnContext(j.ctx, "worker: claim failed, leaving the entry pending", "deliveries", j.entry.Deliveries, "err", err)
 				j.span.RecordError(err)
 				j.span.SetStatus(codes.Error, "claim failed")
 				j.span.End()
@@ -134,7 +135,24 @@ func (p *Pool) claim(jobs []*job, reqs []store.ClaimRequest) ([]store.Claim, err
 // start opens the entry's span and logger.
 func (p *Pool) start(e queue.Entry) *job {
 	ctx, span := p.startSpan(p.work, e)
-	return &job{entry: e, ctx: ctx, span: span, log: p.d.Log.With("message_id", e.MessageID, "stream_id", e.StreamID)}
+	return &job{entry: e, ctx: ctx, span: span}
+}
+
+// logOf is j's logger: the worker's, with the entry's ids and, once the
+// message is claimed, the attempt and its token. It is made on first use:
+// most jobs log nothing (a send's success is logged at debug level), and
+// a logger's attributes are formatted when it is made. A job is handled by
+// one goroutine at a time (dispatch, a sender, the recorder), so the
+// cached logger needs no lock.
+func (p *Pool) logOf(j *job) *slog.Logger {
+	if j.log == nil {
+		attrs := []any{"message_id", j.entry.MessageID, "stream_id", j.entry.StreamID}
+		if j.attempt != nil {
+			attrs = append(attrs, "attempt", j.claim.Attempts, "token", j.claim.Token)
+		}
+		j.log = p.d.Log.With(attrs...)
+	}
+	return j.log
 }
 
 // send makes the attempt of a claimed job and decides its outcome, which
@@ -157,11 +175,10 @@ func (p *Pool) send(j *job) {
 		return
 	default:
 	}
-	j.log = j.log.With("attempt", c.Attempts, "token", c.Token)
 	j.span.SetAttributes(attribute.Int("carteiro.attempt", c.Attempts), attribute.Int64("carteiro.fencing_token", c.Token))
 	if c.TookOver {
 		p.d.Metrics.takeovers.Inc()
-		j.log.WarnContext(j.ctx, "worker: took over a message whose claim's lease expired", "previous_token", c.Token-1, "deliveries", j.entry.Deliveries)
+		p.logOf(j).WarnContext(j.ctx, "worker: took over a message whose claim's lease expired", "previous_token", c.Token-1, "deliveries", j.entry.Deliveries)
 	}
 
 	start := time.Now()
@@ -173,16 +190,18 @@ func (p *Pool) send(j *job) {
 	switch {
 	case sendErr == nil:
 		j.name, j.outcome = OutcomeSent, store.Outcome{Lease: lease, Kind: store.OutcomeSent}
-		j.log.DebugContext(j.ctx, "worker: sent")
+		if p.d.Log.Enabled(j.ctx, slog.LevelDebug) {
+			p.logOf(j).DebugContext(j.ctx, "worker: sent")
+		}
 	case sendCtx.Err() != nil:
 		// Interrupted here: the shutdown deadline, or the claim was lost.
 		// Not the relay's doing, so the attempt is given back.
 		reason := fmt.Sprintf("attempt %d interrupted: %v", c.Attempts, context.Cause(sendCtx))
-		j.log.WarnContext(j.ctx, "worker: send interrupted, releasing the message", "cause", context.Cause(sendCtx), "err", sendErr)
+		p.logOf(j).WarnContext(j.ctx, "worker: send interrupted, releasing the message", "cause", context.Cause(sendCtx), "err", sendErr)
 		j.span.SetStatus(codes.Error, reason)
 		j.name, j.outcome = OutcomeReleased, store.Outcome{Lease: lease, Kind: store.OutcomeReleased, Reason: reason}
 	case mail.Permanent(sendErr) || c.Attempts >= p.d.Config.MaxAttempts:
-		j.log.WarnContext(j.ctx, "worker: giving up", "err", sendErr, "permanent", mail.Permanent(sendErr))
+		p.logOf(j).WarnContext(j.ctx, "worker: giving up", "err", sendErr, "permanent", mail.Permanent(sendErr))
 		j.span.AddEvent("dead-lettered", trace.WithAttributes(
 			attribute.Int("carteiro.attempt", c.Attempts),
 			attribute.Bool("carteiro.permanent", mail.Permanent(sendErr)),
@@ -191,7 +210,7 @@ func (p *Pool) send(j *job) {
 		j.name, j.outcome = OutcomeDead, store.Outcome{Lease: lease, Kind: store.OutcomeDead, Reason: sendErr.Error()}
 	default:
 		wait := Backoff(c.Attempts, p.d.Config.RetryBaseDelay, p.d.Config.RetryMaxDelay, nil)
-		j.log.WarnContext(j.ctx, "worker: will retry", "err", sendErr, "in", wait)
+		p.logOf(j).WarnContext(j.ctx, "worker: will retry", "err", sendErr, "in", wait)
 		j.span.AddEvent("retry scheduled", trace.WithAttributes(
 			attribute.Int("carteiro.attempt", c.Attempts),
 			attribute.String("carteiro.retry_in", wait.String()),
@@ -222,7 +241,7 @@ func (p *Pool) poison(j *job) {
 		return err
 	})
 	done()
-	j.log.ErrorContext(j.ctx, "worker: poison entry acknowledged", "deliveries", e.Deliveries, "dead_lettered", dead, "err", err)
+	p.logOf(j).ErrorContext(j.ctx, "worker: poison entry acknowledged", "deliveries", e.Deliveries, "dead_lettered", dead, "err", err)
 	j.span.SetStatus(codes.Error, reason)
 	p.ack([]*job{j})
 	j.span.End()

@@ -19,7 +19,10 @@ type Metrics struct {
 	send     prometheus.Histogram
 	latency  prometheus.Histogram
 	outcomes *prometheus.CounterVec
-	inflight prometheus.Gauge
+	// byOutcome and staleByOutcome are outcomes' and stale's counters,
+	// bound to each outcome once, so a message costs no label lookup.
+	byOutcome, staleByOutcome map[string]prometheus.Counter
+	inflight                  prometheus.Gauge
 	// stale counts outcome writes refused because their claim was no
 	// longer held, by write (sent, retry, dead, released).
 	stale *prometheus.CounterVec
@@ -78,9 +81,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Every outcome exists from the start, so rates and alerts see zeros
 	// rather than nothing.
+	m.byOutcome, m.staleByOutcome = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
 	for _, o := range []string{OutcomeSent, OutcomeRetry, OutcomeDead, OutcomeReleased} {
-		m.outcomes.WithLabelValues(o)
-		m.stale.WithLabelValues(o)
+		m.byOutcome[o] = m.outcomes.WithLabelValues(o)
+		m.staleByOutcome[o] = m.stale.WithLabelValues(o)
 	}
 	reg.MustRegister(m.send, m.latency, m.outcomes, m.inflight, m.stale, m.takeovers, m.lost, m.renewFailures, m.poison)
 	return m

@@ -75,7 +75,7 @@ func (p *Pool) record(batch []*job) {
 	span.End()
 	if err != nil {
 		for _, j := range batch {
-			j.log.ErrorContext(j.ctx, "worker: could not record the outcome, leaving the entry pending", "outcome", j.name, "err", err)
+			p.logOf(j).ErrorContext(j.ctx, "worker: could not record the outcome, leaving the entry pending", "outcome", j.name, "err", err)
 			j.span.RecordError(err)
 			j.span.SetStatus(codes.Error, "could not record the outcome")
 		}
@@ -85,14 +85,14 @@ func (p *Pool) record(batch []*job) {
 	for i, j := range batch {
 		var stale *store.StaleError
 		if errors.As(results[i], &stale) {
-			p.d.Metrics.stale.WithLabelValues(j.name).Inc()
-			j.log.WarnContext(j.ctx, "worker: stale outcome refused: another attempt claimed the message since",
+			p.d.Metrics.staleByOutcome[j.name].Inc()
+			p.logOf(j).WarnContext(j.ctx, "worker: stale outcome refused: another attempt claimed the message since",
 				"outcome", j.name, "current_token", stale.Current, "current_status", stale.Status)
 			j.span.AddEvent("stale outcome refused", trace.WithAttributes(
 				attribute.String("carteiro.outcome", j.name), attribute.Int64("carteiro.current_token", stale.Current)))
 			continue
 		}
-		p.d.Metrics.outcomes.WithLabelValues(j.name).Inc()
+		p.d.Metrics.byOutcome[j.name].Inc()
 		if j.name == OutcomeSent {
 			telemetry.Observe(j.ctx, p.d.Metrics.latency, time.Since(j.claim.CreatedAt).Seconds())
 		}

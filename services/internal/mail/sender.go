@@ -45,8 +45,10 @@ type Sender struct {
 	// when the relay offers it, and so that the final dot can have its
 	// own timeout.
 	client *gomail.Client
-	from   string
-	to     string
+	// from and to are parsed once: every message has the same (go-mail
+	// only reads them, so the sends share them).
+	from   *mail.Address
+	to     *mail.Address
 	domain string
 	// idle holds open connections between sends.
 	idle        chan *conn
@@ -71,8 +73,12 @@ func NewSender(cfg config.SMTP, from, to string, poolSize int, tracer trace.Trac
 	if err != nil {
 		return nil, fmt.Errorf("sender address: %w", err)
 	}
+	rcpt, err := mail.ParseAddress(to)
+	if err != nil {
+		return nil, fmt.Errorf("recipient address: %w", err)
+	}
 	s := &Sender{
-		from: from, to: to,
+		from: a, to: rcpt,
 		domain:  a.Address[strings.LastIndexByte(a.Address, '@')+1:],
 		idle:    make(chan *conn, max(1, poolSize)),
 		host:    cfg.Host,
@@ -158,12 +164,8 @@ func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) 
 		span.End()
 	}()
 	msg := gomail.NewMsg(gomail.WithCharset(gomail.CharsetUTF8), gomail.WithEncoding(gomail.EncodingQP))
-	if err := msg.From(s.from); err != nil {
-		return "", permanent(fmt.Errorf("from: %w", err))
-	}
-	if err := msg.To(s.to); err != nil {
-		return "", permanent(fmt.Errorf("to: %w", err))
-	}
+	msg.FromMailAddress(s.from)
+	msg.ToMailAddress(s.to)
 	setSubject(msg, m.Assunto)
 	msg.SetMessageIDWithValue(mid)
 	msg.SetDateWithValue(m.Date)

@@ -462,6 +462,28 @@ func BenchmarkSend(b *testing.B) {
 	}
 }
 
+// NewSender parses both addresses once and refuses a bad one, naming
+// which.
+func TestNewSenderRefusesBadAddresses(t *testing.T) {
+	cfg := config.SMTP{Host: "127.0.0.1", Port: 25, TLS: "none", Timeout: time.Second}
+	for _, tc := range []struct {
+		from, to, want string
+	}{
+		{"not an address", "contato@example.test", "sender address"},
+		{"Carteiro <carteiro@example.test>", "not an address", "recipient address"},
+	} {
+		s, err := NewSender(cfg, tc.from, tc.to, 1, nil)
+		if err == nil {
+			s.Close()
+			t.Errorf("NewSender(%q, %q): got nil, want an error naming the %s", tc.from, tc.to, tc.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewSender(%q, %q): got %v, want an error naming the %s", tc.from, tc.to, err, tc.want)
+		}
+	}
+}
+
 // A relay that wrongly answers DATA with 354 after refusing the only
 // recipient of a pipelined envelope (RFC 2920 §3.1) gets no message data:
 // the send fails with the refusal and the connection is closed, which
