@@ -41,7 +41,8 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 
 // traceIDs is the api's tracing when no span leaves the process (no OTLP
 // endpoint): each request gets a span that records nothing (tel.Traces
-// records none then) but has the ids a recorded one would have, so the
+// starts no recorded trace then; a joined edge's sampled flag is kept, see
+// telemetry's noRoots) but has the ids a recorded one would have, so the
 // answer's trace_id and X-Trace-Id, the log lines and the trace context
 // stored with the row are the same as with observability on. otelhttp,
 // which would compute a span's attributes and wrap the body and the

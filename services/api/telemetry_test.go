@@ -171,19 +171,22 @@ func (s *tracedStore) Insert(ctx context.Context, in message.Input, traceparent,
 	return s.memStore.Insert(ctx, in, traceparent, tracestate)
 }
 
-// With no exporter the api records no span, yet every answer still has a
-// trace id: the same in the body and X-Trace-Id, stored with the row (the
-// worker's log lines carry it), the caller's only when joined, and never
-// linked to Jaeger, where it cannot be.
+// With no exporter the api starts no recorded trace, yet every answer
+// still has a trace id: the same in the body and X-Trace-Id, stored with
+// the row (the worker's log lines carry it), the caller's only when
+// joined, and linked to Jaeger only when the edge it joined sampled it
+// (the trace is the edge's, recorded there): the sampled flag is then kept
+// ("sampled flag included"), and the worker records its part if it exports.
 func TestTraceIDsWithoutExport(t *testing.T) {
 	const callerTrace, callerSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 	for _, c := range []struct {
 		name, mode, traceparent string
-		joined                  bool
+		joined, sampled         bool
 	}{
-		{"link, no caller trace", config.TraceContextLink, "", false},
-		{"link, caller sampled", config.TraceContextLink, "00-" + callerTrace + "-" + callerSpan + "-01", false},
-		{"join, edge sampled", config.TraceContextJoin, "00-" + callerTrace + "-" + callerSpan + "-01", true},
+		{"link, no caller trace", config.TraceContextLink, "", false, false},
+		{"link, caller sampled", config.TraceContextLink, "00-" + callerTrace + "-" + callerSpan + "-01", false, false},
+		{"join, edge sampled", config.TraceContextJoin, "00-" + callerTrace + "-" + callerSpan + "-01", true, true},
+		{"join, edge not sampled", config.TraceContextJoin, "00-" + callerTrace + "-" + callerSpan + "-00", true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tel, err := telemetry.Setup(context.Background(), "carteiro-api", func(string) string { return "" })
@@ -204,14 +207,18 @@ func TestTraceIDsWithoutExport(t *testing.T) {
 				t.Errorf("X-Trace-Id %s: joined the caller's trace: got %v, want %v", tid, joined, c.joined)
 			}
 			got := decodeBody[acceptedResponse](t, rec.Body.String())
-			if got.TraceID != tid || got.TraceURL != "" {
-				t.Errorf("answer: trace_id %q trace_url %q, want trace_id %s and no trace_url", got.TraceID, got.TraceURL, tid)
+			wantURL, wantFlags := "", "-00"
+			if c.sampled {
+				wantURL, wantFlags = "http://jaeger.test/trace/"+tid, "-01"
 			}
-			if st.recording {
-				t.Error("the request's span records: got true, want false with no exporter")
+			if got.TraceID != tid || got.TraceURL != wantURL {
+				t.Errorf("answer: trace_id %q trace_url %q, want trace_id %s and trace_url %q", got.TraceID, got.TraceURL, tid, wantURL)
 			}
-			if !strings.HasPrefix(st.traceparent, "00-"+tid+"-") || !strings.HasSuffix(st.traceparent, "-00") {
-				t.Errorf("stored traceparent: got %q, want trace %s, not sampled", st.traceparent, tid)
+			if st.recording != c.sampled {
+				t.Errorf("the request's span records: got %v, want %v (only a sampled edge's trace)", st.recording, c.sampled)
+			}
+			if !strings.HasPrefix(st.traceparent, "00-"+tid+"-") || !strings.HasSuffix(st.traceparent, wantFlags) {
+				t.Errorf("stored traceparent: got %q, want trace %s, flags %s", st.traceparent, tid, wantFlags[1:])
 			}
 		})
 	}

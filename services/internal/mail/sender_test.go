@@ -1,9 +1,12 @@
 package mail
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -478,5 +481,59 @@ func TestNewSenderRefusesBadAddresses(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewSender(%q, %q): got %v, want an error naming the %s", tc.from, tc.to, err, tc.want)
 		}
+	}
+}
+
+// A relay that wrongly answers DATA with 354 after refusing the only
+// recipient of a pipelined envelope (RFC 2920 §3.1) gets no message data:
+// the send fails with the refusal and the connection is closed, which
+// aborts the transaction (RFC 5321 §3.3). Scripted by hand: go-smtp
+// refuses such a DATA itself.
+func TestDataAcceptedAfterRefusalSendsNoData(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	after := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			after <- "accept: " + err.Error()
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		_, _ = io.WriteString(c, "220 relay.test ESMTP\r\n")
+		if _, err := r.ReadString('\n'); err != nil { // EHLO
+			after <- "EHLO: " + err.Error()
+			return
+		}
+		_, _ = io.WriteString(c, "250-relay.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+		for range 3 { // MAIL, RCPT, DATA
+			if _, err := r.ReadString('\n'); err != nil {
+				after <- "envelope: " + err.Error()
+				return
+			}
+		}
+		_, _ = io.WriteString(c, "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n")
+		rest, err := io.ReadAll(r) // until the client closes
+		if err != nil {
+			after <- fmt.Sprintf("%q, then %v instead of the connection closed", rest, err)
+			return
+		}
+		after <- string(rest)
+	}()
+	s := newSender(t, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	_, err = s.Send(context.Background(), message("refused"))
+	if err == nil {
+		t.Fatal("got nil error, want RCPT's refusal")
+	}
+	if !Permanent(err) || ReplyCode(err) != 550 || !strings.Contains(err.Error(), "smtp RCPT TO:") {
+		t.Errorf("got %v (permanent %v, code %d), want RCPT TO's permanent 550", err, Permanent(err), ReplyCode(err))
+	}
+	if got := <-after; got != "" {
+		t.Errorf("sent after the 354: got %q, want nothing, the connection closed", got)
 	}
 }

@@ -96,3 +96,33 @@ func TestRelayLosesNoWake(t *testing.T) {
 		})
 	}
 }
+
+// A relay shut down while it waits out its WakeDelay stops at once and
+// publishes nothing; the committed row stays pending for the next sweep.
+func TestRelayStopsDuringItsWakeDelay(t *testing.T) {
+	s, _, rdb := startRelay(t, time.Hour) // never woken: idle
+	r := New(Deps{Store: s, Queue: queue.New(rdb, "carteiro:emails", "carteiro-workers"), Log: testenv.Logger(t),
+		Config: config.Outbox{SweepInterval: time.Hour, BatchSize: 100, RepublishAfter: time.Hour, WakeDelay: time.Hour}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	if _, err := s.Insert(context.Background(), message.Input{Assunto: "a", Mensagem: "m"}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	r.Notify()
+	time.Sleep(100 * time.Millisecond) // into the wait (if not yet, Run's own select stops it)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second): // a hang, against the hour's delay
+		t.Fatal("Run did not return after shutdown during its wake delay")
+	}
+	var pending int
+	if err := s.Pool().QueryRow(context.Background(),
+		`SELECT count(*) FROM emails WHERE published_at IS NULL`).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending != 1 {
+		t.Errorf("pending rows: got %d, want 1 (kept for the next sweep)", pending)
+	}
+}

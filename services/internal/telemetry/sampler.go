@@ -90,3 +90,21 @@ func (s requestRoots) ShouldSample(p sdktrace.SamplingParameters) sdktrace.Sampl
 func (s requestRoots) Description() string {
 	return "RequestRoots{" + s.next.Description() + "}"
 }
+
+// noRoots is the sampler when no span is exported: a new trace is never
+// sampled (nothing would read its spans), and a span with a parent is
+// next's to decide. A remote parent's sampled flag, by which the caller
+// asks the components downstream to record the request too (W3C Trace
+// Context §3.2.2.5.1), is then kept as it is with an exporter: with INCOMING_TRACE_CONTEXT=join behind an
+// edge that samples, those spans are recorded and dropped, the price of
+// the flag reaching the stored trace context.
+type noRoots struct{ next sdktrace.Sampler }
+
+func (s noRoots) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if !trace.SpanContextFromContext(p.ParentContext).IsValid() {
+		return sdktrace.SamplingResult{Decision: sdktrace.Drop}
+	}
+	return s.next.ShouldSample(p)
+}
+
+func (s noRoots) Description() string { return "NoRoots{" + s.next.Description() + "}" }

@@ -41,7 +41,8 @@ type Telemetry struct {
 	Meters metric.MeterProvider
 
 	// Exporting reports whether spans leave the process. When false,
-	// Traces records no span (each still has valid ids, unsampled), and
+	// Traces starts no recorded trace (each span still has valid ids,
+	// unsampled unless a remote parent is sampled: see noRoots), and
 	// instrumentation that only makes spans can be left out.
 	Exporting bool
 
@@ -72,8 +73,9 @@ func WithSpanExporter(e sdktrace.SpanExporter) Option {
 //     (default) or grpc
 //   - OTEL_TRACES_EXPORTER=none turns export off
 //   - OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
-//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (only when spans
-//     are exported: otherwise none is sampled)
+//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (without an
+//     exporter no trace starts sampled: they only decide for a remote
+//     parent, see noRoots)
 //
 // Call Shutdown to flush what is buffered.
 func Setup(ctx context.Context, service string, getenv func(string) string, opts ...Option) (*Telemetry, error) {
@@ -111,8 +113,10 @@ func Setup(ctx context.Context, service string, getenv func(string) string, opts
 			// Nothing would read a recorded span: every span gets its ids
 			// (a new trace id at a root, the parent's below it, so they
 			// still reach answers, logs and the stored trace context) and
-			// none is recorded. The sampled flag is honestly off.
-			tpOpts = append(tpOpts, sdktrace.WithSampler(sdktrace.NeverSample()))
+			// no trace starts recorded (noRoots). A remote parent's sampled
+			// flag is still followed (INCOMING_TRACE_CONTEXT=join: "sampled
+			// flag included"), so a worker that exports still records it.
+			tpOpts = append(tpOpts, sdktrace.WithSampler(noRoots{next: sampler}))
 		}
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)

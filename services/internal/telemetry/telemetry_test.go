@@ -108,3 +108,36 @@ func TestSamplerDefaultFollowsTheParent(t *testing.T) {
 	}
 	var _ sdktrace.Sampler = s
 }
+
+// With no exporter, no trace starts sampled, but a remote parent's sampled
+// flag (INCOMING_TRACE_CONTEXT=join behind an edge that samples) is kept,
+// as the configured sampler decides with an exporter: the stored trace
+// context carries it to a worker that does export.
+func TestSetupWithoutEndpointKeepsRemoteParentsFlag(t *testing.T) {
+	traceID, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	spanID, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	for _, tt := range []struct {
+		sampler     string
+		flags       trace.TraceFlags
+		wantSampled bool
+	}{
+		{"", trace.FlagsSampled, true},
+		{"", 0, false},
+		{"always_off", trace.FlagsSampled, false},
+		{"parentbased_always_off", trace.FlagsSampled, true},
+	} {
+		tel, err := Setup(context.Background(), "carteiro-test", env(map[string]string{"OTEL_TRACES_SAMPLER": tt.sampler}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: tt.flags, Remote: true})
+		_, span := tel.Tracer("test").Start(trace.ContextWithRemoteSpanContext(context.Background(), parent), "x",
+			trace.WithSpanKind(trace.SpanKindServer))
+		span.End()
+		if got := span.SpanContext(); got.TraceID() != traceID || got.IsSampled() != tt.wantSampled {
+			t.Errorf("sampler %q, parent flags %v: got trace %v sampled %v, want trace %v sampled %v",
+				tt.sampler, tt.flags, got.TraceID(), got.IsSampled(), traceID, tt.wantSampled)
+		}
+		_ = tel.Shutdown(context.Background())
+	}
+}
