@@ -104,5 +104,9 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		r.fail("DB_MAX_CONNS", "%d leaves no connection beside the GROUP_COMMIT_FLUSHERS=%d transactions (the relay and the keyed requests need their own)",
 			c.Postgres.MaxConns, c.GroupCommit.Flushers)
 	}
+	if c.Outbox.WakeDelay >= c.Outbox.SweepInterval {
+		r.fail("OUTBOX_WAKE_DELAY", "%s is not shorter than OUTBOX_SWEEP_INTERVAL=%s: the sweep would publish before a woken relay does",
+			c.Outbox.WakeDelay, c.Outbox.SweepInterval)
+	}
 	return c, r.err()
 }

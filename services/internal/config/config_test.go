@@ -77,6 +77,29 @@ func TestIncomingTraceContext(t *testing.T) {
 	}
 }
 
+func TestOutboxWakeDelay(t *testing.T) {
+	for _, c := range []struct {
+		vars    map[string]string
+		want    time.Duration
+		wantErr bool
+	}{
+		{map[string]string{}, 5 * time.Millisecond, false},
+		{map[string]string{"OUTBOX_WAKE_DELAY": "0"}, 0, false},
+		{map[string]string{"OUTBOX_WAKE_DELAY": "50ms", "OUTBOX_SWEEP_INTERVAL": "100ms"}, 50 * time.Millisecond, false},
+		{map[string]string{"OUTBOX_WAKE_DELAY": "1s"}, 0, true},
+		{map[string]string{"OUTBOX_WAKE_DELAY": "200ms", "OUTBOX_SWEEP_INTERVAL": "100ms"}, 0, true},
+		{map[string]string{"OUTBOX_WAKE_DELAY": "-1ms"}, 0, true},
+	} {
+		got, err := LoadAPI(env(c.vars))
+		switch {
+		case c.wantErr && (err == nil || !strings.Contains(err.Error(), "OUTBOX_WAKE_DELAY:")):
+			t.Errorf("%v: got %v, want an error naming OUTBOX_WAKE_DELAY", c.vars, err)
+		case !c.wantErr && (err != nil || got.Outbox.WakeDelay != c.want):
+			t.Errorf("%v: got %v, %v, want %v", c.vars, got.Outbox.WakeDelay, err, c.want)
+		}
+	}
+}
+
 func TestLoadNamesEveryBadVariable(t *testing.T) {
 	_, err := LoadWorker(env(map[string]string{
 		"DB_PORT":               "abc",
