@@ -118,7 +118,7 @@ func TestProcessingContinuesTheProducersTrace(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"claim " + q.Destination() + " > UPDATE", "record outcomes > WITH"} {
+	for _, want := range []string{"claim " + q.Destination() + " > UPDATE", "record outcomes > UPDATE"} {
 		if !batch[want] {
 			t.Errorf("batch span %q linked to the process span: missing (got %v)", want, batch)
 		}

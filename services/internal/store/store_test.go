@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/testenv"
@@ -498,6 +502,100 @@ func TestRecordOutcomes(t *testing.T) {
 	}
 	if _, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{a, ca.Token}, Kind: "maybe"}}); err == nil {
 		t.Error("unknown outcome kind: got no error")
+	}
+}
+
+// The same claim's write twice in one batch (its id spelled two ways)
+// applies once and is reported applied for both, as one statement joining
+// each write to the rows it updated did.
+func TestRecordOutcomesSameClaimTwice(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	id := newRow(t, s)
+	c := claim(t, s, id)
+	res, err := s.RecordOutcomes(ctx, []Outcome{
+		{Lease: Lease{id, c.Token}, Kind: OutcomeSent},
+		{Lease: Lease{strings.ToUpper(id), c.Token}, Kind: OutcomeSent},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != nil || res[1] != nil {
+		t.Errorf("results: got %v, want nil, nil", res)
+	}
+	if e, _ := s.Get(ctx, id); e.Status != message.StatusSent {
+		t.Errorf("row: got %s, want sent", e.Status)
+	}
+}
+
+// When the rows of refused writes cannot be read after the update, the
+// refusals still stand (each names the read's error instead of the row's
+// claim), the writes that applied are reported applied, and RecordOutcomes
+// returns no error: the update committed.
+func TestRecordOutcomesRefusalUnread(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tracer := &statementHook{}
+	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t), func(pc *pgxpool.Config) {
+		pc.ConnConfig.Tracer = tracer
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newRow(t, s), newRow(t, s)
+	ca, cb := claim(t, s, a), claim(t, s, b)
+	expire(t, s, b)
+	claim(t, s, b)
+	// The update ends, then the context is done before the read.
+	tracer.set("UPDATE emails e SET", cancel)
+	res, err := s.RecordOutcomes(ctx, []Outcome{
+		{Lease: Lease{a, ca.Token}, Kind: OutcomeSent},
+		{Lease: Lease{b, cb.Token}, Kind: OutcomeSent},
+	})
+	if err != nil {
+		t.Fatalf("got %v, want no error: the update committed", err)
+	}
+	var se *StaleError
+	if res[0] != nil || !errors.As(res[1], &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) {
+		t.Fatalf("results: got %v, want nil and a stale error carrying the read's error", res)
+	}
+	if !strings.Contains(se.Error(), "refused") || !errors.Is(res[1], ErrStale) {
+		t.Errorf("stale error: got %q, want it to say refused and match ErrStale", se.Error())
+	}
+	if e, _ := s.Get(context.Background(), a); e.Status != message.StatusSent {
+		t.Errorf("applied row: got %s, want sent", e.Status)
+	}
+}
+
+// statementHook is a pgx tracer that calls a function once a statement
+// whose text starts with a prefix has ended.
+type statementHook struct {
+	mu     sync.Mutex
+	prefix string
+	after  func()
+}
+
+func (h *statementHook) set(prefix string, after func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.prefix, h.after = prefix, after
+}
+
+type statementKey struct{}
+
+func (h *statementHook) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return context.WithValue(ctx, statementKey{}, strings.TrimSpace(data.SQL))
+}
+
+func (h *statementHook) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sql, _ := ctx.Value(statementKey{}).(string); h.after != nil && strings.HasPrefix(sql, h.prefix) {
+		h.after()
 	}
 }
 
