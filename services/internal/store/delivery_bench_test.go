@@ -32,7 +32,7 @@ const benchHistory = 100_000
 func benchStore(b *testing.B, backlog int) (*Store, []string) {
 	b.Helper()
 	ctx := context.Background()
-	s, err := Open(ctx, testenv.NewDatabase(b), slog.New(slog.DiscardHandler))
+	s, err := Open(ctx, testenv.NewDatabase(b), slog.New(slog.DiscardHandler), GenericPlans())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -599,6 +599,62 @@ func (h *statementHook) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.Tr
 	}
 }
 
+// With GenericPlans (the worker's pool) the claim, the renewal and the
+// outcome write run their generic plan from the first execution on
+// (plan_cache_mode = auto plans the first five apart, and on a large table
+// goes on planning every outcome write of a few rows).
+func TestGenericPlans(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	db.MaxConns = 1 // one session: pg_prepared_statements is per session
+	s, err := Open(context.Background(), db, testenv.Logger(t), GenericPlans())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 7 {
+		id := newRow(t, s)
+		c := claim(t, s, id)
+		if _, err := s.RenewLeases(ctx, []Lease{{id, c.Token}}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkSent(ctx, id, c.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT CASE
+		        WHEN statement LIKE '%fencing_token = fencing_token + 1%' THEN 'claim'
+		        WHEN statement LIKE '%SET lease_expires_at%' THEN 'renewal'
+		        WHEN statement LIKE '%sent_at = CASE%' THEN 'outcome write'
+		    END AS name, generic_plans, custom_plans
+		FROM pg_prepared_statements
+		WHERE statement LIKE '%UPDATE emails%' AND statement NOT LIKE '%pg_prepared_statements%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int64{}
+	var name string
+	var generic, custom int64
+	if _, err := pgx.ForEachRow(rows, []any{&name, &generic, &custom}, func() error {
+		got[name] = [2]int64{generic, custom}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("prepared statements: got %v, want the claim, the renewal and the outcome write", got)
+	}
+	for stmt, n := range got {
+		if n[0] != 7 || n[1] != 0 {
+			t.Errorf("%s: got %d generic and %d custom plans, want 7 and 0", stmt, n[0], n[1])
+		}
+	}
+}
+
 // The stale sweep puts back rows published long ago and never taken, but
 // not a healthy backlog: rows published after (or not long before) the
 // oldest entry still on the stream have their entries there.
