@@ -227,3 +227,38 @@ func TestGroupCommitSameKeyFromTwoInstances(t *testing.T) {
 		}
 	}
 }
+
+// A keyed batch runs its statements on generic plans (genericPlans), and a
+// generic plan is made once per connection and kept, also when it was made
+// while the tables were empty, as in a fresh deployment. The key look-up's
+// generic plan on empty tables must still read both tables by index: a
+// hash join over a sequential scan of emails would be kept while emails
+// grows.
+func TestKeyLookupPlan(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	simple := pgx.QueryExecModeSimpleProtocol
+	for _, sql := range []string{genericPlans, `PREPARE key_lookup(text[], float8) AS ` + lookupKeys} {
+		if _, err := tx.Exec(ctx, sql, simple); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	rows, err := tx.Query(ctx, `EXPLAIN EXECUTE key_lookup('{a,b,c,d}', 86400)`, simple)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := strings.Join(plan, "\n")
+	if strings.Contains(p, "Seq Scan") || strings.Contains(p, "Hash") ||
+		!strings.Contains(p, "idempotency_keys_pkey") || !strings.Contains(p, "emails_pkey") {
+		t.Errorf("generic plan of the key look-up on empty tables: got\n%s\nwant both tables read by their primary keys, no sequential scan or hash", p)
+	}
+}
