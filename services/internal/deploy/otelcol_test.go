@@ -141,6 +141,22 @@ func TestOtelcolPipeline(t *testing.T) {
 		t.Errorf("otlp_grpc/jaeger compression: got %q, want ${env:OTELCOL_JAEGER_COMPRESSION:-none}", jaeger.Compression)
 	}
 
+	// Jaeger's OTLP/gRPC receiver refuses a message over 4 MiB (gRPC's
+	// default): the batches sent to it must stay well below that, and an
+	// unbounded send_batch_max_size (0) lets one grow past any size.
+	var batch struct {
+		Size    int `yaml:"send_batch_size"`
+		MaxSize int `yaml:"send_batch_max_size"`
+	}
+	batchNode := cfg.Processors["batch"]
+	if err := batchNode.Decode(&batch); err != nil {
+		t.Fatal(err)
+	}
+	if batch.MaxSize <= 0 || batch.MaxSize > 4096 || batch.Size > batch.MaxSize {
+		t.Errorf("batch: got send_batch_size %d, send_batch_max_size %d; want a max of 1 to 4,096 spans (about 510 bytes each, under Jaeger's 4 MiB) and the size within it",
+			batch.Size, batch.MaxSize)
+	}
+
 	var ts struct {
 		DecisionWait string `yaml:"decision_wait"`
 		Cache        struct {
