@@ -158,8 +158,9 @@ func TestOtelcolPipeline(t *testing.T) {
 	}
 
 	var ts struct {
-		DecisionWait string `yaml:"decision_wait"`
-		Cache        struct {
+		DecisionWait       string `yaml:"decision_wait"`
+		SampleOnFirstMatch bool   `yaml:"sample_on_first_match"`
+		Cache              struct {
 			NonSampled int `yaml:"non_sampled_cache_size"`
 		} `yaml:"decision_cache"`
 		Policies []struct {
@@ -210,6 +211,11 @@ func TestOtelcolPipeline(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("tail_sampling policies: got %v, want exactly %v", got, want)
+	}
+	// sample_on_first_match keeps the same traces only while no policy can
+	// veto a match (drop, or an inverted match): every policy above keeps.
+	if !ts.SampleOnFirstMatch {
+		t.Errorf("tail_sampling sample_on_first_match: got false, want true (the share decides most traces alone)")
 	}
 	// A "not sampled" cache would drop the late spans of a trace judged
 	// before its error arrived.
