@@ -12,7 +12,7 @@ import (
 // pool's configuration before the pool is made. Statements get spans only;
 // otelpgx's per-operation histogram (db_client_operation_duration_seconds)
 // is not recorded: no dashboard or alert reads it, and recording it cost
-// 2.5 to 2.8 % of the api's CPU in the bench with observability off or on
+// 1.7 to 3.5 % of the api's CPU in the bench with observability off or on
 // (about 1 µs per statement, bench/README.md). Pool statistics are
 // RecordPoolStats'.
 func (t *Telemetry) PgxOption() func(*pgxpool.Config) {
