@@ -88,8 +88,13 @@ type acceptRun struct {
 	WorkerStopped bool `json:"worker_stopped,omitempty"`
 	// CPUSeconds is the CPU time each of the stack's components used
 	// during the run (cpu.go): nginx, api, and with observability on the
-	// collector, Jaeger, Prometheus and the exporters.
+	// collector, Jaeger, Prometheus and the exporters; postgres, the bench
+	// database's backends; wrk, the load generator itself (the no-op
+	// ceiling's runs have wrk's alone).
 	CPUSeconds map[string]float64 `json:"cpu_s,omitempty"`
+	// CPUUsPerRequest is CPUSeconds in µs per accepted request, and their
+	// sum ("total"): what an accepted request costs the machine.
+	CPUUsPerRequest map[string]float64 `json:"cpu_us_per_request,omitempty"`
 }
 
 type latencyMs struct {
@@ -133,6 +138,9 @@ func runAccept(ctx context.Context, s settings, base, dir, prefix, variant strin
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
+	if ps := cmd.ProcessState; ps != nil {
+		r.CPUSeconds = map[string]float64{cpuWrk: (ps.UserTime() + ps.SystemTime()).Seconds()}
+	}
 	text := out.String()
 	_, js, found := strings.Cut(text, "BENCH-RESULT ")
 	if err != nil || !found {

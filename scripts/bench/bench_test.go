@@ -66,11 +66,18 @@ func TestLoadSettings(t *testing.T) {
 		{"BENCH_N": "0"},
 		{"BENCH_MODES": "maybe"},
 		{"BENCH_ACCEPT_WORKER": "pause"},
+		{"BENCH_PHASES": "drain"},
 		{"DB_HOST": "10.0.0.5"},
 		{"DB_HOST": "db.example"},
 	} {
 		if _, err := loadSettings(env(bad)); err == nil {
 			t.Errorf("loadSettings(%v) accepted", bad)
+		}
+	}
+	for _, phases := range []string{"all", "accept", "delivery"} {
+		s, err := loadSettings(env(map[string]string{"BENCH_PHASES": phases}))
+		if err != nil || s.Phases != phases {
+			t.Errorf("BENCH_PHASES=%s: got %q, %v, want %q", phases, s.Phases, err, phases)
 		}
 	}
 	for _, ok := range []string{"127.0.0.1", "localhost", "::1", "127.0.0.2"} {

@@ -155,15 +155,22 @@ func (d *benchDB) settle(ctx context.Context, timeout time.Duration) (time.Durat
 	return waited, nil
 }
 
-// queueDirect inserts n queued messages in one statement, each with a
-// sampled W3C traceparent as the api would store, and returns their
-// common subject prefix.
-func (d *benchDB) queueDirect(ctx context.Context, prefix string, n int) error {
+// queueDirect inserts n queued messages in one statement, each with a W3C
+// traceparent as the api would store it in this observability mode:
+// sampled (flags 01) when the api exports spans, unsampled (00) when it
+// has no exporter and so starts no recorded trace. With a sampled parent
+// the worker records its spans and exemplars, which is what observability
+// on costs; it must not be charged to the off mode.
+func (d *benchDB) queueDirect(ctx context.Context, prefix string, n int, sampled bool) error {
+	flags := "00"
+	if sampled {
+		flags = "01"
+	}
 	_, err := d.pool.Exec(ctx, `
 		INSERT INTO emails (id, assunto, mensagem, traceparent)
 		SELECT gen_random_uuid(), $1::text || i, $2::text,
-		       '00-' || md5(random()::text) || '-' || left(md5(random()::text), 16) || '-01'
-		FROM generate_series(1, $3::int) AS i`, prefix, benchText, n)
+		       '00-' || md5(random()::text) || '-' || left(md5(random()::text), 16) || '-' || $4::text
+		FROM generate_series(1, $3::int) AS i`, prefix, benchText, n, flags)
 	if err != nil {
 		return fmt.Errorf("queue %d messages: %w", n, err)
 	}

@@ -7,8 +7,9 @@ import (
 )
 
 // Phase 3, delivery: BENCH_N messages are queued with the worker stopped,
-// by one direct INSERT (each row queued and unpublished, with a sampled
-// traceparent, as the api would have stored it), and the api's outbox relay
+// by one direct INSERT (each row queued and unpublished, with a
+// traceparent sampled only with observability on, as the api would have
+// stored it), and the api's outbox relay
 // puts them on the Redis stream. Once the outbox is empty and Mailpit
 // cleared, the worker is started; the run lasts from the worker process's
 // start (from /proc, so its start-up counts) to the last row's sent_at.
@@ -46,7 +47,7 @@ func prepareDelivery(ctx context.Context, st *stack, db *benchDB, prefix string,
 		}
 	}
 	t := time.Now()
-	if err := db.queueDirect(ctx, prefix, n); err != nil {
+	if err := db.queueDirect(ctx, prefix, n, st.obs); err != nil {
 		return r, err
 	}
 	r.QueueSeconds = time.Since(t).Seconds()

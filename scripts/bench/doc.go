@@ -89,8 +89,9 @@
 //	                            accept run (the accept path alone; what it
 //	                            accepted is delivered before the next run);
 //	                            run: it delivers while phase 2 runs
-//	BENCH_PHASES         all    delivery: phase 3 alone (with the warm-up
-//	                            and RSS); what it skips is "not measured"
+//	BENCH_PHASES         all    accept: phases 1 and 2 alone; delivery:
+//	                            phase 3 alone (each with the warm-up and
+//	                            RSS); what it skips is "not measured"
 //	BENCH_PROFILE        0      1: the stack runs with PPROF=1 and each
 //	                            drain keeps the worker's CPU profile (its
 //	                            first BENCH_PROFILE_SECONDS, 5), block and

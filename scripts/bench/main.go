@@ -252,7 +252,7 @@ func method(s settings) map[string]string {
 		"phase3_smtp_source": "smtp-source (Postfix) -d -s WORKER_CONCURRENCY -m N -F <one message composed as the worker " +
 			"does, LF line ends: smtp-source sends CRLF>, into the same Mailpit, timed from its start to its exit, all N " +
 			"counted in Mailpit; after the net/smtp ceiling, before the drain, each round; the drain's ratio to it is the target's",
-		"phase3": "N messages queued by one direct INSERT (queued, unpublished, with a traceparent) while the worker " +
+		"phase3": "N messages queued by one direct INSERT (queued, unpublished, with a traceparent sampled only with observability on, as the api stores it) while the worker " +
 			"is stopped; the api's outbox relay publishes them to the stream; Mailpit cleared; the worker started " +
 			"(the stack's up); time = worker process start (/proc) → the last row's sent_at; all N sent and in " +
 			"Mailpit. Ceiling: net/smtp, WORKER_CONCURRENCY connections each kept for the whole run, the same N " +

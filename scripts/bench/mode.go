@@ -125,7 +125,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	// The public HTTP ceiling: the stack's nginx configuration in front of
 	// a no-op handler.
 	var hc *httpCeiling
-	if s.Phases == "all" {
+	if s.Phases != "delivery" {
 		var herr error
 		hc, herr = startHTTPCeiling(ctx, st.dev.Config, filepath.Join(dir, "noop"), b.logFile)
 		note("no-op HTTP ceiling", herr)
@@ -136,7 +136,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 
 	// Phases 1 and 2, alternating.
 	rss.setPhase("1-2")
-	for round := 1; round <= s.Rounds && s.Phases == "all"; round++ {
+	for round := 1; round <= s.Rounds && s.Phases != "delivery"; round++ {
 		if err := settle(fmt.Sprintf("pgbench round %d", round)); err != nil {
 			return err
 		}
@@ -180,9 +180,14 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				seconds := max(1, min(s.ProfileSeconds, int(s.Duration.D().Seconds())-1))
 				profiled = profileAccept(ctx, st.addr["API_INTERNAL_ADDR"], filepath.Join(dir, "profiles"), p.Variant, p.Connections, round, seconds)
 			}
-			cpuBefore := st.cpuTimes()
+			cpuBefore, pgBefore := st.cpuTimes(), db.backendCPU(ctx)
 			a, aerr := runAccept(ctx, s, acceptURL, dir, prefix, p.Variant, p.Connections, round, s.Duration.D())
-			a.CPUSeconds = cpuByKindSince(cpuBefore, st.cpuTimes())
+			cpu := cpuByKindSince(cpuBefore, st.cpuTimes())
+			cpu[cpuPostgres] = cpuSince(pgBefore, db.backendCPU(ctx))
+			if w, ok := a.CPUSeconds[cpuWrk]; ok {
+				cpu[cpuWrk] = w
+			}
+			a.CPUSeconds, a.CPUUsPerRequest = cpu, cpuPerRequest(cpu, a.Accepted)
 			if profiled != nil {
 				note(what+" api profile", profiled())
 			}
@@ -200,14 +205,18 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 				set := m.accept(p.Variant, p.Connections)
 				set.Runs = append(set.Runs, a)
 			}
-			b.log.printf("[%s] round %d  accept %-8s c%-3d %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d  cpu s %s",
-				mode, round, p.Variant, p.Connections, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors(), formatCPU(a.CPUSeconds))
+			b.log.printf("[%s] round %d  accept %-8s c%-3d %8.0f req/s  p50 %.1f  p99 %.1f  max %.0f ms  errors %d  cpu s %s; µs per request %s",
+				mode, round, p.Variant, p.Connections, a.RPS, a.LatencyMs.P50, a.LatencyMs.P99, a.LatencyMs.Max, a.Errors(), formatCPU(a.CPUSeconds), formatCPUPerRequest(a.CPUUsPerRequest))
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
 	}
 	m.RSS = append(m.RSS, sampleRSS(st, "1-2"))
+
+	if s.Phases == "accept" {
+		return nil
+	}
 
 	// Phase 3: plain SMTP ceiling, then the worker's drain, each round.
 	rss.setPhase("3")

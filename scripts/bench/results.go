@@ -96,6 +96,9 @@ type acceptSet struct {
 	// RoundRatiosHTTP each run over the no-op run of its round.
 	RatioHTTP       float64   `json:"ratio_to_http_ceiling"`
 	RoundRatiosHTTP []float64 `json:"round_ratios_http_ceiling"`
+	// MedianCPUUsPerRequest is, per component of cpu_us_per_request (and
+	// its total), the median over the runs that have it.
+	MedianCPUUsPerRequest map[string]float64 `json:"median_cpu_us_per_request,omitempty"`
 }
 
 // name is the set's label: "json+key c16".
@@ -142,6 +145,7 @@ func (m *modeResult) finish() {
 		a.RoundRatiosHTTP = roundRatios(a.Runs, m.HTTPCeiling, acceptRun.roundRate, acceptRun.roundRate)
 		a.Ratio = ratio(a.MedianRPS, m.CeilingMedianTPS)
 		a.RatioHTTP = ratio(a.MedianRPS, m.HTTPCeilingMedianRPS)
+		a.MedianCPUUsPerRequest = medianCPUPerRequest(a.Runs)
 	}
 	m.SMTPMedianRate = median(pluck(m.SMTPCeiling, func(r smtpRun) float64 { return r.Rate }))
 	m.DeliveryMedian = median(pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }))
@@ -150,6 +154,25 @@ func (m *modeResult) finish() {
 	m.SMTPSourceMedianRate = median(pluck(m.SMTPSource, func(r smtpRun) float64 { return r.Rate }))
 	m.DeliveryRatioSource = ratio(m.DeliveryMedian, m.SMTPSourceMedianRate)
 	m.DeliveryRoundRateSource = ratioByRound(m.Delivery, m.SMTPSource)
+}
+
+// medianCPUPerRequest is, per key of the runs' cpu_us_per_request, the
+// median over the runs that have it; nil when none has any.
+func medianCPUPerRequest(runs []acceptRun) map[string]float64 {
+	by := map[string][]float64{}
+	for _, r := range runs {
+		for k, v := range r.CPUUsPerRequest {
+			by[k] = append(by[k], v)
+		}
+	}
+	if len(by) == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for k, vs := range by {
+		out[k] = median(vs)
+	}
+	return out
 }
 
 // ratioByRound divides each drain's rate by the ceiling measured in its

@@ -34,8 +34,9 @@ type settings struct {
 	E2EMaxInFlight int `json:"e2e_max_in_flight"`
 	// AcceptWorker is "run" or "stop": the worker during phase 2.
 	AcceptWorker string `json:"accept_worker"`
-	// Phases is "all" or "delivery" (BENCH_PHASES): delivery runs phase 3
-	// alone (and the RSS sampling), for work on the drain.
+	// Phases is "all", "accept" or "delivery" (BENCH_PHASES): accept runs
+	// phases 1 and 2 alone, for work on the accept path; delivery phase 3
+	// alone, for work on the drain (each with the RSS sampling).
 	Phases string `json:"phases"`
 	// Profile keeps the worker's CPU, block and mutex profiles of each
 	// drain, the api's CPU profile of each accept run and its heap
@@ -142,8 +143,8 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	if s.AcceptWorker != "run" && s.AcceptWorker != "stop" {
 		fail("BENCH_ACCEPT_WORKER", "want run or stop, got %q", s.AcceptWorker)
 	}
-	if s.Phases != "all" && s.Phases != "delivery" {
-		fail("BENCH_PHASES", "want all or delivery, got %q", s.Phases)
+	if s.Phases != "all" && s.Phases != "accept" && s.Phases != "delivery" {
+		fail("BENCH_PHASES", "want all, accept or delivery, got %q", s.Phases)
 	}
 	if !isLoopback(s.DBHost) {
 		fail("DB_HOST", "the bench only targets this machine's loopback addresses, got %q", s.DBHost)

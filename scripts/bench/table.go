@@ -61,6 +61,12 @@ func printTable(w io.Writer, res *results) {
 		perMode("", name+" ÷ pgbench ; ÷ nginx → no-op", set(func(a *acceptSet) string {
 			return withRuns(a.Ratio, a.RoundRatios, "%.2f") + " ; " + withRuns(a.RatioHTTP, a.RoundRatiosHTTP, "%.2f")
 		}))
+		perMode("", name+" CPU µs per request (medians)", set(func(a *acceptSet) string {
+			if len(a.MedianCPUUsPerRequest) == 0 {
+				return "-"
+			}
+			return formatCPUPerRequest(a.MedianCPUUsPerRequest)
+		}))
 	}
 	perMode("3 delivery", "worker drain msg/s", func(m *modeResult) string {
 		return withRuns(m.DeliveryMedian, pluck(m.Delivery, func(r deliveryRun) float64 { return r.Rate }), "%.0f")

@@ -63,15 +63,7 @@ func (b *bench) work(ctx context.Context, db *benchDB, st *stack) storeWork {
 		SELECT (SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'emails'::regclass)::float8,
 		       (SELECT sum(pg_relation_size(indexrelid)) FROM pg_index WHERE indrelid = 'emails'::regclass)::float8,
 		       (pg_current_wal_lsn() - '0/0')::float8`).Scan(&w.PgHOTUpdated, &w.PgIndexBytes, &w.PgWALBytes)
-	w.backends = map[int]float64{}
-	if rows, err := db.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`); err == nil {
-		pids, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
-		for _, pid := range pids {
-			if cpu, err := processCPU(int(pid)); err == nil {
-				w.backends[int(pid)] = cpu
-			}
-		}
-	}
+	w.backends = db.backendCPU(ctx)
 	w.workers, w.mailpit = stackCPU(st, "worker"), stackCPU(st, "mailpit")
 	c := redis.NewClient(&redis.Options{Addr: b.redis.Addr})
 	defer c.Close()
@@ -80,6 +72,25 @@ func (b *bench) work(ctx context.Context, db *benchDB, st *stack) storeWork {
 		w.Redis = parseCommandStats(info)
 	}
 	return w
+}
+
+// backendCPU is the CPU seconds of the Postgres backends of the bench
+// database's sessions (pg_stat_activity, then /proc), by pid: the api's
+// and worker's pools, the relay and the bench's own connections. Empty
+// when Postgres does not answer.
+func (d *benchDB) backendCPU(ctx context.Context) map[int]float64 {
+	m := map[int]float64{}
+	rows, err := d.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return m
+	}
+	pids, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
+	for _, pid := range pids {
+		if cpu, err := processCPU(int(pid)); err == nil {
+			m[int(pid)] = cpu
+		}
+	}
+	return m
 }
 
 // stackCPU is the CPU seconds of the stack's processes of kind, by pid.

@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer tel.Close(ctx, log)
 
-	db, err := store.Open(ctx, cfg.Postgres, log, tel.PgxOption())
+	db, err := store.Open(ctx, cfg.Postgres, log, tel.PgxOption(), store.GenericPlans())
 	if err != nil {
 		return err
 	}

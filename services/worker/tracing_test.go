@@ -118,7 +118,7 @@ func TestProcessingContinuesTheProducersTrace(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"claim " + q.Destination() + " > UPDATE", "record outcomes > WITH"} {
+	for _, want := range []string{"claim " + q.Destination() + " > UPDATE", "record outcomes > UPDATE"} {
 		if !batch[want] {
 			t.Errorf("batch span %q linked to the process span: missing (got %v)", want, batch)
 		}
@@ -131,6 +131,17 @@ func TestProcessingContinuesTheProducersTrace(t *testing.T) {
 	}
 	if !ackFound {
 		t.Errorf("no Redis span for the acknowledgement among %v", batch)
+	}
+	// The statements' spans carry the connection's attributes.
+	for _, s := range byName["UPDATE"] {
+		if attr(s, "db.system.name").AsString() != "postgresql" || attr(s, "server.address").AsString() != r.db.Host ||
+			attr(s, "server.port").AsInt64() != int64(r.db.Port) || attr(s, "db.namespace").AsString() != r.db.Name ||
+			attr(s, "user.name").AsString() != r.db.User {
+			t.Errorf("statement span: got attrs %v, want the connection's (%s:%d, %s as %s)", s.Attributes, r.db.Host, r.db.Port, r.db.Name, r.db.User)
+		}
+	}
+	if len(byName["UPDATE"]) == 0 {
+		t.Errorf("no statement span in the trace (spans: %v)", names(byName))
 	}
 	smtp := byName["smtp send"][0]
 	if smtp.SpanKind != trace.SpanKindClient || attr(smtp, "server.address").AsString() != "127.0.0.1" ||

@@ -86,8 +86,12 @@ func (p *Pool) record(batch []*job) {
 		var stale *store.StaleError
 		if errors.As(results[i], &stale) {
 			p.d.Metrics.staleByOutcome[j.name].Inc()
-			p.logOf(j).WarnContext(j.ctx, "worker: stale outcome refused: another attempt claimed the message since",
-				"outcome", j.name, "current_token", stale.Current, "current_status", stale.Status)
+			attrs := []any{"outcome", j.name, "current_token", stale.Current, "current_status", stale.Status}
+			if stale.ReadErr != nil {
+				// Refused, but the row's current claim is unknown.
+				attrs = []any{"outcome", j.name, "err", stale.ReadErr}
+			}
+			p.logOf(j).WarnContext(j.ctx, "worker: stale outcome refused: another attempt claimed the message since", attrs...)
 			j.span.AddEvent("stale outcome refused", trace.WithAttributes(
 				attribute.String("carteiro.outcome", j.name), attribute.Int64("carteiro.current_token", stale.Current)))
 			continue

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -37,9 +38,16 @@ type StaleError struct {
 	// row's (Status is empty when the row is gone).
 	Token, Current int64
 	Status         string
+	// ReadErr is set when the write was refused but the row could not be
+	// read afterwards (see RecordOutcomes): Current and Status are then
+	// unknown.
+	ReadErr error
 }
 
 func (e *StaleError) Error() string {
+	if e.ReadErr != nil {
+		return fmt.Sprintf("stale claim on %s (token %d): refused; %v", e.ID, e.Token, e.ReadErr)
+	}
 	if e.Status == "" {
 		return fmt.Sprintf("stale claim on %s (token %d): the row is gone", e.ID, e.Token)
 	}
@@ -254,6 +262,15 @@ func (s *Store) recordOne(ctx context.Context, o Outcome) error {
 // is nil when outcomes[i] applied, else a *StaleError naming the row's
 // current token and status. err is set, and nothing applied, when the
 // statement failed.
+//
+// Refusals are rare (a claim taken over after its lease expired), so the
+// statement is the UPDATE alone, which returns the writes that applied;
+// the rows of the others are read afterwards, by a second statement run
+// only then. The refusal is the UPDATE's: a token is never given twice, so
+// a row refused under a token is never sending under it again, and the
+// later read names what replaced that claim (a newer claim, or the
+// outcome or sweep that ended it). Should that read fail, the refusals
+// stand and each *StaleError carries the read's error instead.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results []error, err error) {
 	if len(outcomes) == 0 {
 		return nil, nil
@@ -269,57 +286,102 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results
 		}
 		ids[i], tokens[i], kinds[i], reasons[i], delays[i] = o.ID, o.Token, o.Kind, o.Reason, o.Delay.Seconds()
 	}
-	// cur reads the rows as they were (the statement's snapshot), so a
-	// refusal names the current token.
 	rows, err := s.pool.Query(ctx, `
-		WITH o AS (
-		    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::float8[])
-		        AS o(id, token, kind, reason, delay)),
-		cur AS (SELECT e.id, e.status, e.fencing_token FROM emails e WHERE e.id IN (SELECT id FROM o)),
-		upd AS (
-		    UPDATE emails e SET
-		        status = CASE o.kind WHEN 'released' THEN 'queued' ELSE o.kind END,
-		        sent_at = CASE WHEN o.kind = 'sent' THEN now() ELSE e.sent_at END,
-		        next_attempt_at = CASE WHEN o.kind = 'failed' THEN now() + make_interval(secs => o.delay) END,
-		        last_error = CASE WHEN o.kind = 'sent' THEN e.last_error ELSE o.reason END,
-		        published_at = CASE WHEN o.kind IN ('failed', 'released') THEN NULL ELSE e.published_at END,
-		        attempts = CASE WHEN o.kind = 'released' THEN e.attempts - 1 ELSE e.attempts END,
-		        sending_since = NULL, lease_expires_at = NULL, updated_at = now()
-		    FROM o
-		    WHERE e.id = o.id AND e.fencing_token = o.token
-		      AND (e.status = 'sending' OR (o.kind = 'sent' AND e.status = 'dead'))
-		    RETURNING e.id, o.token)
-		SELECT upd.id IS NOT NULL, coalesce(cur.status, ''), coalesce(cur.fencing_token, 0)
-		FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS w(id, token, i)
-		LEFT JOIN upd ON upd.id = w.id AND upd.token = w.token
-		LEFT JOIN cur ON cur.id = w.id
-		ORDER BY w.i`, ids, tokens, kinds, reasons, delays)
+		UPDATE emails e SET
+		    status = CASE o.kind WHEN 'released' THEN 'queued' ELSE o.kind END,
+		    sent_at = CASE WHEN o.kind = 'sent' THEN now() ELSE e.sent_at END,
+		    next_attempt_at = CASE WHEN o.kind = 'failed' THEN now() + make_interval(secs => o.delay) END,
+		    last_error = CASE WHEN o.kind = 'sent' THEN e.last_error ELSE o.reason END,
+		    published_at = CASE WHEN o.kind IN ('failed', 'released') THEN NULL ELSE e.published_at END,
+		    attempts = CASE WHEN o.kind = 'released' THEN e.attempts - 1 ELSE e.attempts END,
+		    sending_since = NULL, lease_expires_at = NULL, updated_at = now()
+		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::float8[]) WITH ORDINALITY
+		    AS o(id, token, kind, reason, delay, i)
+		WHERE e.id = o.id AND e.fencing_token = o.token
+		  AND (e.status = 'sending' OR (o.kind = 'sent' AND e.status = 'dead'))
+		RETURNING o.i`, ids, tokens, kinds, reasons, delays)
 	if err != nil {
 		return nil, fmt.Errorf("record %d outcome(s): %w", n, err)
 	}
-	results = make([]error, 0, n)
-	for rows.Next() {
-		var applied bool
-		var status string
-		var current int64
-		if err := rows.Scan(&applied, &status, &current); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("record %d outcome(s): %w", n, err)
+	applied := make([]bool, n)
+	var i int64
+	if _, err := pgx.ForEachRow(rows, []any{&i}, func() error {
+		if i < 1 || i > int64(n) {
+			return fmt.Errorf("the update returned write %d of %d", i, n)
 		}
-		if applied {
-			results = append(results, nil)
-			continue
-		}
-		o := outcomes[len(results)]
-		results = append(results, &StaleError{ID: o.ID, Token: o.Token, Current: current, Status: status})
-	}
-	if err := rows.Err(); err != nil {
+		applied[i-1] = true
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("record %d outcome(s): %w", n, err)
 	}
-	if len(results) != n {
-		return nil, fmt.Errorf("record %d outcome(s): %d results", n, len(results))
+	results = make([]error, n)
+	var refused []int
+	for i, ok := range applied {
+		switch {
+		case ok:
+		case appliedTwin(outcomes, applied, i):
+			// The same claim's write twice: it applied once, for both.
+		default:
+			refused = append(refused, i)
+		}
+	}
+	if len(refused) > 0 {
+		s.nameRefusals(ctx, outcomes, refused, results)
 	}
 	return results, nil
+}
+
+// appliedTwin reports whether a write for the same claim as outcomes[i]
+// (the same row, however its id is spelled, and token) applied.
+func appliedTwin(outcomes []Outcome, applied []bool, i int) bool {
+	id, err := uuid.Parse(outcomes[i].ID)
+	if err != nil {
+		return false
+	}
+	for j, o := range outcomes {
+		if applied[j] && o.Token == outcomes[i].Token {
+			if other, err := uuid.Parse(o.ID); err == nil && other == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nameRefusals sets results[i], for each i of refused, to a *StaleError
+// naming the row's current token and status (none when the row is gone),
+// or the error of reading them.
+func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []int, results []error) {
+	ids := make([]string, len(refused))
+	for k, i := range refused {
+		ids[k] = outcomes[i].ID
+	}
+	type current struct {
+		status string
+		token  int64
+	}
+	cur := make(map[int64]current, len(refused))
+	var k int64
+	var c current
+	rows, err := s.pool.Query(ctx, `
+		SELECT w.k, e.status, e.fencing_token
+		FROM unnest($1::uuid[]) WITH ORDINALITY AS w(id, k) JOIN emails e ON e.id = w.id`, ids)
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&k, &c.status, &c.token}, func() error {
+			cur[k-1] = c
+			return nil
+		})
+	}
+	for at, i := range refused {
+		o := outcomes[i]
+		se := &StaleError{ID: o.ID, Token: o.Token}
+		if err != nil {
+			se.ReadErr = fmt.Errorf("read the refused row: %w", err)
+		} else if c, ok := cur[int64(at)]; ok {
+			se.Current, se.Status = c.token, c.status
+		}
+		results[i] = se
+	}
 }
 
 // ReleaseExpired acts on the claims whose lease expired (their worker died

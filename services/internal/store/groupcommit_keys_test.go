@@ -227,3 +227,63 @@ func TestGroupCommitSameKeyFromTwoInstances(t *testing.T) {
 		}
 	}
 }
+
+// A keyed batch runs its statements on generic plans (genericPlans), and a
+// generic plan is made once per connection and kept until the tables'
+// statistics change, also when it was made while the tables were empty (a
+// fresh deployment) or small. The key look-up's generic plan must read
+// both tables by primary key whatever their size: a hash join over a
+// sequential scan of emails, or a scan of every key within the TTL through
+// idempotency_keys_created_idx, would be kept while the tables grow.
+func TestKeyLookupPlan(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	simple := pgx.QueryExecModeSimpleProtocol
+	plan := func(t *testing.T) string {
+		t.Helper()
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		for _, sql := range []string{genericPlans, `PREPARE key_lookup(text[], float8) AS ` + lookupKeys} {
+			if _, err := tx.Exec(ctx, sql, simple); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE key_lookup('{a,b,c,d}', 86400)`, simple)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A prepared statement outlives the transaction: the session's.
+		if _, err := tx.Exec(ctx, `DEALLOCATE key_lookup`, simple); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	check := func(t *testing.T, tables string) {
+		p := plan(t)
+		if strings.Contains(p, "Seq Scan") || strings.Contains(p, "Hash") || strings.Contains(p, "created_idx") ||
+			!strings.Contains(p, "idempotency_keys_pkey") || !strings.Contains(p, "emails_pkey") {
+			t.Errorf("generic plan of the key look-up, %s: got\n%s\nwant both tables read by their primary keys only", tables, p)
+		}
+	}
+	check(t, "empty tables")
+	if _, err := s.pool.Exec(ctx, `
+		WITH e AS (INSERT INTO emails (id, assunto, mensagem)
+			SELECT gen_random_uuid(), 'a', 'b' FROM generate_series(1, 2000) RETURNING id)
+		INSERT INTO idempotency_keys (key, fingerprint, email_id)
+			SELECT 'plan-' || id, '\x00', id FROM e`); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"emails", "idempotency_keys"} {
+		if _, err := s.pool.Exec(ctx, "ANALYZE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(t, "2,000 keys within the TTL")
+}

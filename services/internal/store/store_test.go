@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/testenv"
@@ -498,6 +502,156 @@ func TestRecordOutcomes(t *testing.T) {
 	}
 	if _, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{a, ca.Token}, Kind: "maybe"}}); err == nil {
 		t.Error("unknown outcome kind: got no error")
+	}
+}
+
+// The same claim's write twice in one batch (its id spelled two ways)
+// applies once and is reported applied for both, as one statement joining
+// each write to the rows it updated did.
+func TestRecordOutcomesSameClaimTwice(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	id := newRow(t, s)
+	c := claim(t, s, id)
+	res, err := s.RecordOutcomes(ctx, []Outcome{
+		{Lease: Lease{id, c.Token}, Kind: OutcomeSent},
+		{Lease: Lease{strings.ToUpper(id), c.Token}, Kind: OutcomeSent},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != nil || res[1] != nil {
+		t.Errorf("results: got %v, want nil, nil", res)
+	}
+	if e, _ := s.Get(ctx, id); e.Status != message.StatusSent {
+		t.Errorf("row: got %s, want sent", e.Status)
+	}
+}
+
+// When the rows of refused writes cannot be read after the update, the
+// refusals still stand (each names the read's error instead of the row's
+// claim), the writes that applied are reported applied, and RecordOutcomes
+// returns no error: the update committed.
+func TestRecordOutcomesRefusalUnread(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tracer := &statementHook{}
+	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t), func(pc *pgxpool.Config) {
+		pc.ConnConfig.Tracer = tracer
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newRow(t, s), newRow(t, s)
+	ca, cb := claim(t, s, a), claim(t, s, b)
+	expire(t, s, b)
+	claim(t, s, b)
+	// The update ends, then the context is done before the read.
+	tracer.set("UPDATE emails e SET", cancel)
+	res, err := s.RecordOutcomes(ctx, []Outcome{
+		{Lease: Lease{a, ca.Token}, Kind: OutcomeSent},
+		{Lease: Lease{b, cb.Token}, Kind: OutcomeSent},
+	})
+	if err != nil {
+		t.Fatalf("got %v, want no error: the update committed", err)
+	}
+	var se *StaleError
+	if res[0] != nil || !errors.As(res[1], &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) {
+		t.Fatalf("results: got %v, want nil and a stale error carrying the read's error", res)
+	}
+	if !strings.Contains(se.Error(), "refused") || !errors.Is(res[1], ErrStale) {
+		t.Errorf("stale error: got %q, want it to say refused and match ErrStale", se.Error())
+	}
+	if e, _ := s.Get(context.Background(), a); e.Status != message.StatusSent {
+		t.Errorf("applied row: got %s, want sent", e.Status)
+	}
+}
+
+// statementHook is a pgx tracer that calls a function once a statement
+// whose text starts with a prefix has ended.
+type statementHook struct {
+	mu     sync.Mutex
+	prefix string
+	after  func()
+}
+
+func (h *statementHook) set(prefix string, after func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.prefix, h.after = prefix, after
+}
+
+type statementKey struct{}
+
+func (h *statementHook) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return context.WithValue(ctx, statementKey{}, strings.TrimSpace(data.SQL))
+}
+
+func (h *statementHook) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sql, _ := ctx.Value(statementKey{}).(string); h.after != nil && strings.HasPrefix(sql, h.prefix) {
+		h.after()
+	}
+}
+
+// With GenericPlans (the worker's pool) the claim, the renewal and the
+// outcome write run their generic plan from the first execution on
+// (plan_cache_mode = auto plans the first five apart, and on a large table
+// goes on planning every outcome write of a few rows).
+func TestGenericPlans(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	db.MaxConns = 1 // one session: pg_prepared_statements is per session
+	s, err := Open(context.Background(), db, testenv.Logger(t), GenericPlans())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 7 {
+		id := newRow(t, s)
+		c := claim(t, s, id)
+		if _, err := s.RenewLeases(ctx, []Lease{{id, c.Token}}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkSent(ctx, id, c.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT CASE
+		        WHEN statement LIKE '%fencing_token = fencing_token + 1%' THEN 'claim'
+		        WHEN statement LIKE '%SET lease_expires_at%' THEN 'renewal'
+		        WHEN statement LIKE '%sent_at = CASE%' THEN 'outcome write'
+		    END AS name, generic_plans, custom_plans
+		FROM pg_prepared_statements
+		WHERE statement LIKE '%UPDATE emails%' AND statement NOT LIKE '%pg_prepared_statements%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int64{}
+	var name string
+	var generic, custom int64
+	if _, err := pgx.ForEachRow(rows, []any{&name, &generic, &custom}, func() error {
+		got[name] = [2]int64{generic, custom}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("prepared statements: got %v, want the claim, the renewal and the outcome write", got)
+	}
+	for stmt, n := range got {
+		if n[0] != 7 || n[1] != 0 {
+			t.Errorf("%s: got %d generic and %d custom plans, want 7 and 0", stmt, n[0], n[1])
+		}
 	}
 }
 

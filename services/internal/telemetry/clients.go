@@ -6,6 +6,7 @@ import (
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric/noop"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 )
 
 // PgxOption traces every statement on a pool (otelpgx): pass it to the
@@ -17,9 +18,21 @@ import (
 // RecordPoolStats'.
 func (t *Telemetry) PgxOption() func(*pgxpool.Config) {
 	return func(c *pgxpool.Config) {
+		cc := c.ConnConfig
 		c.ConnConfig.Tracer = otelpgx.NewTracer(
 			otelpgx.WithTracerProvider(t.Traces),
 			otelpgx.WithMeterProvider(noop.NewMeterProvider()),
+			// The connection's attributes (those otelpgx sets), given once:
+			// otelpgx would read them for every recorded span from a copy of
+			// the connection's configuration, and at each acquire from three
+			// copies of the pool's (pgx.Conn.Config, pgxpool.Pool.Config).
+			otelpgx.WithDisableConnectionDetailsInAttributes(),
+			otelpgx.WithTracerAttributes(
+				semconv.ServerAddress(cc.Host),
+				semconv.ServerPort(int(cc.Port)),
+				semconv.UserName(cc.User),
+				semconv.DBNamespace(cc.Database),
+			),
 		)
 	}
 }
