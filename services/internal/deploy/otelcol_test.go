@@ -141,9 +141,26 @@ func TestOtelcolPipeline(t *testing.T) {
 		t.Errorf("otlp_grpc/jaeger compression: got %q, want ${env:OTELCOL_JAEGER_COMPRESSION:-none}", jaeger.Compression)
 	}
 
+	// Jaeger's OTLP/gRPC receiver refuses a message over 4 MiB (gRPC's
+	// default): the batches sent to it must stay well below that, and an
+	// unbounded send_batch_max_size (0) lets one grow past any size.
+	var batch struct {
+		Size    int `yaml:"send_batch_size"`
+		MaxSize int `yaml:"send_batch_max_size"`
+	}
+	batchNode := cfg.Processors["batch"]
+	if err := batchNode.Decode(&batch); err != nil {
+		t.Fatal(err)
+	}
+	if batch.MaxSize <= 0 || batch.MaxSize > 4096 || batch.Size > batch.MaxSize {
+		t.Errorf("batch: got send_batch_size %d, send_batch_max_size %d; want a max of 1 to 4,096 spans (about 510 bytes each, under Jaeger's 4 MiB) and the size within it",
+			batch.Size, batch.MaxSize)
+	}
+
 	var ts struct {
-		DecisionWait string `yaml:"decision_wait"`
-		Cache        struct {
+		DecisionWait       string `yaml:"decision_wait"`
+		SampleOnFirstMatch bool   `yaml:"sample_on_first_match"`
+		Cache              struct {
 			NonSampled int `yaml:"non_sampled_cache_size"`
 		} `yaml:"decision_cache"`
 		Policies []struct {
@@ -194,6 +211,11 @@ func TestOtelcolPipeline(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("tail_sampling policies: got %v, want exactly %v", got, want)
+	}
+	// sample_on_first_match keeps the same traces only while no policy can
+	// veto a match (drop, or an inverted match): every policy above keeps.
+	if !ts.SampleOnFirstMatch {
+		t.Errorf("tail_sampling sample_on_first_match: got false, want true (the share decides most traces alone)")
 	}
 	// A "not sampled" cache would drop the late spans of a trace judged
 	// before its error arrived.
