@@ -172,3 +172,26 @@ func TestSecretFromFile(t *testing.T) {
 		t.Errorf("got %v, want an error naming DB_PASSWORD_FILE", err)
 	}
 }
+
+func TestWorkerOutcomeDelay(t *testing.T) {
+	for _, c := range []struct {
+		vars    map[string]string
+		want    time.Duration
+		wantErr bool
+	}{
+		{map[string]string{}, 5 * time.Millisecond, false},
+		{map[string]string{"WORKER_OUTCOME_DELAY": "0"}, 0, false},
+		{map[string]string{"WORKER_OUTCOME_DELAY": "100ms"}, 100 * time.Millisecond, false},
+		{map[string]string{"WORKER_OUTCOME_DELAY": "101ms"}, 0, true},
+		{map[string]string{"WORKER_OUTCOME_DELAY": "-1ms"}, 0, true},
+		{map[string]string{"WORKER_OUTCOME_DELAY": "soon"}, 0, true},
+	} {
+		got, err := LoadWorker(env(c.vars))
+		switch {
+		case c.wantErr && (err == nil || !strings.Contains(err.Error(), "WORKER_OUTCOME_DELAY:")):
+			t.Errorf("%v: got %v, want an error naming WORKER_OUTCOME_DELAY", c.vars, err)
+		case !c.wantErr && (err != nil || got.OutcomeDelay != c.want):
+			t.Errorf("%v: got %v, %v, want %v", c.vars, got.OutcomeDelay, err, c.want)
+		}
+	}
+}

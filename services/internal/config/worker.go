@@ -34,6 +34,12 @@ type Worker struct {
 	// treated as poison: its message recorded dead and the entry
 	// acknowledged. Heartbeats do not count.
 	MaxDeliveries int
+	// OutcomeDelay is how long the outcome recorder waits, after an
+	// outcome arrives, for the other senders' outcomes to join its batch
+	// (one statement, one commit, one Redis round trip for all): it stops
+	// waiting as soon as Concurrency outcomes are in. 0 writes every
+	// outcome as soon as it arrives, with those already waiting.
+	OutcomeDelay time.Duration
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
 	ShutdownTimeout time.Duration
 	// MaxAttempts is the number of sends tried before a message is dead.
@@ -64,6 +70,10 @@ type SMTP struct {
 	DataTimeout time.Duration
 }
 
+// maxOutcomeDelay bounds WORKER_OUTCOME_DELAY: the wait is for outcomes
+// of sends already finishing, milliseconds apart under load.
+const maxOutcomeDelay = 100 * time.Millisecond
+
 // LoadWorker reads the worker's configuration through getenv.
 func LoadWorker(getenv func(string) string) (Worker, error) {
 	r := &reader{getenv: getenv}
@@ -92,6 +102,7 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 		Concurrency:     r.int("WORKER_CONCURRENCY", 4, 1, 256),
 		Lease:           r.duration("WORKER_LEASE", 30*time.Second, time.Second),
 		MaxDeliveries:   r.int("WORKER_MAX_DELIVERIES", 5, 1, 1000),
+		OutcomeDelay:    r.duration("WORKER_OUTCOME_DELAY", 5*time.Millisecond, 0),
 		ShutdownTimeout: r.duration("WORKER_SHUTDOWN_TIMEOUT", 20*time.Second, 0),
 		MaxAttempts:     r.int("MAX_ATTEMPTS", 5, 1, 100),
 		RetryBaseDelay:  r.duration("RETRY_BASE_DELAY", 2*time.Second, time.Millisecond),
@@ -100,6 +111,9 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 	}
 	if c.RetryMaxDelay < c.RetryBaseDelay {
 		r.fail("RETRY_MAX_DELAY", "%s is shorter than RETRY_BASE_DELAY %s", c.RetryMaxDelay, c.RetryBaseDelay)
+	}
+	if c.OutcomeDelay > maxOutcomeDelay {
+		r.fail("WORKER_OUTCOME_DELAY", "%s is longer than %s: each outcome, and the acknowledgement of its entry, would wait that long", c.OutcomeDelay, maxOutcomeDelay)
 	}
 	if c.SMTP.DataTimeout < c.SMTP.Timeout {
 		r.fail("SMTP_DATA_TIMEOUT", "%s is shorter than SMTP_TIMEOUT %s", c.SMTP.DataTimeout, c.SMTP.Timeout)

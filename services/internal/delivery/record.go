@@ -17,28 +17,55 @@ import (
 const maxOutcomeBatch = 256
 
 // recordLoop writes the outcomes the senders hand it, as a group commit
-// does: it takes every outcome waiting (up to maxOutcomeBatch), writes them
+// does: it takes every outcome waiting (up to maxOutcomeBatch), waits up to
+// WORKER_OUTCOME_DELAY for the other senders' (gatherOutcomes), writes them
 // in one statement and acknowledges their entries in one Redis round trip;
-// the outcomes that arrive meanwhile form the next batch. One alone is
-// written at once: nothing waits for a batch to fill. It returns once the
-// senders are done and every outcome is written.
+// the outcomes that arrive meanwhile form the next batch. It returns once
+// the senders are done and every outcome is written.
 func (p *Pool) recordLoop() {
 	for j := range p.outcomes {
-		batch := []*job{j}
-	more:
-		for len(batch) < maxOutcomeBatch {
-			select {
-			case j, ok := <-p.outcomes:
-				if !ok {
-					break more
-				}
-				batch = append(batch, j)
-			default:
-				break more
-			}
-		}
-		p.record(batch)
+		p.record(gatherOutcomes(p.outcomes, j, p.d.Config.OutcomeDelay, p.d.Config.Concurrency))
 	}
+}
+
+// gatherOutcomes makes a batch of first and the outcomes waiting on
+// outcomes, then, while fewer than senders are in, those that arrive
+// within delay of first's: under load the senders finish milliseconds
+// apart, and a batch each commit instead of one or two outcomes each
+// halves the commits and Redis round trips per message. It returns early
+// when outcomes is closed (the senders are done) and never holds more
+// than maxOutcomeBatch.
+func gatherOutcomes(outcomes <-chan *job, first *job, delay time.Duration, senders int) []*job {
+	batch := []*job{first}
+waiting:
+	for len(batch) < maxOutcomeBatch {
+		select {
+		case j, ok := <-outcomes:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, j)
+		default:
+			break waiting
+		}
+	}
+	if delay <= 0 || len(batch) >= senders {
+		return batch
+	}
+	wait := time.NewTimer(delay)
+	defer wait.Stop()
+	for len(batch) < senders && len(batch) < maxOutcomeBatch {
+		select {
+		case j, ok := <-outcomes:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, j)
+		case <-wait.C:
+			return batch
+		}
+	}
+	return batch
 }
 
 // record writes a batch of outcomes under their tokens (with retries, on
