@@ -97,7 +97,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	for _, kv := range []string{"OBS=maybe", "API_INSTANCES=0", "WORKER_INSTANCES=x", "READY_TIMEOUT=soon",
 		"NGINX_LISTEN=127.0.0.1:0", "MAILPIT_SMTP_ADDR=nowhere", "DB_PORT=postgres", "API_RATE_LIMIT=maybe",
 		"NGINX_TRACING=zipkin", "INSTANCE_PORT_STEP=-1", "API_HTTP_ADDR=host:x", "SERVICES_GOMEMLIMIT=lots",
-		"SERVICES_GOMEMLIMIT=40MB", "SERVICES_GOMEMLIMIT=0MiB"} {
+		"SERVICES_GOMEMLIMIT=40MB", "SERVICES_GOMEMLIMIT=0MiB", "OTELCOL_NUM_TRACES=0", "OTELCOL_NUM_TRACES=lots",
+		"OTELCOL_TELEMETRY_ADDR=127.0.0.1:0"} {
 		name, _, _ := strings.Cut(kv, "=")
 		_, err := Load(repoRoot(t), []string{kv})
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -186,6 +187,32 @@ func TestStandardComponents(t *testing.T) {
 			!slices.Contains(x.Env, "OTELCOL_SAMPLE_PERCENT=100") || !slices.Equal(x.DependsOn, []string{"jaeger"})) {
 			t.Errorf("otelcol: env %v, depends on %v; want Jaeger's OTLP/gRPC receiver, 100 %% kept, after jaeger", x.Env, x.DependsOn)
 		}
+		if x.Name == "otelcol" {
+			for _, want := range []string{"OTELCOL_NUM_TRACES=100000", "OTELCOL_TELEMETRY_HOST=127.0.0.1", "OTELCOL_TELEMETRY_PORT=8888"} {
+				if !slices.Contains(x.Env, want) {
+					t.Errorf("otelcol: env %v, want %s", x.Env, want)
+				}
+			}
+			if !slices.Contains(x.Listen, "127.0.0.1:8888") {
+				t.Errorf("otelcol: listens on %v, want its own metrics' 127.0.0.1:8888 among them", x.Listen)
+			}
+		}
+	}
+	// The capacity and the own-metrics listener are knobs; a bare port is
+	// 127.0.0.1's, and Prometheus scrapes it there.
+	c = load(t, "OBS=1", "OTELCOL_NUM_TRACES=250000", "OTELCOL_TELEMETRY_ADDR=9888")
+	for _, x := range c.Components() {
+		if x.Name != "otelcol" {
+			continue
+		}
+		for _, want := range []string{"OTELCOL_NUM_TRACES=250000", "OTELCOL_TELEMETRY_HOST=127.0.0.1", "OTELCOL_TELEMETRY_PORT=9888"} {
+			if !slices.Contains(x.Env, want) {
+				t.Errorf("otelcol with OTELCOL_NUM_TRACES and OTELCOL_TELEMETRY_ADDR: env %v, want %s", x.Env, want)
+			}
+		}
+	}
+	if g, w := c.PrometheusVars()["OTELCOL_TELEMETRY_TARGET"], "127.0.0.1:9888"; g != w {
+		t.Errorf("OTELCOL_TELEMETRY_TARGET: got %q, want %q", g, w)
 	}
 	// Down and Status know OBS=1's and Mailpit's components without OBS=1.
 	if g, w := names(load(t, "SKIP_MAILPIT=1").components(true)), "jaeger otelcol prometheus alertmanager mailpit api worker nginx nginx-exporter postgres-exporter redis-exporter"; g != w {

@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -17,6 +18,11 @@ type OtelcolSettings struct {
 	OTLPHTTPAddr string // OTELCOL_OTLP_HTTP_ADDR 127.0.0.1:4318: api and worker export here
 	MetricsAddr  string // OTELCOL_METRICS_ADDR 127.0.0.1:8889: span metrics (/metrics)
 	HealthAddr   string // OTELCOL_HEALTH_ADDR 127.0.0.1:13133: readiness (GET /)
+	// TelemetryAddr is OTELCOL_TELEMETRY_ADDR (127.0.0.1:8888): the
+	// collector's own metrics (/metrics, Prometheus job
+	// otelcol-telemetry), handed to it as OTELCOL_TELEMETRY_HOST and
+	// OTELCOL_TELEMETRY_PORT (its configuration takes them apart).
+	TelemetryAddr string
 	// SamplePercent is OTELCOL_SAMPLE_PERCENT (100): the share of ordinary
 	// traces kept, in percent (0 to 100). Traces with an error, a dead
 	// letter or a duration over the delivery objective are always kept.
@@ -24,19 +30,32 @@ type OtelcolSettings struct {
 	// DecisionWait is OTELCOL_DECISION_WAIT (30 s): how long the spans of
 	// a trace are gathered before it is kept or dropped.
 	DecisionWait time.Duration
-	Config       string // OTELCOL_CONFIG (Root/observability/otelcol/config.yaml)
+	// NumTraces is OTELCOL_NUM_TRACES (100,000): how many traces tail
+	// sampling holds awaiting their decision; above NumTraces ÷
+	// DecisionWait new traces a second it evicts the oldest before their
+	// decision (observability/otelcol/config.yaml has the sizing rule).
+	NumTraces int
+	Config    string // OTELCOL_CONFIG (Root/observability/otelcol/config.yaml)
 }
 
 // loadOtelcol reads the collector's settings.
 func loadOtelcol(e *env, c *Config) {
 	c.Otelcol = OtelcolSettings{
-		OTLPGRPCAddr: e.addr("OTELCOL_OTLP_GRPC_ADDR", "127.0.0.1:4317", false),
-		OTLPHTTPAddr: e.addr("OTELCOL_OTLP_HTTP_ADDR", "127.0.0.1:4318", false),
-		MetricsAddr:  e.addr("OTELCOL_METRICS_ADDR", "127.0.0.1:8889", false),
-		HealthAddr:   e.addr("OTELCOL_HEALTH_ADDR", "127.0.0.1:13133", false),
-		DecisionWait: e.seconds("OTELCOL_DECISION_WAIT", 30*time.Second),
-		Config:       e.get("OTELCOL_CONFIG", filepath.Join(c.Root, "observability", "otelcol", "config.yaml")),
+		OTLPGRPCAddr:  e.addr("OTELCOL_OTLP_GRPC_ADDR", "127.0.0.1:4317", false),
+		OTLPHTTPAddr:  e.addr("OTELCOL_OTLP_HTTP_ADDR", "127.0.0.1:4318", false),
+		MetricsAddr:   e.addr("OTELCOL_METRICS_ADDR", "127.0.0.1:8889", false),
+		HealthAddr:    e.addr("OTELCOL_HEALTH_ADDR", "127.0.0.1:13133", false),
+		TelemetryAddr: e.addr("OTELCOL_TELEMETRY_ADDR", "127.0.0.1:8888", false),
+		DecisionWait:  e.seconds("OTELCOL_DECISION_WAIT", 30*time.Second),
+		Config:        e.get("OTELCOL_CONFIG", filepath.Join(c.Root, "observability", "otelcol", "config.yaml")),
 	}
+	held := e.get("OTELCOL_NUM_TRACES", "100000")
+	n, err := strconv.Atoi(held)
+	if err != nil || n < 1 {
+		e.fail("OTELCOL_NUM_TRACES", "got %q, want a whole number of traces above 0", held)
+		n = 100000
+	}
+	c.Otelcol.NumTraces = n
 	share := e.get("OTELCOL_SAMPLE_PERCENT", "100")
 	p, err := strconv.ParseFloat(share, 64)
 	if err != nil || p < 0 || p > 100 {
@@ -51,16 +70,23 @@ func loadOtelcol(e *env, c *Config) {
 // after the services, so their last spans are sampled and sent.
 func (c Config) otelcol() Component {
 	o := c.Otelcol
+	// A bare port is 127.0.0.1's (env.addr).
+	telemetryHost, telemetryPort, err := net.SplitHostPort(o.TelemetryAddr)
+	if err != nil {
+		telemetryHost, telemetryPort = "127.0.0.1", o.TelemetryAddr
+	}
 	// The configuration reads these itself (${env:...}).
 	env := []string{"OTELCOL_OTLP_GRPC_ADDR=" + o.OTLPGRPCAddr, "OTELCOL_OTLP_HTTP_ADDR=" + o.OTLPHTTPAddr,
 		"OTELCOL_METRICS_ADDR=" + o.MetricsAddr, "OTELCOL_HEALTH_ADDR=" + o.HealthAddr,
+		"OTELCOL_TELEMETRY_HOST=" + telemetryHost, "OTELCOL_TELEMETRY_PORT=" + telemetryPort,
 		"OTELCOL_JAEGER_ENDPOINT=" + DialAddr(c.Jaeger.OTLPGRPCAddr),
 		"OTELCOL_SAMPLE_PERCENT=" + strconv.FormatFloat(o.SamplePercent, 'f', -1, 64),
-		"OTELCOL_DECISION_WAIT=" + o.DecisionWait.String()}
+		"OTELCOL_DECISION_WAIT=" + o.DecisionWait.String(),
+		"OTELCOL_NUM_TRACES=" + strconv.Itoa(o.NumTraces)}
 	return Component{
 		Name: "otelcol", Path: filepath.Join(c.BinDir, "otelcol"), Args: []string{"--config", "file:" + o.Config},
 		Env:    env,
-		Listen: []string{o.OTLPGRPCAddr, o.OTLPHTTPAddr, o.MetricsAddr, o.HealthAddr},
+		Listen: []string{o.OTLPGRPCAddr, o.OTLPHTTPAddr, o.MetricsAddr, o.HealthAddr, o.TelemetryAddr},
 		// The health check answers 200 once every pipeline runs.
 		ReadyURL:  "http://" + DialAddr(o.HealthAddr) + "/",
 		DependsOn: []string{"jaeger"},

@@ -10,8 +10,8 @@ import (
 // PrometheusVars are the values the prometheus component renders
 // observability/prometheus/prometheus.native.yml.template with: the first
 // api and worker instances' internal listeners, the nginx, Postgres and
-// Redis exporters, Alertmanager, the collector's span metrics, the
-// interval and the rules folder (RulesDir).
+// Redis exporters, Alertmanager, the collector's span metrics and its own
+// metrics, the interval and the rules folder (RulesDir).
 func (c Config) PrometheusVars() map[string]string {
 	return map[string]string{
 		"API_METRICS_TARGET":       DialAddr(c.APIInternalAddrs[0]),
@@ -21,6 +21,7 @@ func (c Config) PrometheusVars() map[string]string {
 		"REDIS_EXPORTER_TARGET":    DialAddr(c.RedisExporter.Listen),
 		"ALERTMANAGER_TARGET":      DialAddr(c.Alertmanager.Listen),
 		"OTELCOL_METRICS_TARGET":   DialAddr(c.Otelcol.MetricsAddr),
+		"OTELCOL_TELEMETRY_TARGET": DialAddr(c.Otelcol.TelemetryAddr),
 		"SCRAPE_INTERVAL":          c.Prometheus.ScrapeInterval,
 		"RULES_DIR":                c.RulesDir(),
 	}

@@ -176,6 +176,25 @@ func TestOneTraceFromRequestToInbox(t *testing.T) {
 		}
 	})
 
+	// Every job of the native scrape configuration answers: the
+	// collector's own metrics (otelcol-telemetry) included, without which
+	// CarteiroTracesDroppedTooEarly is blind.
+	t.Run("every scrape job is up", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(repoRoot(t), "observability", "prometheus", "prometheus.native.yml.template"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs := regexp.MustCompile(`(?m)^\s*- job_name: (\S+)$`).FindAllStringSubmatch(string(b), -1)
+		if len(jobs) == 0 {
+			t.Fatal("prometheus.native.yml.template: no job_name")
+		}
+		for _, m := range jobs {
+			waitUntil(t, "up{job="+strconv.Quote(m[1])+"} == 1", func() bool {
+				return len(s.promQuery(`up{job="`+m[1]+`"} == 1`)) > 0
+			})
+		}
+	})
+
 	t.Run("exemplars lead to traces in Jaeger", func(t *testing.T) {
 		for _, metric := range []string{"carteiro_delivery_latency_seconds_bucket", "carteiro_send_duration_seconds_bucket", "carteiro_http_request_duration_seconds_bucket"} {
 			var ids []string

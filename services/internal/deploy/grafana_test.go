@@ -27,7 +27,8 @@ const grafanaDashboardsDir = "/etc/grafana/dashboards"
 // by base name), plus Prometheus's own `up`, and the exporters' metrics the
 // rules and dashboards read (postgres_exporter's pg_* with the carteiro
 // queries of observability/postgres-exporter/queries.yaml, redis_exporter's
-// redis_*: names both Debian's and the pinned images' versions export).
+// redis_*: names both Debian's and the pinned images' versions export) and
+// the collector's own.
 // Dashboards, alert rules and the datasources' trace→metrics queries may use
 // nothing else, besides the series the recording rules make.
 var contractMetrics = map[string]string{
@@ -54,6 +55,9 @@ var contractMetrics = map[string]string{
 	// The OpenTelemetry Collector's span metrics (job otelcol).
 	"traces_span_metrics_calls_total":      "counter",
 	"traces_span_metrics_duration_seconds": "histogram",
+	// The collector's own metrics (job otelcol-telemetry), as it names
+	// them by default: no _total on its counters.
+	"otelcol_processor_tail_sampling_sampling_trace_dropped_too_early": "counter",
 
 	"pg_up":                               "gauge",
 	"pg_settings_max_connections":         "gauge",
@@ -79,7 +83,7 @@ var contractMetrics = map[string]string{
 var contractLabelValues = map[string][]string{
 	"state":   {"stream", "lag", "pending", "queued", "sending", "failed", "dead"},
 	"outcome": {"sent", "retry", "dead", "released"},
-	"job":     {"carteiro-api", "carteiro-worker", "nginx", "postgres", "redis", "otelcol", "prometheus"},
+	"job":     {"carteiro-api", "carteiro-worker", "nginx", "postgres", "redis", "otelcol", "otelcol-telemetry", "prometheus"},
 	"slo":     {"delivery-success", "delivery-latency", "api-availability"},
 }
 

@@ -1,7 +1,10 @@
 package deploy
 
 import (
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/carteiro/carteiro/internal/devstack"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
@@ -31,6 +36,23 @@ type otelcolConfigFile struct {
 	Receivers, Processors, Exporters, Connectors, Extensions map[string]yaml.Node
 	Service                                                  struct {
 		Pipelines map[string]struct{ Receivers, Processors, Exporters []string }
+		Telemetry struct {
+			Metrics struct {
+				Level   string
+				Readers []struct {
+					Pull struct {
+						Exporter struct {
+							Prometheus *struct {
+								Host, Port        string
+								WithoutScopeInfo  bool `yaml:"without_scope_info"`
+								WithoutTypeSuffix bool `yaml:"without_type_suffix"`
+								WithoutUnits      bool `yaml:"without_units"`
+							}
+						}
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -159,6 +181,7 @@ func TestOtelcolPipeline(t *testing.T) {
 
 	var ts struct {
 		DecisionWait       string `yaml:"decision_wait"`
+		NumTraces          string `yaml:"num_traces"`
 		SampleOnFirstMatch bool   `yaml:"sample_on_first_match"`
 		Cache              struct {
 			NonSampled int `yaml:"non_sampled_cache_size"`
@@ -227,6 +250,32 @@ func TestOtelcolPipeline(t *testing.T) {
 	if ts.DecisionWait != "${env:OTELCOL_DECISION_WAIT:-30s}" {
 		t.Errorf("tail_sampling decision_wait: got %q, want ${env:OTELCOL_DECISION_WAIT:-30s}", ts.DecisionWait)
 	}
+	// Capacity: the sizing rule of the configuration's header, on the
+	// defaults (see otelcolRatedTracesPerSecond, otelcolHeldTraceBytes).
+	numTraces := otelcolDefaultInt(t, "num_traces", ts.NumTraces, "OTELCOL_NUM_TRACES")
+	wait, err := time.ParseDuration(otelcolDefault(t, "decision_wait", ts.DecisionWait, "OTELCOL_DECISION_WAIT"))
+	if err != nil {
+		t.Fatalf("tail_sampling decision_wait: %v", err)
+	}
+	if need := int(otelcolRatedTracesPerSecond * wait.Seconds()); numTraces < need {
+		t.Errorf("tail_sampling num_traces: got %d by default, want at least %d (%d new traces a second × %v): more evict traces before their decision",
+			numTraces, need, otelcolRatedTracesPerSecond, wait)
+	}
+	var limiter struct {
+		Limit string `yaml:"limit_mib"`
+		Spike string `yaml:"spike_limit_mib"`
+	}
+	limiterNode := cfg.Processors["memory_limiter"]
+	if err := limiterNode.Decode(&limiter); err != nil {
+		t.Fatal(err)
+	}
+	soft := otelcolDefaultInt(t, "memory_limiter limit_mib", limiter.Limit, "OTELCOL_MEMORY_LIMIT_MIB") -
+		otelcolDefaultInt(t, "memory_limiter spike_limit_mib", limiter.Spike, "OTELCOL_MEMORY_SPIKE_MIB")
+	if held := numTraces*otelcolHeldTraceBytes/(1<<20) + otelcolBaseHeapMiB; held > soft {
+		t.Errorf("memory_limiter: soft limit %d MiB by default, want at least %d (num_traces %d × %d bytes + %d MiB for the rest): above it every span is refused",
+			soft, held, numTraces, otelcolHeldTraceBytes, otelcolBaseHeapMiB)
+	}
+
 	// The worker still names its dead letters so.
 	src, err := os.ReadFile(filepath.Join(repoRoot(t), "services", "internal", "delivery", "handle.go"))
 	if err != nil {
@@ -234,6 +283,72 @@ func TestOtelcolPipeline(t *testing.T) {
 	}
 	if !strings.Contains(string(src), `span.AddEvent("dead-lettered"`) {
 		t.Error(`services/internal/delivery/handle.go: no span event "dead-lettered", which the dead-letters policy matches`)
+	}
+}
+
+// The figures the capacity of tail sampling is sized with
+// (observability/otelcol/config.yaml, "Sizing OTELCOL_NUM_TRACES").
+const (
+	// otelcolRatedTracesPerSecond is the rate of new traces the stack is
+	// rated for: the most requests a second accepted with observability on
+	// (2,440, the README's "Measured", 64 connections), one trace each,
+	// rounded up.
+	otelcolRatedTracesPerSecond = 2500
+	// otelcolHeldTraceBytes is the collector's heap per trace held by tail
+	// sampling, for the accept path's four spans: measured on bin/otelcol
+	// v0.161.0 with synthetic traces of that shape, the heap after a
+	// collection 125 MB with 20,000 held and 232 MB with 40,000.
+	otelcolHeldTraceBytes = 5400
+	// otelcolBaseHeapMiB is room for the rest of the collector's heap (4 MB
+	// idle; the decision cache, batches in flight).
+	otelcolBaseHeapMiB = 64
+)
+
+// otelcolDefaultRe is a whole-value ${env:NAME:-default}.
+var otelcolDefaultRe = regexp.MustCompile(`^\$\{env:([A-Z0-9_]+):-([^}]*)\}$`)
+
+// otelcolDefault returns the default of a setting that must be the knob
+// name with a default (${env:name:-default}).
+func otelcolDefault(t *testing.T, setting, value, name string) string {
+	t.Helper()
+	m := otelcolDefaultRe.FindStringSubmatch(value)
+	if m == nil || m[1] != name {
+		t.Fatalf("%s: got %q, want ${env:%s:-<default>}", setting, value, name)
+	}
+	return m[2]
+}
+
+func otelcolDefaultInt(t *testing.T, setting, value, name string) int {
+	t.Helper()
+	d := otelcolDefault(t, setting, value, name)
+	n, err := strconv.Atoi(d)
+	if err != nil {
+		t.Fatalf("%s: default %q of %s: %v", setting, d, name, err)
+	}
+	return n
+}
+
+// TestOtelcolTelemetry: the collector serves its own metrics (level
+// normal: the tail-sampling counters among them) for Prometheus, on one
+// pull reader whose host and port are knobs with a loopback default, under
+// its documented names (no unit or _total suffix, as its default reader).
+func TestOtelcolTelemetry(t *testing.T) {
+	m := readOtelcolConfig(t).Service.Telemetry.Metrics
+	if m.Level != "normal" {
+		t.Errorf("service.telemetry.metrics.level: got %q, want normal", m.Level)
+	}
+	if len(m.Readers) != 1 || m.Readers[0].Pull.Exporter.Prometheus == nil {
+		t.Fatalf("service.telemetry.metrics.readers: got %+v, want one pull reader with a prometheus exporter", m.Readers)
+	}
+	p := m.Readers[0].Pull.Exporter.Prometheus
+	if got := otelcolDefault(t, "telemetry prometheus host", p.Host, "OTELCOL_TELEMETRY_HOST"); got != "127.0.0.1" {
+		t.Errorf("telemetry prometheus host: got default %q, want 127.0.0.1 (loopback)", got)
+	}
+	if got := otelcolDefault(t, "telemetry prometheus port", p.Port, "OTELCOL_TELEMETRY_PORT"); got != "8888" {
+		t.Errorf("telemetry prometheus port: got default %q, want 8888 (the collector's own default)", got)
+	}
+	if !p.WithoutScopeInfo || !p.WithoutTypeSuffix || !p.WithoutUnits {
+		t.Errorf("telemetry prometheus: got %+v, want without_scope_info, without_type_suffix and without_units (the rules use the collector's documented names)", *p)
 	}
 }
 
@@ -337,5 +452,123 @@ func TestOtelcolImage(t *testing.T) {
 	want := regexp.MustCompile(`^otel/opentelemetry-collector-contrib:0\.` + regexp.QuoteMeta(string(m[1])) + `@sha256:[0-9a-f]{64}$`)
 	if !want.MatchString(got) {
 		t.Errorf(".env OTELCOL_IMAGE: got %q, want otel/opentelemetry-collector-contrib:0.%s@sha256:<digest>", got, m[1])
+	}
+}
+
+// TestOtelcolEvictionCounted: OTELCOL_NUM_TRACES is tail sampling's
+// capacity, and a trace evicted before its decision shows on the
+// collector's own metrics. bin/otelcol runs the repository's configuration
+// with room for 10 traces and receives 30, each with a span in error (which
+// the errors policy would keep): 20 are evicted and counted by
+// otelcol_processor_tail_sampling_sampling_trace_dropped_too_early, 10
+// are decided and kept.
+func TestOtelcolEvictionCounted(t *testing.T) {
+	bin := testenv.Built(t, "otelcol", "otelcol")
+	ports := &devstack.Ports{}
+	defer ports.Close()
+	addr := map[string]string{}
+	for _, name := range []string{"OTELCOL_OTLP_GRPC_ADDR", "OTELCOL_OTLP_HTTP_ADDR", "OTELCOL_METRICS_ADDR",
+		"OTELCOL_HEALTH_ADDR", "OTELCOL_TELEMETRY_ADDR", "OTELCOL_JAEGER_ENDPOINT"} {
+		a, err := ports.Reserve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr[name] = a
+	}
+	host, port, _ := net.SplitHostPort(addr["OTELCOL_TELEMETRY_ADDR"])
+	cmd := exec.Command(bin, "--config", "file:"+filepath.Join(repoRoot(t), otelcolConfig))
+	cmd.Env = append(withoutOtelcolEnv(os.Environ()),
+		"OTELCOL_OTLP_GRPC_ADDR="+addr["OTELCOL_OTLP_GRPC_ADDR"], "OTELCOL_OTLP_HTTP_ADDR="+addr["OTELCOL_OTLP_HTTP_ADDR"],
+		"OTELCOL_METRICS_ADDR="+addr["OTELCOL_METRICS_ADDR"], "OTELCOL_HEALTH_ADDR="+addr["OTELCOL_HEALTH_ADDR"],
+		"OTELCOL_TELEMETRY_HOST="+host, "OTELCOL_TELEMETRY_PORT="+port,
+		// Nothing listens there: the kept traces go nowhere, which this
+		// test does not look at.
+		"OTELCOL_JAEGER_ENDPOINT="+addr["OTELCOL_JAEGER_ENDPOINT"],
+		"OTELCOL_NUM_TRACES=10", "OTELCOL_DECISION_WAIT=5s", "OTELCOL_LOG_LEVEL=error")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	for _, a := range addr {
+		ports.Release(a)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("otelcol's log:\n%s", stderr.String())
+		}
+	}()
+	waitFor(t, "the collector's health check", func() bool {
+		res, err := http.Get("http://" + addr["OTELCOL_HEALTH_ADDR"] + "/")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+
+	// 30 traces of one span in error, in one request.
+	var spans []string
+	for i := range 30 {
+		spans = append(spans, fmt.Sprintf(`{"traceId":"%032x","spanId":"%016x","name":"POST /api/messages","kind":2,`+
+			`"startTimeUnixNano":"1","endTimeUnixNano":"2","status":{"code":2}}`, i+1, i+1))
+	}
+	body := `{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"carteiro-api"}}]},` +
+		`"scopeSpans":[{"spans":[` + strings.Join(spans, ",") + `]}]}]}`
+	res, err := http.Post("http://"+addr["OTELCOL_OTLP_HTTP_ADDR"]+"/v1/traces", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/traces: got %d, want 200", res.StatusCode)
+	}
+
+	metric := func(text, name string) (float64, bool) {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(text)
+		if m == nil {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(m[1], 64)
+		return v, err == nil
+	}
+	var text string
+	waitFor(t, "the 30 traces' decisions on the collector's own metrics", func() bool {
+		res, err := http.Get("http://" + addr["OTELCOL_TELEMETRY_ADDR"] + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		text = string(b)
+		dropped, _ := metric(text, "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early")
+		sampled, _ := metric(text, `otelcol_processor_tail_sampling_global_count_traces_sampled{decision="sampled",sampled="true"}`)
+		return dropped+sampled >= 30
+	})
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"otelcol_processor_tail_sampling_new_trace_id_received", 30},
+		{"otelcol_processor_tail_sampling_sampling_trace_dropped_too_early", 20},
+		{`otelcol_processor_tail_sampling_global_count_traces_sampled{decision="sampled",sampled="true"}`, 10},
+	} {
+		if got, ok := metric(text, c.name); !ok || got != c.want {
+			t.Errorf("%s: got %v (present %v), want %v", c.name, got, ok, c.want)
+		}
+	}
+}
+
+// waitFor polls cond every 100 ms for up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -42,6 +42,7 @@ var nativePlaceholders = map[string]string{
 	"REDIS_EXPORTER_TARGET":    "127.0.0.1:9121",
 	"ALERTMANAGER_TARGET":      "127.0.0.1:9093",
 	"OTELCOL_METRICS_TARGET":   "127.0.0.1:8889",
+	"OTELCOL_TELEMETRY_TARGET": "127.0.0.1:8888",
 	"SCRAPE_INTERVAL":          "5s",
 	"RULES_DIR":                "", // set by renderNativeConfig
 }
@@ -173,14 +174,18 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 		t.Errorf("%s command %v: got no --web.listen-address, want one", svc, merged.Services[svc].Command)
 		return ""
 	}
+	// The collector's configuration takes its own metrics' host and port
+	// apart (service.telemetry.metrics).
+	telemetryPort, _ := envValue(merged.Services["otelcol"], "OTELCOL_TELEMETRY_PORT")
 	wantCompose := map[string][]string{
-		"carteiro-api":    {"/metrics", "app:" + port("app", "INTERNAL_ADDR")},
-		"carteiro-worker": {"/metrics", "worker:" + port("worker", "INTERNAL_ADDR")},
-		"nginx":           {"/metrics", "nginx-exporter:" + listenPort("nginx-exporter")},
-		"postgres":        {"/metrics", "postgres-exporter:" + listenPort("postgres-exporter")},
-		"redis":           {"/metrics", "redis-exporter:" + listenPort("redis-exporter")},
-		"otelcol":         {"/metrics", "otelcol:" + port("otelcol", "OTELCOL_METRICS_ADDR")},
-		"prometheus":      {"", "127.0.0.1:9090"},
+		"carteiro-api":      {"/metrics", "app:" + port("app", "INTERNAL_ADDR")},
+		"carteiro-worker":   {"/metrics", "worker:" + port("worker", "INTERNAL_ADDR")},
+		"nginx":             {"/metrics", "nginx-exporter:" + listenPort("nginx-exporter")},
+		"postgres":          {"/metrics", "postgres-exporter:" + listenPort("postgres-exporter")},
+		"redis":             {"/metrics", "redis-exporter:" + listenPort("redis-exporter")},
+		"otelcol":           {"/metrics", "otelcol:" + port("otelcol", "OTELCOL_METRICS_ADDR")},
+		"otelcol-telemetry": {"/metrics", "otelcol:" + telemetryPort},
+		"prometheus":        {"", "127.0.0.1:9090"},
 	}
 	if g, w := compose.alertmanagers(), []string{"alertmanager:" + listenPort("alertmanager")}; !slices.Equal(g, w) {
 		t.Errorf("%s alertmanagers: got %v, want %v", promComposeConfig, g, w)
@@ -198,12 +203,13 @@ func TestPrometheusConfigsAgree(t *testing.T) {
 		t.Errorf("%s jobs: got %v, want %v", promComposeConfig, g, w)
 	}
 	wantNative := map[string][]string{
-		"carteiro-api":    {"/metrics", nativePlaceholders["API_METRICS_TARGET"]},
-		"carteiro-worker": {"/metrics", nativePlaceholders["WORKER_METRICS_TARGET"]},
-		"nginx":           {"/metrics", nativePlaceholders["NGINX_EXPORTER_TARGET"]},
-		"postgres":        {"/metrics", nativePlaceholders["POSTGRES_EXPORTER_TARGET"]},
-		"redis":           {"/metrics", nativePlaceholders["REDIS_EXPORTER_TARGET"]},
-		"otelcol":         {"/metrics", nativePlaceholders["OTELCOL_METRICS_TARGET"]},
+		"carteiro-api":      {"/metrics", nativePlaceholders["API_METRICS_TARGET"]},
+		"carteiro-worker":   {"/metrics", nativePlaceholders["WORKER_METRICS_TARGET"]},
+		"nginx":             {"/metrics", nativePlaceholders["NGINX_EXPORTER_TARGET"]},
+		"postgres":          {"/metrics", nativePlaceholders["POSTGRES_EXPORTER_TARGET"]},
+		"redis":             {"/metrics", nativePlaceholders["REDIS_EXPORTER_TARGET"]},
+		"otelcol":           {"/metrics", nativePlaceholders["OTELCOL_METRICS_TARGET"]},
+		"otelcol-telemetry": {"/metrics", nativePlaceholders["OTELCOL_TELEMETRY_TARGET"]},
 	}
 	gotNative := native.jobs()
 	if g, w := sortedKeys(gotNative), sortedKeys(wantNative); !slices.Equal(g, w) {

@@ -174,6 +174,7 @@ func Start(t *testing.T, o Options) *Stack {
 		vars["OTELCOL_OTLP_HTTP_ADDR"] = addr()
 		vars["OTELCOL_METRICS_ADDR"] = addr()
 		vars["OTELCOL_HEALTH_ADDR"] = addr()
+		vars["OTELCOL_TELEMETRY_ADDR"] = addr()
 		vars["PROMETHEUS_LISTEN"] = s.Prometheus
 		vars["NGINX_EXPORTER_LISTEN"] = addr()
 		vars["POSTGRES_EXPORTER_LISTEN"] = addr()
