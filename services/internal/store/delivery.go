@@ -164,11 +164,7 @@ func (s *Store) RenewLeases(ctx context.Context, leases []Lease, lease time.Dura
 	for i, l := range leases {
 		ids[i], tokens[i] = l.ID, l.Token
 	}
-	rows, err := s.pool.Query(ctx, `
-		UPDATE emails e SET lease_expires_at = now() + make_interval(secs => $3)
-		FROM unnest($1::uuid[], $2::bigint[]) AS c(id, token)
-		WHERE e.id = c.id AND e.fencing_token = c.token AND e.status = 'sending'
-		RETURNING e.id::text`, ids, tokens, lease.Seconds())
+	rows, err := s.pool.Query(ctx, leaseRenewal, ids, tokens, lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", err)
 	}
@@ -286,20 +282,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results
 		}
 		ids[i], tokens[i], kinds[i], reasons[i], delays[i] = o.ID, o.Token, o.Kind, o.Reason, o.Delay.Seconds()
 	}
-	rows, err := s.pool.Query(ctx, `
-		UPDATE emails e SET
-		    status = CASE o.kind WHEN 'released' THEN 'queued' ELSE o.kind END,
-		    sent_at = CASE WHEN o.kind = 'sent' THEN now() ELSE e.sent_at END,
-		    next_attempt_at = CASE WHEN o.kind = 'failed' THEN now() + make_interval(secs => o.delay) END,
-		    last_error = CASE WHEN o.kind = 'sent' THEN e.last_error ELSE o.reason END,
-		    published_at = CASE WHEN o.kind IN ('failed', 'released') THEN NULL ELSE e.published_at END,
-		    attempts = CASE WHEN o.kind = 'released' THEN e.attempts - 1 ELSE e.attempts END,
-		    sending_since = NULL, lease_expires_at = NULL, updated_at = now()
-		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::float8[]) WITH ORDINALITY
-		    AS o(id, token, kind, reason, delay, i)
-		WHERE e.id = o.id AND e.fencing_token = o.token
-		  AND (e.status = 'sending' OR (o.kind = 'sent' AND e.status = 'dead'))
-		RETURNING o.i`, ids, tokens, kinds, reasons, delays)
+	rows, err := s.pool.Query(ctx, outcomeWrite, ids, tokens, kinds, reasons, delays)
 	if err != nil {
 		return nil, fmt.Errorf("record %d outcome(s): %w", n, err)
 	}
@@ -475,3 +458,29 @@ func requeueWhere(statuses []string) string {
 	}
 	return `WHERE (` + strings.Join(stages, " OR ") + `) AND status = ANY($1::text[]) AND status <> 'sending'`
 }
+
+// leaseRenewal extends the leases of the claims ($1 ids, $2 tokens) still
+// held, by $3 seconds, and returns the ids renewed.
+const leaseRenewal = `
+		UPDATE emails e SET lease_expires_at = now() + make_interval(secs => $3)
+		FROM unnest($1::uuid[], $2::bigint[]) AS c(id, token)
+		WHERE e.id = c.id AND e.fencing_token = c.token AND e.status = 'sending'
+		RETURNING e.id::text`
+
+// outcomeWrite records outcomes ($1 ids, $2 tokens, $3 kinds, $4 reasons,
+// $5 retry delays in seconds) under their tokens and returns the
+// (1-based) positions of those that applied.
+const outcomeWrite = `
+		UPDATE emails e SET
+		    status = CASE o.kind WHEN 'released' THEN 'queued' ELSE o.kind END,
+		    sent_at = CASE WHEN o.kind = 'sent' THEN now() ELSE e.sent_at END,
+		    next_attempt_at = CASE WHEN o.kind = 'failed' THEN now() + make_interval(secs => o.delay) END,
+		    last_error = CASE WHEN o.kind = 'sent' THEN e.last_error ELSE o.reason END,
+		    published_at = CASE WHEN o.kind IN ('failed', 'released') THEN NULL ELSE e.published_at END,
+		    attempts = CASE WHEN o.kind = 'released' THEN e.attempts - 1 ELSE e.attempts END,
+		    sending_since = NULL, lease_expires_at = NULL, updated_at = now()
+		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::float8[]) WITH ORDINALITY
+		    AS o(id, token, kind, reason, delay, i)
+		WHERE e.id = o.id AND e.fencing_token = o.token
+		  AND (e.status = 'sending' OR (o.kind = 'sent' AND e.status = 'dead'))
+		RETURNING o.i`

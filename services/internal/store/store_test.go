@@ -655,6 +655,76 @@ func TestGenericPlans(t *testing.T) {
 	}
 }
 
+// The worker's generic plans (GenericPlans) of the outcome write and the
+// lease renewal reach emails by primary key once the table has grown
+// (20,000 rows with statistics). While it is small they scan it, which the
+// planner estimates cheaper for an array of ten ids (at 2,000 rows, none
+// sending, the renewal's plan still does), and a generic plan made right
+// after an ANALYZE of an empty table is a sequential scan and a hash join
+// (one row estimated): such a plan is replaced at autovacuum's next
+// ANALYZE (after 50 changes plus a tenth of the table) and costs time,
+// never a wrong answer. The empty case is checked too, so that a change
+// in it is seen.
+func TestWorkerGenericPlanShapes(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	simple := pgx.QueryExecModeSimpleProtocol
+	plans := func(t *testing.T) map[string]string {
+		t.Helper()
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		got := map[string]string{}
+		for name, c := range map[string]struct{ prepare, execute string }{
+			"outcome write": {`PREPARE outcome_write(uuid[], bigint[], text[], text[], float8[]) AS ` + outcomeWrite,
+				`EXPLAIN EXECUTE outcome_write('{}', '{}', '{}', '{}', '{}')`},
+			"lease renewal": {`PREPARE lease_renewal(uuid[], bigint[], float8) AS ` + leaseRenewal,
+				`EXPLAIN EXECUTE lease_renewal('{}', '{}', 30)`},
+		} {
+			for _, sql := range []string{`SET LOCAL plan_cache_mode = force_generic_plan`, c.prepare} {
+				if _, err := tx.Exec(ctx, sql, simple); err != nil {
+					t.Fatalf("%s: %v", sql, err)
+				}
+			}
+			rows, err := tx.Query(ctx, c.execute, simple)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[name] = strings.Join(lines, "\n")
+		}
+		if _, err := tx.Exec(ctx, `DEALLOCATE ALL`, simple); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if _, err := s.pool.Exec(ctx, `ANALYZE emails`); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range plans(t) {
+		if !strings.Contains(p, "Seq Scan on emails") {
+			t.Errorf("%s, generic plan after an ANALYZE of the empty table: got\n%s\nwant the sequential scan the doc comment describes", name, p)
+		}
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO emails (id, assunto, mensagem)
+		SELECT gen_random_uuid(), 'a', 'b' FROM generate_series(1, 20000)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `ANALYZE emails`); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range plans(t) {
+		if strings.Contains(p, "Seq Scan on emails") || !strings.Contains(p, "emails_pkey") {
+			t.Errorf("%s, generic plan with 20,000 rows: got\n%s\nwant emails read by its primary key", name, p)
+		}
+	}
+}
+
 // The stale sweep puts back rows published long ago and never taken, but
 // not a healthy backlog: rows published after (or not long before) the
 // oldest entry still on the stream have their entries there.
