@@ -873,9 +873,6 @@ func TestServiceEnvironment(t *testing.T) {
 			}
 		}
 	}
-	if got := p.Services["worker"].StopGracePeriod; got == nil || got.String() != "30s" {
-		t.Errorf("worker stop_grace_period: got %v, want %v", got, "30s")
-	}
 	var dbVolumes []string
 	for _, v := range p.Services["db"].Volumes {
 		dbVolumes = append(dbVolumes, v.Type+":"+v.Source+":"+v.Target)
