@@ -1257,17 +1257,43 @@ func wantMount(t *testing.T, svc types.ServiceConfig, src, target string) {
 // built from (scripts/tools/go.mod). Jaeger tags each release twice: Go
 // module v1.N.x is Jaeger v2.(N-63).x (v1.63.0 = v2.0.0).
 func TestJaegerVersion(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "tools", "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^\s*github\.com/jaegertracing/jaeger v1\.([0-9]+)\.([0-9]+)\b`).FindSubmatch(b)
+	m := toolsModuleVersion(t, "github.com/jaegertracing/jaeger", `v1\.([0-9]+)\.([0-9]+)`)
 	if m == nil {
 		t.Skip("scripts/tools/go.mod has no github.com/jaegertracing/jaeger v1.x: update this test's version mapping")
 	}
-	minor, _ := strconv.Atoi(string(m[1]))
+	minor, _ := strconv.Atoi(m[1])
 	want := fmt.Sprintf("jaegertracing/jaeger:2.%d.%s", minor-63, m[2])
 	if got := readDotEnv(t)["JAEGER_IMAGE"]; got != want {
 		t.Errorf(".env JAEGER_IMAGE: got %q, want %q (scripts/tools/go.mod has jaeger v1.%s.%s)", got, want, m[1], m[2])
 	}
+}
+
+// TestMailpitVersion: the compose Mailpit image is the release bin/mailpit
+// is built from (scripts/tools/go.mod), the one make dev runs and the
+// compose test's stand-in carries. Mailpit's image tags are its module's.
+func TestMailpitVersion(t *testing.T) {
+	m := toolsModuleVersion(t, "github.com/axllent/mailpit", `v[0-9]+\.[0-9]+\.[0-9]+`)
+	if m == nil {
+		t.Fatal("scripts/tools/go.mod requires no github.com/axllent/mailpit vX.Y.Z: it builds bin/mailpit")
+	}
+	if got, want := readDotEnv(t)["MAILPIT_IMAGE"], "axllent/mailpit:"+m[0]; got != want {
+		t.Errorf(".env MAILPIT_IMAGE: got %q, want %q (scripts/tools/go.mod has mailpit %s)", got, want, m[0])
+	}
+}
+
+// toolsModuleVersion finds module's requirement in scripts/tools/go.mod
+// and matches its version against the regular expression version: the
+// version and its submatches, or nil when the module is not required at a
+// version version matches.
+func toolsModuleVersion(t *testing.T, module, version string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "tools", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(module) + ` (` + version + `)\b`).FindStringSubmatch(string(b))
+	if m == nil {
+		return nil
+	}
+	return m[1:]
 }
