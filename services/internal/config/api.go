@@ -80,11 +80,11 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	r := &reader{getenv: getenv}
 	c := API{
 		LogLevel:     r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		HTTPAddr:     r.string("HTTP_ADDR", "127.0.0.1:8081"),
-		InternalAddr: r.string("INTERNAL_ADDR", "127.0.0.1:9101"),
+		HTTPAddr:     r.addr("HTTP_ADDR", "127.0.0.1:8081", 0),
+		InternalAddr: r.addr("INTERNAL_ADDR", "127.0.0.1:9101", 0),
 		Postgres:     readPostgres(r),
 		Redis:        readRedis(r),
-		JaegerURL:    r.string("JAEGER_UI_URL", ""),
+		JaegerURL:    r.httpURL("JAEGER_UI_URL", ""),
 		GroupCommit: GroupCommit{
 			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
 			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
