@@ -276,3 +276,34 @@ func TestAddressesAndHostsKeepTheirValues(t *testing.T) {
 		t.Errorf("got %q %v, want mail", w.SMTP.Host, err)
 	}
 }
+
+// A request whose COMMIT is in doubt may take 8 × DB_QUERY_TIMEOUT, which
+// must fit the api's WriteTimeout: the api refuses longer ones, the worker
+// (no request waits on it) does not.
+func TestQueryTimeoutFitsTheWriteTimeout(t *testing.T) {
+	if got, want := requestQueryTimeouts*maxQueryTimeout, WriteTimeout; got > want {
+		t.Fatalf("%d × %s: got %s, want at most %s", requestQueryTimeouts, maxQueryTimeout, got, want)
+	}
+	for _, c := range []struct {
+		value   string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", 1500 * time.Millisecond, false},
+		{"1875ms", 1875 * time.Millisecond, false},
+		{"1876ms", 0, true},
+		{"2s", 0, true},
+		{"1m", 0, true},
+	} {
+		got, err := LoadAPI(env(map[string]string{"DB_QUERY_TIMEOUT": c.value}))
+		switch {
+		case c.wantErr && (err == nil || !strings.Contains(err.Error(), "DB_QUERY_TIMEOUT:") || !strings.Contains(err.Error(), "1.875s")):
+			t.Errorf("%q: got %v, want an error naming DB_QUERY_TIMEOUT and 1.875s", c.value, err)
+		case !c.wantErr && (err != nil || got.Postgres.QueryTimeout != c.want):
+			t.Errorf("%q: got %v, %v, want %v", c.value, got.Postgres.QueryTimeout, err, c.want)
+		}
+	}
+	if w, err := LoadWorker(env(map[string]string{"DB_QUERY_TIMEOUT": "5s"})); err != nil || w.Postgres.QueryTimeout != 5*time.Second {
+		t.Errorf("worker: got %v, %v, want 5s", w.Postgres.QueryTimeout, err)
+	}
+}
