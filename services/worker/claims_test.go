@@ -322,3 +322,64 @@ func TestHardStopReleasesSendsInFlight(t *testing.T) {
 		t.Errorf("copies: got %d, want 2 with the same Message-ID", len(msgs))
 	}
 }
+
+// Claims made ahead of the sends and still waiting for a sender at
+// SIGTERM are given back unsent and uncounted: queued again with attempts
+// back where they were (the fencing token moved on; a read that was
+// waiting on Redis may claim one given back again, and give it back too),
+// and the next worker sends each as its first attempt. The send under way
+// is finished.
+func TestShutdownGivesBackClaimsAhead(t *testing.T) {
+	r := newRig(t)
+	r.env["WORKER_CONCURRENCY"] = "1"
+	holding := make(chan struct{})
+	r.smtp.Reply(func(int) error { <-holding; return nil })
+	ids := make([]string, 4)
+	for i := range ids {
+		ids[i] = r.insert("ahead", strconv.Itoa(i))
+	}
+	r.startRelay()
+	stop := r.startWorker("w1")
+	// One sender: one message at the relay, the others claimed, waiting.
+	r.eventually("every message claimed", func() bool {
+		for _, id := range ids {
+			if r.get(id).Status != message.StatusSending {
+				return false
+			}
+		}
+		return r.smtp.Attempts() == 1
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	r.eventually("SIGTERM", func() bool { return r.logs.Count("shutting down") == 1 })
+	// The pool is told to stop right after that line.
+	time.Sleep(200 * time.Millisecond)
+	close(holding)
+	if err := <-stopped; err != nil {
+		t.Fatalf("run after SIGTERM: got %v, want nil", err)
+	}
+	var sent, released []string
+	for _, id := range ids {
+		switch e := r.get(id); {
+		case e.Status == message.StatusSent && e.Attempts == 1:
+			sent = append(sent, id)
+		case e.Status == message.StatusQueued && e.Attempts == 0 && e.Token >= 1 && strings.Contains(e.LastError, "not started"):
+			released = append(released, id)
+		default:
+			t.Errorf("message %s: got %s, attempts %d, token %d, last_error %q; want sent after 1 attempt, or queued, 0 attempts, a token, not started",
+				id, e.Status, e.Attempts, e.Token, e.LastError)
+		}
+	}
+	if len(sent) != 1 || len(released) != len(ids)-1 {
+		t.Fatalf("got %d sent and %d given back, want 1 and %d\n%s", len(sent), len(released), len(ids)-1, r.logs)
+	}
+	r.startWorker("w2")
+	for _, id := range released {
+		if e := r.waitStatus(id, message.StatusSent); e.Attempts != 1 {
+			t.Errorf("message %s: got %d attempts, want 1 (the claim given back is not counted)", id, e.Attempts)
+		}
+	}
+	if n := len(r.smtp.Messages()); n != len(ids) {
+		t.Errorf("mails: got %d, want %d (one each)", n, len(ids))
+	}
+}

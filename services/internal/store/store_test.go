@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +18,9 @@ import (
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
-func open(t *testing.T) *Store {
+func open(t *testing.T, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t))
+	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -676,16 +677,7 @@ func TestRecordOutcomesRefusalUnread(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tracer := &statementHook{}
-	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t), func(pc *pgxpool.Config) {
-		pc.ConnConfig.Tracer = tracer
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := open(t, tracer.option)
 	a, b, c := newRow(t, s), newRow(t, s), newRow(t, s)
 	ca, cb, cc := claim(t, s, a), claim(t, s, b), claim(t, s, c)
 	expire(t, s, b)
@@ -718,11 +710,24 @@ func TestRecordOutcomesRefusalUnread(t *testing.T) {
 }
 
 // statementHook is a pgx tracer that calls a function once a statement
-// whose text starts with a prefix has ended.
+// whose text starts with a prefix has ended, and records how many rows
+// each such statement touched.
 type statementHook struct {
 	mu     sync.Mutex
 	prefix string
 	after  func()
+	rows   []int64
+}
+
+// option makes h the tracer of a Store's pool.
+func (h *statementHook) option(pc *pgxpool.Config) { pc.ConnConfig.Tracer = h }
+
+// touched returns the rows touched by each statement with the prefix so
+// far, in order.
+func (h *statementHook) touched() []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.rows)
 }
 
 func (h *statementHook) set(prefix string, after func()) {
@@ -737,11 +742,14 @@ func (h *statementHook) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data p
 	return context.WithValue(ctx, statementKey{}, strings.TrimSpace(data.SQL))
 }
 
-func (h *statementHook) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+func (h *statementHook) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if sql, _ := ctx.Value(statementKey{}).(string); h.after != nil && strings.HasPrefix(sql, h.prefix) {
-		h.after()
+	if sql, _ := ctx.Value(statementKey{}).(string); h.prefix != "" && strings.HasPrefix(sql, h.prefix) {
+		h.rows = append(h.rows, data.CommandTag.RowsAffected())
+		if h.after != nil {
+			h.after()
+		}
 	}
 }
 
