@@ -53,6 +53,10 @@ type Config struct {
 	APIHTTPAddrs        []string
 	APIInternalAddrs    []string
 	WorkerInternalAddrs []string
+	// ListenVars maps each address read from an address variable to that
+	// variable's name (the first one, when two give one address), so that
+	// a busy port's error names the knob that moves it.
+	ListenVars map[string]string
 
 	MailpitSMTPAddr string   // MAILPIT_SMTP_ADDR 127.0.0.1:1025
 	MailpitUIAddr   string   // MAILPIT_UI_ADDR 127.0.0.1:8025
@@ -153,6 +157,16 @@ type ExporterSettings struct {
 type env struct {
 	vars map[string]string
 	err  []error
+	// listen records which variable gave each address (Config.ListenVars).
+	listen map[string]string
+}
+
+// listenVar records that variable name gave address a, unless another
+// did first.
+func (e *env) listenVar(a, name string) {
+	if _, ok := e.listen[a]; !ok {
+		e.listen[a] = name
+	}
 }
 
 func (e *env) get(name, def string) string {
@@ -201,6 +215,7 @@ func (e *env) addr(name, def string, zeroOK bool) string {
 	if err := checkListen(v, zeroOK); err != nil {
 		e.fail(name, "%v", err)
 	}
+	e.listenVar(v, name)
 	return v
 }
 
@@ -222,7 +237,7 @@ func checkListen(v string, zeroOK bool) error {
 // Relative DEV_DIR, BIN_DIR and WEB_ROOT are taken from the current
 // directory. Every bad value is reported, each naming its variable.
 func Load(root string, environ []string) (Config, error) {
-	e := &env{vars: map[string]string{}}
+	e := &env{vars: map[string]string{}, listen: map[string]string{}}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			if _, seen := e.vars[k]; !seen {
@@ -359,6 +374,7 @@ func Load(root string, environ []string) (Config, error) {
 		shared = append(shared, "DB_PASSWORD="+c.DB.Password)
 	}
 	c.Environ = setEnv(c.Environ, shared...)
+	c.ListenVars = e.listen
 	return c, errors.Join(e.err...)
 }
 
@@ -414,6 +430,7 @@ func instanceAddrs(e *env, name, list string, n, step int) []string {
 		if err := checkListen(out[i], false); err != nil {
 			e.fail(name, "instance %d: %v", i+1, err)
 		}
+		e.listenVar(out[i], name)
 	}
 	return out
 }

@@ -31,6 +31,23 @@ func load(t *testing.T, env ...string) Config {
 	return c
 }
 
+// Each listen address maps to the variable that gives it, derived
+// instances' included, for the busy-port error.
+func TestListenVarsNameEachAddress(t *testing.T) {
+	c := load(t, "API_INSTANCES=2", "OBS=1")
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "NGINX_LISTEN", "127.0.0.1:8082": "NGINX_STATUS_ADDR",
+		"127.0.0.1:8081": "API_HTTP_ADDR", "127.0.0.1:8181": "API_HTTP_ADDR", "127.0.0.1:9201": "API_INTERNAL_ADDR",
+		"127.0.0.1:9102": "WORKER_INTERNAL_ADDR", "127.0.0.1:1025": "MAILPIT_SMTP_ADDR",
+		"127.0.0.1:4318": "OTELCOL_OTLP_HTTP_ADDR", "127.0.0.1:16686": "JAEGER_QUERY_ADDR",
+		"127.0.0.1:9090": "PROMETHEUS_LISTEN",
+	} {
+		if got := c.ListenVars[addr]; got != want {
+			t.Errorf("%s: got %q, want %q", addr, got, want)
+		}
+	}
+}
+
 func TestLoadDefaults(t *testing.T) {
 	c := load(t)
 	root := repoRoot(t)

@@ -89,7 +89,7 @@ func (s *Stack) Up(ctx context.Context) error {
 		s.awaitReaped(c.Name)
 		for _, a := range c.Listen {
 			if !portZero(a) && !(s.Ports != nil && s.Ports.Held(a)) && accepting(a) {
-				missing = append(missing, fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or choose another address", c.Name, DialAddr(a)))
+				missing = append(missing, s.busy(c, a))
 			}
 		}
 	}
@@ -188,6 +188,17 @@ func (s *Stack) checkDrift(c Component, r record) {
 	}
 }
 
+// busy is the error for c's listen address a, found in use by a process
+// this stack did not start: it names the variable that moves a, when the
+// configuration has one.
+func (s *Stack) busy(c Component, a string) error {
+	how := "choose another address"
+	if v := s.Config.ListenVars[a]; v != "" {
+		how = "set " + v + " to another address (make dev " + v + "=…)"
+	}
+	return fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or %s", c.Name, DialAddr(a), how)
+}
+
 // start prepares, launches and waits for one component.
 func (s *Stack) start(ctx context.Context, c Component) error {
 	if c.Prepare != nil {
@@ -200,7 +211,7 @@ func (s *Stack) start(ctx context.Context, c Component) error {
 			s.Ports.Release(a)
 		}
 		if !portZero(a) && accepting(a) {
-			return fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or choose another address", c.Name, DialAddr(a))
+			return s.busy(c, a)
 		}
 	}
 	for _, ext := range []string{extPID, extProc, extURL, extExit} {

@@ -326,6 +326,14 @@ func TestUpRefusesPortInUse(t *testing.T) {
 	if _, ok := s.Running("first"); ok {
 		t.Error("first started although web's address is busy")
 	}
+
+	// An address from the configuration: the error names its variable.
+	s = testStack(t, "NGINX_LISTEN="+ln.Addr().String())
+	s.Components = []Component{serving("nginx", ln.Addr().String(), 0)}
+	err = s.Up(context.Background())
+	if want := "set NGINX_LISTEN to another address"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Up: got %v, want %q", err, want)
+	}
 }
 
 // TestUpWarnsOfDrift: an Up that finds a component running as another
