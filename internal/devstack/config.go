@@ -485,3 +485,23 @@ func FindRoot(dir string) (string, error) {
 		}
 	}
 }
+
+// Banner is what `make dev` prints once the stack is up: the form's and
+// Mailpit's addresses and, with OBS=1, Jaeger's (its API: the Jaeger built
+// from Go has no UI files), Prometheus's and the collector's OTLP endpoint,
+// the one to export spans to (Jaeger's own OTLP port takes the collector's
+// export only).
+func (c Config) Banner() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "devstack: stack is up: http://%s/", DialAddr(c.NginxListen))
+	if c.SkipMailpit {
+		b.WriteString(" (Mailpit: skipped)\n")
+	} else {
+		fmt.Fprintf(&b, " (Mailpit UI: http://%s/)\n", DialAddr(c.MailpitUIAddr))
+	}
+	if c.Observability {
+		fmt.Fprintf(&b, "devstack: observability: Jaeger http://%s/ (API: /api/traces/<trace id>), Prometheus http://%s/, OpenTelemetry Collector OTLP http://%s (gRPC %s)\n",
+			DialAddr(c.Jaeger.QueryAddr), DialAddr(c.Prometheus.Listen), DialAddr(c.Otelcol.OTLPHTTPAddr), DialAddr(c.Otelcol.OTLPGRPCAddr))
+	}
+	return b.String()
+}

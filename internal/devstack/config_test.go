@@ -363,3 +363,29 @@ func missing(t *testing.T, format string, args ...any) {
 	}
 	t.Skipf("missing test dependency: "+format, args...)
 }
+
+// The banner names the collector's OTLP endpoint, the one services export
+// to, not Jaeger's, which takes the collector's export only.
+func TestBannerNamesTheCollectorsOTLPEndpoint(t *testing.T) {
+	for _, tt := range []struct {
+		env       []string
+		want, not []string
+	}{
+		{nil, []string{"stack is up: http://127.0.0.1:8080/", "Mailpit UI: http://127.0.0.1:8025/"}, []string{"observability"}},
+		{[]string{"OBS=1"}, []string{"Jaeger http://127.0.0.1:16686/", "/api/traces/", "Prometheus http://127.0.0.1:9090/",
+			"OpenTelemetry Collector OTLP http://127.0.0.1:4318", "gRPC 127.0.0.1:4317"}, []string{"14318", "14317"}},
+		{[]string{"OBS=1", "OTELCOL_OTLP_HTTP_ADDR=:24318", "SKIP_MAILPIT=1"}, []string{"OTLP http://127.0.0.1:24318", "Mailpit: skipped"}, nil},
+	} {
+		got := load(t, tt.env...).Banner()
+		for _, w := range tt.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%v: got %q, want %q in it", tt.env, got, w)
+			}
+		}
+		for _, n := range tt.not {
+			if strings.Contains(got, n) {
+				t.Errorf("%v: got %q, want no %q in it", tt.env, got, n)
+			}
+		}
+	}
+}
