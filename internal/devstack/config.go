@@ -57,6 +57,10 @@ type Config struct {
 	// variable's name (the first one, when two give one address), so that
 	// a busy port's error names the knob that moves it.
 	ListenVars map[string]string
+	// SettingVars maps a component's setting to the variable the user
+	// sets it with, when that has another name: nginx's API_RATE_LIMIT
+	// comes from RATE_LIMIT unless API_RATE_LIMIT itself is given.
+	SettingVars map[string]string
 
 	MailpitSMTPAddr string   // MAILPIT_SMTP_ADDR 127.0.0.1:1025
 	MailpitUIAddr   string   // MAILPIT_UI_ADDR 127.0.0.1:8025
@@ -312,6 +316,10 @@ func Load(root string, environ []string) (Config, error) {
 	}
 	if r := c.Nginx.RateLimit; r != "on" && r != "off" {
 		e.fail("API_RATE_LIMIT", "got %q, want on or off", r)
+	}
+	c.SettingVars = map[string]string{}
+	if e.get("API_RATE_LIMIT", "") == "" {
+		c.SettingVars["API_RATE_LIMIT"] = "RATE_LIMIT"
 	}
 	if t := c.Nginx.Tracing; t != "native" && t != "otel" {
 		e.fail("NGINX_TRACING", "got %q, want native or otel", t)

@@ -389,3 +389,19 @@ func TestBannerNamesTheCollectorsOTLPEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// nginx's API_RATE_LIMIT is named by the variable the user gives it with.
+func TestSettingVarsNameTheGivenVariable(t *testing.T) {
+	for _, tt := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "RATE_LIMIT"},
+		{[]string{"RATE_LIMIT=0"}, "RATE_LIMIT"},
+		{[]string{"API_RATE_LIMIT=off"}, ""},
+	} {
+		if got := load(t, tt.env...).SettingVars["API_RATE_LIMIT"]; got != tt.want {
+			t.Errorf("%v: got %q, want %q", tt.env, got, tt.want)
+		}
+	}
+}

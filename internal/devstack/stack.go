@@ -153,7 +153,8 @@ func (s *Stack) staleReason(name string, r record, err error) string {
 // checkDrift warns when a running component is not what this
 // configuration would start: other values of its own variables (a plain
 // `up` before an `up` with OBS=1), other arguments, other settings (nginx
-// rendered for another API_INSTANCES or RATE_LIMIT), or a program rebuilt
+// rendered for another API_INSTANCES or RATE_LIMIT; a setting is named by
+// the variable the user gives, Config.SettingVars), or a program rebuilt
 // since it started (/proc/<pid>/exe then ends in " (deleted)", see
 // proc_pid_exe(5)). Up leaves it running: restarting the caller's stack
 // behind its back is down's job.
@@ -179,7 +180,11 @@ func (s *Stack) checkDrift(c Component, r record) {
 		for _, kv := range c.Settings {
 			k, v, _ := strings.Cut(kv, "=")
 			if getenv(have, k) != v {
-				warn(fmt.Sprintf("another %s than this configuration's %q", k, v))
+				name := k
+				if given := s.Config.SettingVars[k]; given != "" {
+					name = given + " (" + k + ")"
+				}
+				warn(fmt.Sprintf("another %s than this configuration's %q", name, v))
 			}
 		}
 	}
