@@ -261,7 +261,7 @@ soak: build tools ## Only the soak scenario, for DURATION (default 10m) at SOAK_
 # Each fuzz target, for FUZZTIME. Failing inputs land in the package's
 # testdata/fuzz/<Target>/ and become part of the regular test run.
 FUZZTIME ?= 15s
-FUZZ_TARGETS := FuzzCreateMessage:./services/api FuzzValidate:./services/internal/message
+FUZZ_TARGETS := FuzzCreateMessage:./services/api FuzzCharset:./services/api FuzzValidate:./services/internal/message
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 15s)
 	@for t in $(FUZZ_TARGETS); do \

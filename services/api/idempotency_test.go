@@ -94,3 +94,39 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Errorf("rows: got %d, want 3", n)
 	}
 }
+
+// Two Idempotency-Key headers are ambiguous (which one would a replay
+// match?): 400 naming the header, and nothing stored, neither a message
+// nor a key.
+func TestTwoIdempotencyKeys(t *testing.T) {
+	api := startAPI(t, testenv.NewDatabase(t), testenv.StartRedis(t).Addr)
+	req, err := http.NewRequest(http.MethodPost, api.URL+"/api/messages", strings.NewReader(jsonBody("oi", "olá")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("Idempotency-Key", "k-1")
+	req.Header.Add("Idempotency-Key", "k-2")
+	res, raw := do(t, req)
+	if res.StatusCode != http.StatusBadRequest {
+		t.Errorf("status: got %d, want %d (%s)", res.StatusCode, http.StatusBadRequest, raw)
+	}
+	if got := decodeBody[errorResponse](t, raw).Error; !strings.Contains(got, "Idempotency-Key") {
+		t.Errorf("error: got %q, want a message naming Idempotency-Key", got)
+	}
+	if n := api.countRows(t); n != 0 {
+		t.Errorf("messages: got %d, want 0", n)
+	}
+	conn, err := pgx.Connect(context.Background(), api.db.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var keys int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM idempotency_keys").Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if keys != 0 {
+		t.Errorf("keys: got %d, want 0", keys)
+	}
+}

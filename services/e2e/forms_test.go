@@ -20,11 +20,14 @@ func multipartForm(t *testing.T, parts ...formPart) (contentType, body string) {
 	t.Helper()
 	var b bytes.Buffer
 	w := multipart.NewWriter(&b)
+	// Quotes and backslashes escaped, as mime/multipart's CreateFormFile
+	// does.
+	quoted := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace
 	for _, p := range parts {
 		h := textproto.MIMEHeader{}
-		disposition := `form-data; name="` + p.name + `"`
+		disposition := `form-data; name="` + quoted(p.name) + `"`
 		if p.filename != "" {
-			disposition += `; filename="` + p.filename + `"`
+			disposition += `; filename="` + quoted(p.filename) + `"`
 		}
 		h.Set("Content-Disposition", disposition)
 		if p.contentType != "" {

@@ -35,6 +35,7 @@ func TestHostileInput(t *testing.T) {
 	t.Run("invalid UTF-8 and NUL bytes are rejected", func(t *testing.T) { testInvalidBytes(t, s) })
 	t.Run("1 MiB body is refused by nginx", func(t *testing.T) { testHugeBody(t, s) })
 	t.Run("wrong content types are refused", func(t *testing.T) { testContentTypes(t, s) })
+	t.Run("415 pages escape the charset label and the part name", func(t *testing.T) { testEchoed415(t, s) })
 	t.Run("cross-site posts are refused", func(t *testing.T) { testCrossSite(t, s) })
 	t.Run("mail arrives exactly as submitted", func(t *testing.T) { testMailAsSubmitted(t, s) })
 }
@@ -484,6 +485,46 @@ func testContentTypes(t *testing.T, s *stack) {
 			}
 		})
 	}
+}
+
+// The 415 pages name what they refuse, a charset label or a multipart
+// part's name, both the client's text: shown as a JSON string
+// ("\u003c" for "<"), which html/template escapes again, never as markup.
+func testEchoed415(t *testing.T, s *stack) {
+	before := s.countRows()
+	for _, p := range xssPayloads {
+		t.Run(p, func(t *testing.T) {
+			label := url.Values{"assunto": {"oi"}, "mensagem": {"corpo"}, "_charset_": {p}}.Encode()
+			fileCT, fileBody := multipartForm(t, formPart{name: "assunto", value: "oi"}, formPart{name: "mensagem", value: "corpo"},
+				formPart{name: p, value: "GIF89a", filename: "a.gif", contentType: "image/gif"})
+			fieldCT, fieldBody := multipartForm(t, formPart{name: "assunto", value: "oi"}, formPart{name: "mensagem", value: "corpo"},
+				formPart{name: "_charset_", value: p})
+			for _, c := range []struct{ what, contentType, body string }{
+				{"Content-Type charset", mime.FormatMediaType(formType, map[string]string{"charset": p}), "assunto=oi&mensagem=corpo"},
+				{"_charset_ field", formType, label},
+				{"multipart _charset_ part", fieldCT, fieldBody},
+				{"multipart file part's name", fileCT, fileBody},
+			} {
+				res, body := s.request("POST", "/api", c.contentType, c.body, "Origin", s.URL)
+				if res.StatusCode != http.StatusUnsupportedMediaType {
+					t.Errorf("%s: got %d, want 415\n%s", c.what, res.StatusCode, body)
+					continue
+				}
+				checkHTML(t, c.what, res, body, p, false)
+				checkHTML(t, c.what, res, body, jsonString(p), true)
+			}
+		})
+	}
+	if n := s.countRows() - before; n != 0 {
+		t.Errorf("rows stored: got %d, want 0", n)
+	}
+}
+
+// jsonString is s as a JSON string, as the api quotes a client's text in
+// its error messages.
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 func testCrossSite(t *testing.T, s *stack) {

@@ -114,6 +114,68 @@ func TestStaleOutcomeIsRefused(t *testing.T) {
 	}
 }
 
+// An outcome write whose answer is lost after its commit (its COMMIT waits
+// past the try's deadline, then commits: testenv.StallOutcomes) is retried,
+// found done under its own token and reported applied: counted once, as
+// sent, never as stale, and its entry acknowledged then, not left pending
+// until a reclaim after the lease.
+func TestLostOutcomeAnswerIsAcknowledged(t *testing.T) {
+	r := newRig(t)
+	addr := r.metricAddr()
+	// Far longer than the test: only the recorder can acknowledge the
+	// entry, never a reclaim.
+	r.env["WORKER_LEASE"] = "10m"
+	testenv.StallOutcomes(t, r.db)
+	gate := testenv.CloseGate(t, r.db, 1)
+	r.startRelay()
+	r.startWorker("w1")
+	id := r.insert("gate 1", "lost answer")
+	// The first try's MarkSent waits at the gate (an advisory lock) until
+	// its deadline; the retry then waits for the row that write still
+	// holds (its transaction's lock), so the first answer is lost by then.
+	gate.WaitBlocked()
+	r.eventually("the retried outcome write waiting for the row", func() bool {
+		var n int
+		err := r.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')
+			  AND query LIKE '%RETURNING o.i%'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
+	gate.Open()
+
+	metric := func(name, outcome string) float64 {
+		v, _ := testenv.Metric(addr, name+`{outcome="`+outcome+`"}`)
+		return max(v, 0)
+	}
+	r.eventually("the outcome counted", func() bool {
+		return metric("carteiro_messages_total", "sent")+metric("carteiro_stale_writes_total", "sent") > 0
+	})
+	for _, o := range []string{"sent", "retry", "dead", "released"} {
+		if got := metric("carteiro_stale_writes_total", o); got != 0 {
+			t.Errorf("stale %s writes: got %v, want 0", o, got)
+		}
+	}
+	if got := metric("carteiro_messages_total", "sent"); got != 1 {
+		t.Errorf("sent: got %v, want 1", got)
+	}
+	if n := r.logs.Count("stale outcome refused"); n != 0 {
+		t.Errorf("stale outcome log lines: got %d, want 0", n)
+	}
+	if n := r.logs.Count("outcome write found done under its token"); n != 1 {
+		t.Errorf("found-done log lines: got %d, want 1", n)
+	}
+	r.eventually("no entry pending", func() bool { return r.pending() == 0 })
+	if e := r.get(id); e.Status != message.StatusSent || e.Token != 1 || e.Attempts != 1 {
+		t.Errorf("row: got %s, token %d, attempts %d; want sent, 1, 1", e.Status, e.Token, e.Attempts)
+	}
+	if n := len(r.smtp.Messages()); n != 1 {
+		t.Errorf("messages the relay got: %d, want 1", n)
+	}
+}
+
 // Poison entries end: one whose row is gone is acknowledged at once; one
 // whose claim always fails is delivered WORKER_MAX_DELIVERIES times, then
 // its message is recorded dead with the reason and the entry acknowledged.
@@ -258,5 +320,66 @@ func TestHardStopReleasesSendsInFlight(t *testing.T) {
 	msgs := r.smtp.Messages()
 	if len(msgs) != 2 || msgs[0].Header.Get("Message-Id") != msgs[1].Header.Get("Message-Id") {
 		t.Errorf("copies: got %d, want 2 with the same Message-ID", len(msgs))
+	}
+}
+
+// Claims made ahead of the sends and still waiting for a sender at
+// SIGTERM are given back unsent and uncounted: queued again with attempts
+// back where they were (the fencing token moved on; a read that was
+// waiting on Redis may claim one given back again, and give it back too),
+// and the next worker sends each as its first attempt. The send under way
+// is finished.
+func TestShutdownGivesBackClaimsAhead(t *testing.T) {
+	r := newRig(t)
+	r.env["WORKER_CONCURRENCY"] = "1"
+	holding := make(chan struct{})
+	r.smtp.Reply(func(int) error { <-holding; return nil })
+	ids := make([]string, 4)
+	for i := range ids {
+		ids[i] = r.insert("ahead", strconv.Itoa(i))
+	}
+	r.startRelay()
+	stop := r.startWorker("w1")
+	// One sender: one message at the relay, the others claimed, waiting.
+	r.eventually("every message claimed", func() bool {
+		for _, id := range ids {
+			if r.get(id).Status != message.StatusSending {
+				return false
+			}
+		}
+		return r.smtp.Attempts() == 1
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	r.eventually("SIGTERM", func() bool { return r.logs.Count("shutting down") == 1 })
+	// The pool is told to stop right after that line.
+	time.Sleep(200 * time.Millisecond)
+	close(holding)
+	if err := <-stopped; err != nil {
+		t.Fatalf("run after SIGTERM: got %v, want nil", err)
+	}
+	var sent, released []string
+	for _, id := range ids {
+		switch e := r.get(id); {
+		case e.Status == message.StatusSent && e.Attempts == 1:
+			sent = append(sent, id)
+		case e.Status == message.StatusQueued && e.Attempts == 0 && e.Token >= 1 && strings.Contains(e.LastError, "not started"):
+			released = append(released, id)
+		default:
+			t.Errorf("message %s: got %s, attempts %d, token %d, last_error %q; want sent after 1 attempt, or queued, 0 attempts, a token, not started",
+				id, e.Status, e.Attempts, e.Token, e.LastError)
+		}
+	}
+	if len(sent) != 1 || len(released) != len(ids)-1 {
+		t.Fatalf("got %d sent and %d given back, want 1 and %d\n%s", len(sent), len(released), len(ids)-1, r.logs)
+	}
+	r.startWorker("w2")
+	for _, id := range released {
+		if e := r.waitStatus(id, message.StatusSent); e.Attempts != 1 {
+			t.Errorf("message %s: got %d attempts, want 1 (the claim given back is not counted)", id, e.Attempts)
+		}
+	}
+	if n := len(r.smtp.Messages()); n != len(ids) {
+		t.Errorf("mails: got %d, want %d (one each)", n, len(ids))
 	}
 }

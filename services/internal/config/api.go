@@ -75,16 +75,33 @@ type Outbox struct {
 	RepublishAfter time.Duration
 }
 
+// WriteTimeout is the api's http.Server WriteTimeout, the time a request
+// has for its answer; nginx's proxy_read_timeout is the same 15 s.
+const WriteTimeout = 15 * time.Second
+
+// requestQueryTimeouts is how many DB_QUERY_TIMEOUTs a request's database
+// work may take (services/internal/store): one waiting for a group commit
+// flusher, one for its batch's transaction, one more for its row retried
+// alone when another row failed the batch, and, when its COMMIT is in
+// doubt, statement_timeout (4 of them) and one more to learn the outcome
+// (resolveCommit).
+const requestQueryTimeouts = 8
+
+// maxQueryTimeout bounds the api's DB_QUERY_TIMEOUT so that a request
+// whose COMMIT is in doubt still learns its outcome within WriteTimeout
+// (1.875 s).
+const maxQueryTimeout = WriteTimeout / requestQueryTimeouts
+
 // LoadAPI reads the api's configuration through getenv.
 func LoadAPI(getenv func(string) string) (API, error) {
 	r := &reader{getenv: getenv}
 	c := API{
 		LogLevel:     r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		HTTPAddr:     r.string("HTTP_ADDR", "127.0.0.1:8081"),
-		InternalAddr: r.string("INTERNAL_ADDR", "127.0.0.1:9101"),
+		HTTPAddr:     r.addr("HTTP_ADDR", "127.0.0.1:8081", 0),
+		InternalAddr: r.addr("INTERNAL_ADDR", "127.0.0.1:9101", 0),
 		Postgres:     readPostgres(r),
 		Redis:        readRedis(r),
-		JaegerURL:    r.string("JAEGER_UI_URL", ""),
+		JaegerURL:    r.httpURL("JAEGER_UI_URL", ""),
 		GroupCommit: GroupCommit{
 			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
 			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
@@ -103,6 +120,10 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	if c.GroupCommit.Flushers >= c.Postgres.MaxConns {
 		r.fail("DB_MAX_CONNS", "%d leaves no connection beside the GROUP_COMMIT_FLUSHERS=%d transactions (the relay and the keyed requests need their own)",
 			c.Postgres.MaxConns, c.GroupCommit.Flushers)
+	}
+	if c.Postgres.QueryTimeout > maxQueryTimeout {
+		r.fail("DB_QUERY_TIMEOUT", "%s is longer than %s: a request whose COMMIT is in doubt may take %d × DB_QUERY_TIMEOUT (queue, transaction, its row alone, statement_timeout = 4 ×, the outcome's resolution), which must fit the api's and nginx's %s",
+			c.Postgres.QueryTimeout, maxQueryTimeout, requestQueryTimeouts, WriteTimeout)
 	}
 	if c.Outbox.WakeDelay >= c.Outbox.SweepInterval {
 		r.fail("OUTBOX_WAKE_DELAY", "%s is not shorter than OUTBOX_SWEEP_INTERVAL=%s: the sweep would publish before a woken relay does",

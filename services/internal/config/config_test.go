@@ -195,3 +195,115 @@ func TestWorkerOutcomeDelay(t *testing.T) {
 		}
 	}
 }
+
+// Addresses, hosts and the Jaeger URL are checked when read, so a bad one
+// stops the process naming its variable instead of failing later as a
+// listen or dial error that names none.
+func TestAddressesAndHosts(t *testing.T) {
+	api := func(vars map[string]string) error { _, err := LoadAPI(env(vars)); return err }
+	worker := func(vars map[string]string) error { _, err := LoadWorker(env(vars)); return err }
+	for _, c := range []struct {
+		load    func(map[string]string) error
+		name    string
+		value   string
+		wantErr bool
+	}{
+		{api, "HTTP_ADDR", ":8080", false},
+		{api, "HTTP_ADDR", "127.0.0.1:0", false},
+		{api, "HTTP_ADDR", "[::1]:8081", false},
+		{api, "HTTP_ADDR", "0.0.0.0:65535", false},
+		{api, "HTTP_ADDR", "8080", true},
+		{api, "HTTP_ADDR", "127.0.0.1:http", true},
+		{api, "HTTP_ADDR", "127.0.0.1:65536", true},
+		{api, "HTTP_ADDR", "127.0.0.1:-1", true},
+		{api, "HTTP_ADDR", "http://127.0.0.1:8081", true},
+		{api, "HTTP_ADDR", "::1:8081", true},
+		{api, "INTERNAL_ADDR", ":9101", false},
+		{api, "INTERNAL_ADDR", "localhost 9101", true},
+		{worker, "INTERNAL_ADDR", ":9102", false},
+		{worker, "INTERNAL_ADDR", "127.0.0.1:99999", true},
+		{api, "REDIS_ADDR", "queue:6379", false},
+		{api, "REDIS_ADDR", "redis.carteiro.internal:6379", false},
+		{api, "REDIS_ADDR", "queue", true},
+		{api, "REDIS_ADDR", "queue:0", true},
+		{api, "REDIS_ADDR", "redis://queue:6379", true},
+		{worker, "REDIS_ADDR", "que ue:6379", true},
+		{api, "DB_HOST", "db", false},
+		{api, "DB_HOST", "postgres.carteiro.internal", false},
+		{api, "DB_HOST", "carteiro_db_1", false},
+		{api, "DB_HOST", "::1", false},
+		{api, "DB_HOST", "192.0.2.7", false},
+		{api, "DB_HOST", "db:5432", true},
+		{api, "DB_HOST", "/var/run/postgresql", true},
+		{api, "DB_HOST", "db host", true},
+		{worker, "DB_HOST", "postgres://db", true},
+		{worker, "SMTP_HOST", "mail", false},
+		{worker, "SMTP_HOST", "smtp.carteiro.internal", false},
+		{worker, "SMTP_HOST", "mail:1025", true},
+		{worker, "SMTP_HOST", "smtp://mail", true},
+		{worker, "SMTP_HOST", "mail relay", true},
+		{api, "JAEGER_UI_URL", "http://127.0.0.1:16686", false},
+		{api, "JAEGER_UI_URL", "https://jaeger.carteiro.internal/ui/", false},
+		{api, "JAEGER_UI_URL", "127.0.0.1:16686", true},
+		{api, "JAEGER_UI_URL", "jaeger", true},
+		{api, "JAEGER_UI_URL", "ftp://jaeger", true},
+		{api, "JAEGER_UI_URL", "http://", true},
+		{api, "JAEGER_UI_URL", "http://jae ger", true},
+	} {
+		err := c.load(map[string]string{c.name: c.value})
+		switch {
+		case c.wantErr && (err == nil || !strings.Contains(err.Error(), c.name+":")):
+			t.Errorf("%s=%q: got %v, want an error naming %s", c.name, c.value, err, c.name)
+		case !c.wantErr && err != nil:
+			t.Errorf("%s=%q: got %v, want nil", c.name, c.value, err)
+		}
+	}
+}
+
+func TestAddressesAndHostsKeepTheirValues(t *testing.T) {
+	a, err := LoadAPI(env(map[string]string{"HTTP_ADDR": ":8080", "INTERNAL_ADDR": "[::]:9101",
+		"REDIS_ADDR": "queue:6379", "DB_HOST": "db", "JAEGER_UI_URL": "http://127.0.0.1:16686"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{a.HTTPAddr, a.InternalAddr, a.Redis.Addr, a.Postgres.Host, a.JaegerURL}
+	want := []string{":8080", "[::]:9101", "queue:6379", "db", "http://127.0.0.1:16686"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	w, err := LoadWorker(env(map[string]string{"SMTP_HOST": "mail"}))
+	if err != nil || w.SMTP.Host != "mail" {
+		t.Errorf("got %q %v, want mail", w.SMTP.Host, err)
+	}
+}
+
+// A request whose COMMIT is in doubt may take 8 × DB_QUERY_TIMEOUT, which
+// must fit the api's WriteTimeout: the api refuses longer ones, the worker
+// (no request waits on it) does not.
+func TestQueryTimeoutFitsTheWriteTimeout(t *testing.T) {
+	if got, want := requestQueryTimeouts*maxQueryTimeout, WriteTimeout; got > want {
+		t.Fatalf("%d × %s: got %s, want at most %s", requestQueryTimeouts, maxQueryTimeout, got, want)
+	}
+	for _, c := range []struct {
+		value   string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", 1500 * time.Millisecond, false},
+		{"1875ms", 1875 * time.Millisecond, false},
+		{"1876ms", 0, true},
+		{"2s", 0, true},
+		{"1m", 0, true},
+	} {
+		got, err := LoadAPI(env(map[string]string{"DB_QUERY_TIMEOUT": c.value}))
+		switch {
+		case c.wantErr && (err == nil || !strings.Contains(err.Error(), "DB_QUERY_TIMEOUT:") || !strings.Contains(err.Error(), "1.875s")):
+			t.Errorf("%q: got %v, want an error naming DB_QUERY_TIMEOUT and 1.875s", c.value, err)
+		case !c.wantErr && (err != nil || got.Postgres.QueryTimeout != c.want):
+			t.Errorf("%q: got %v, %v, want %v", c.value, got.Postgres.QueryTimeout, err, c.want)
+		}
+	}
+	if w, err := LoadWorker(env(map[string]string{"DB_QUERY_TIMEOUT": "5s"})); err != nil || w.Postgres.QueryTimeout != 5*time.Second {
+		t.Errorf("worker: got %v, %v, want 5s", w.Postgres.QueryTimeout, err)
+	}
+}

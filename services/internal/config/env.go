@@ -3,6 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -39,11 +42,87 @@ func (r *reader) int(name string, def, min, max int) int {
 		r.fail(name, "%q is not a whole number", v)
 		return def
 	}
-	if n < min || n > max {
-		r.fail(name, "%d is outside %d..%d", n, min, max)
+	if !r.inRange(name, n, min, max) {
 		return def
 	}
 	return n
+}
+
+func (r *reader) inRange(name string, n, min, max int) bool {
+	if n < min || n > max {
+		r.fail(name, "%d is outside %d..%d", n, min, max)
+		return false
+	}
+	return true
+}
+
+// host reads a host to connect to: an IP address or a host name (letters,
+// digits, hyphens and dots, RFC 1123 §2.1, and the underscores container
+// engines allow in service names). A port, a scheme or a path is an error:
+// the port has a variable of its own.
+func (r *reader) host(name, def string) string {
+	v := r.string(name, def)
+	if err := checkHost(v); err != nil {
+		r.fail(name, "%q %v", v, err)
+		return def
+	}
+	return v
+}
+
+// addr reads a host:port address in net.SplitHostPort's shape (an IPv6
+// host in brackets; an empty host, for a listener, is every interface)
+// with a numeric port in minPort..65535: 0 for a listener asks the kernel
+// for a free port.
+func (r *reader) addr(name, def string, minPort int) string {
+	v := r.string(name, def)
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		r.fail(name, "%q is not host:port", v)
+		return def
+	}
+	if host != "" {
+		if err := checkHost(host); err != nil {
+			r.fail(name, "%q: host %q %v", v, host, err)
+			return def
+		}
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		r.fail(name, "%q: port %q is not a number", v, port)
+		return def
+	}
+	if !r.inRange(name, n, minPort, 65535) {
+		return def
+	}
+	return v
+}
+
+// checkHost reports why v is not a host; v is not empty.
+func checkHost(v string) error {
+	if _, err := netip.ParseAddr(v); err == nil {
+		return nil
+	}
+	for _, c := range v {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return fmt.Errorf("is not a host name or an IP address (%q is neither a letter, a digit, '-', '.' nor '_')", c)
+		}
+	}
+	return nil
+}
+
+// httpURL reads an absolute http or https URL with a host; empty leaves
+// def.
+func (r *reader) httpURL(name, def string) string {
+	v := r.string(name, def)
+	if v == "" {
+		return v
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.fail(name, "%q is not an http:// or https:// URL with a host", v)
+		return def
+	}
+	return v
 }
 
 func (r *reader) bool(name string, def bool) bool {

@@ -55,7 +55,7 @@ func (p Postgres) String() string {
 
 func readPostgres(r *reader) Postgres {
 	return Postgres{
-		Host:           r.string("DB_HOST", "127.0.0.1"),
+		Host:           r.host("DB_HOST", "127.0.0.1"),
 		Port:           r.int("DB_PORT", 5432, 1, 65535),
 		Name:           r.string("DB_NAME", "carteiro"),
 		User:           r.string("DB_USER", "carteiro"),
@@ -80,7 +80,7 @@ type Redis struct {
 
 func readRedis(r *reader) Redis {
 	return Redis{
-		Addr:     r.string("REDIS_ADDR", "127.0.0.1:6379"),
+		Addr:     r.addr("REDIS_ADDR", "127.0.0.1:6379", 1),
 		Password: r.secret("REDIS_PASSWORD"),
 		DB:       r.int("REDIS_DB", 0, 0, 15),
 		Stream:   r.string("REDIS_STREAM", "carteiro:emails"),

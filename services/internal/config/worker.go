@@ -80,11 +80,11 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 	host, _ := os.Hostname()
 	c := Worker{
 		LogLevel:     r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		InternalAddr: r.string("INTERNAL_ADDR", "127.0.0.1:9102"),
+		InternalAddr: r.addr("INTERNAL_ADDR", "127.0.0.1:9102", 0),
 		Postgres:     readPostgres(r),
 		Redis:        readRedis(r),
 		SMTP: SMTP{
-			Host:     r.string("SMTP_HOST", "127.0.0.1"),
+			Host:     r.host("SMTP_HOST", "127.0.0.1"),
 			Port:     r.int("SMTP_PORT", 1025, 1, 65535),
 			Username: r.string("SMTP_USERNAME", ""),
 			Password: r.secret("SMTP_PASSWORD"),

@@ -329,7 +329,10 @@ func batchSpan(jobs []*job, more ...trace.SpanStartOption) []trace.SpanStartOpti
 
 // retry runs f up to five times, a little longer apart each time, so that
 // a short database hiccup does not turn a finished send into a repeat. A
-// refused (stale) write is final.
+// refused (stale) write is final. f must be safe to repeat after a try
+// that committed but lost its answer: RecordOutcomes reports a write it
+// finds done as applied; a repeated DeadLetter changes nothing (and
+// reports that it changed nothing).
 func retry(ctx context.Context, f func(context.Context) error) error {
 	var err error
 	for i := range 5 {

@@ -70,10 +70,13 @@ waiting:
 
 // record writes a batch of outcomes under their tokens (with retries, on
 // its own context: see outcomeContext), then acknowledges the entries of
-// those that applied. A refused (stale) outcome is counted and logged; its
-// entry is left to the attempt that holds the message. If the batch cannot
-// be written, its entries stay pending and are delivered again after the
-// lease.
+// those that applied. A try whose answer was lost after its commit is
+// safe to retry: the store reports a write it finds done under its token
+// as applied (see store.RecordOutcomes), so that outcome is counted once,
+// here, and its entry acknowledged. A refused (stale) outcome is counted
+// and logged; its entry is left to the attempt that holds the message. If
+// the batch cannot be written, its entries stay pending and are delivered
+// again after the lease.
 func (p *Pool) record(batch []*job) {
 	defer func() {
 		for _, j := range batch {

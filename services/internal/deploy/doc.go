@@ -23,6 +23,9 @@
 // name metrics they emit and their requests carry the headers they must.
 // The k6 compose service and Grafana dashboard are checked against them.
 //
+// The Makefile's FUZZ_TARGETS are checked against the repository's fuzz
+// functions: `make fuzz` runs every one.
+//
 // No Docker engine is needed: nothing is built or started but a private
 // nginx on free loopback ports. promtool, nginx and node missing: a skip, or
 // a failure with CI=true.

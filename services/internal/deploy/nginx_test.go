@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/carteiro/carteiro/internal/devstack"
+	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
@@ -280,6 +282,27 @@ func TestNginxOwnErrors(t *testing.T) {
 		}
 		if res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("X-Request-Id") == "" || res.Header.Get("Content-Security-Policy") == "" {
 			t.Errorf("GET %s (Accept %q): headers %v, want no-store, X-Request-Id and the security headers", c.path, c.accept, res.Header)
+		}
+	}
+}
+
+// nginx waits for the api's answer as long as the api has to give it
+// (config.WriteTimeout, which bounds DB_QUERY_TIMEOUT): a shorter
+// proxy_read_timeout would answer 504 while a request whose COMMIT is in
+// doubt still learns its outcome.
+func TestNginxWaitsForTheAPIsWriteTimeout(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "nginx", "snippets", "proxy-api.conf.template"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, directive := range []string{"proxy_read_timeout", "proxy_send_timeout"} {
+		m := regexp.MustCompile(`(?m)^` + directive + `\s+(\S+);`).FindSubmatch(b)
+		if m == nil {
+			t.Errorf("%s: not set", directive)
+			continue
+		}
+		if got, err := time.ParseDuration(string(m[1])); err != nil || got != config.WriteTimeout {
+			t.Errorf("%s: got %s, want %s (the api's WriteTimeout)", directive, m[1], config.WriteTimeout)
 		}
 	}
 }

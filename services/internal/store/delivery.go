@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/carteiro/carteiro/services/internal/message"
 )
 
 // A claim is one delivery attempt's hold on its row: status sending, a
@@ -20,18 +22,26 @@ import (
 // token it holds and applies only while the row is still sending under
 // it; otherwise it changes nothing and returns a *StaleError. So an
 // attempt that lost its claim (its lease expired and another worker
-// claimed the row) can never overwrite the newer attempt's outcome.
+// claimed the row) can never overwrite the newer attempt's outcome. A
+// write that finds its row already where it would put it, under its own
+// token, is done, not stale (see RecordOutcomes): so a write retried after
+// its answer was lost reports success.
 //
 // The sweeps' presumptions (ReleaseExpired's dead after an expired last
 // attempt, DeadLetter's dead for a poison entry) do not take a new token:
 // should the attempt that held it still learn that the relay accepted the
-// message, its MarkSent wins, because that is what happened.
+// message, its MarkSent wins, because that is what happened; should it
+// learn a permanent failure, its MarkDead finds its verdict recorded and
+// succeeds.
 
 // ErrStale is matched (errors.Is) by every *StaleError.
 var ErrStale = errors.New("stale claim")
 
 // StaleError is an outcome write refused because the claim it names is no
-// longer held.
+// longer held: a newer claim took the row, or something other than the
+// write's own verdict ended the claim (another outcome, a sweep, a
+// requeue). A write found already done under its own token is not stale
+// (see RecordOutcomes).
 type StaleError struct {
 	ID string
 	// Token is the token the write named; Current and Status are the
@@ -255,18 +265,46 @@ func (s *Store) recordOne(ctx context.Context, o Outcome) error {
 // together at once. Each write applies only to its row while that row is
 // sending under the write's token (or, for OutcomeSent, dead under it: a
 // sweep's presumed dead keeps the token, and the truth wins); results[i]
-// is nil when outcomes[i] applied, else a *StaleError naming the row's
-// current token and status. err is set, and nothing applied, when the
-// statement failed.
+// is nil when outcomes[i] applied or was found done (below), else a
+// *StaleError naming the row's current token and status. err is set when
+// the statement failed or its answer was lost: the writes may then have
+// committed or not, and calling again with the same outcomes is safe.
 //
-// Refusals are rare (a claim taken over after its lease expired), so the
-// statement is the UPDATE alone, which returns the writes that applied;
-// the rows of the others are read afterwards, by a second statement run
-// only then. The refusal is the UPDATE's: a token is never given twice, so
-// a row refused under a token is never sending under it again, and the
-// later read names what replaced that claim (a newer claim, or the
-// outcome or sweep that ended it). Should that read fail, the refusals
-// stand and each *StaleError carries the read's error instead.
+// A write is idempotent under its token. A write the UPDATE refuses
+// whose row is, under the write's own token, already in the status the
+// write leaves (sent; failed; dead; queued for OutcomeReleased) is
+// reported applied. Only the attempt given a token writes under it (Claim
+// never gives a token twice), and the sweeps keep the token, so that row
+// is the write's own earlier commit, whose answer was lost (a connection
+// that broke after COMMIT, before the RETURNING rows arrived; the caller
+// retried), or a sweep with the same verdict:
+//   - sent and failed: only MarkSent, MarkFailed under the token make a
+//     row sent, failed under it. No sweep does.
+//   - dead: ReleaseExpired (the last allowed attempt's lease expired) and
+//     DeadLetter (a poison entry whose row is sending under an expired
+//     lease, queued or failed) record dead under the token the row holds.
+//     The attempt's verdict is the same; the row keeps the sweep's
+//     last_error.
+//   - released (queued): Requeue keeps the token, so a row a sweep recorded
+//     dead and an operator requeued is queued under the token. The message
+//     goes through delivery again, as Release asks.
+//
+// The outbox's republish (RepublishStale, RepublishAll) and ReleaseExpired
+// below maxAttempts clear published_at alone, so they never make a row
+// look done. A write whose answer was lost and whose row then moved on
+// before the retry (claimed again, dead-lettered, requeued) is reported
+// stale though it applied: its status under its token is gone.
+//
+// Refusals are rare (a claim taken over after its lease expired, a retry
+// after a lost answer), so the statement is the UPDATE alone, which
+// returns the writes that applied; the rows of the others are read
+// afterwards, by a second statement run only then. The refusal is the
+// UPDATE's: a token is never given twice and never goes back, so a row
+// refused under a token is never sending under it again, a row read
+// under the write's token was under it at the UPDATE, and the later read
+// names what replaced that claim (a newer claim, or the outcome or sweep
+// that ended it) or finds the write done. Should that read fail, the
+// refusals stand and each *StaleError carries the read's error instead.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results []error, err error) {
 	if len(outcomes) == 0 {
 		return nil, nil
@@ -333,7 +371,9 @@ func appliedTwin(outcomes []Outcome, applied []bool, i int) bool {
 
 // nameRefusals sets results[i], for each i of refused, to a *StaleError
 // naming the row's current token and status (none when the row is gone),
-// or the error of reading them.
+// or the error of reading them; it leaves results[i] nil for a write
+// found done: its row is in outcomeStatus under the write's token (see
+// RecordOutcomes).
 func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []int, results []error) {
 	ids := make([]string, len(refused))
 	for k, i := range refused {
@@ -361,10 +401,24 @@ func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []
 		if err != nil {
 			se.ReadErr = fmt.Errorf("read the refused row: %w", err)
 		} else if c, ok := cur[int64(at)]; ok {
+			if c.token == o.Token && c.status == outcomeStatus(o.Kind) {
+				s.log.Info("outcome write found done under its token, reported applied (an earlier commit whose answer was lost, or a sweep's same verdict)",
+					"message_id", o.ID, "token", o.Token, "outcome", o.Kind)
+				continue
+			}
 			se.Current, se.Status = c.token, c.status
 		}
 		results[i] = se
 	}
+}
+
+// outcomeStatus is the status an outcome write of kind leaves its row in
+// (the SET of outcomeWrite).
+func outcomeStatus(kind string) string {
+	if kind == OutcomeReleased {
+		return string(message.StatusQueued)
+	}
+	return kind
 }
 
 // ReleaseExpired acts on the claims whose lease expired (their worker died

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +18,9 @@ import (
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
 
-func open(t *testing.T) *Store {
+func open(t *testing.T, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t))
+	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,6 +506,145 @@ func TestRecordOutcomes(t *testing.T) {
 	}
 }
 
+// An outcome write is idempotent under its token: written again after it
+// applied, as a retry after a lost answer writes it, it is reported
+// applied and changes nothing. Under its token after a newer claim it is
+// stale and names the newer claim, also once that claim ended in the
+// write's own status.
+func TestRecordOutcomesFoundDone(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		kind string
+		want message.Status
+	}{
+		{OutcomeSent, message.StatusSent},
+		{OutcomeFailed, message.StatusFailed},
+		{OutcomeDead, message.StatusDead},
+		{OutcomeReleased, message.StatusQueued},
+	} {
+		t.Run(c.kind, func(t *testing.T) {
+			id := newRow(t, s)
+			first := claim(t, s, id)
+			write := func(token int64) error {
+				t.Helper()
+				res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, token}, Kind: c.kind, Reason: "451", Delay: time.Hour}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res[0]
+			}
+			if err := write(first.Token); err != nil {
+				t.Fatalf("first write: %v", err)
+			}
+			done := rowImage(t, s, id)
+			if err := write(first.Token); err != nil {
+				t.Errorf("the same write again: got %v, want nil (found done)", err)
+			}
+			if again := rowImage(t, s, id); again != done {
+				t.Errorf("row after the write again: got %s, want it unchanged: %s", again, done)
+			}
+
+			if _, err := s.Requeue(ctx, []string{id}, nil); err != nil {
+				t.Fatal(err)
+			}
+			newer := claim(t, s, id)
+			for _, newerStatus := range []message.Status{message.StatusSending, c.want} {
+				if newerStatus == c.want {
+					if err := write(newer.Token); err != nil {
+						t.Fatalf("newer %s: %v", c.kind, err)
+					}
+				}
+				var se *StaleError
+				if err := write(first.Token); !errors.As(err, &se) || se.Token != first.Token || se.Current != newer.Token || se.Status != string(newerStatus) {
+					t.Errorf("older token, row %s under the newer claim: got %v, want a *StaleError naming token %d, %s", newerStatus, err, newer.Token, newerStatus)
+				}
+			}
+		})
+	}
+}
+
+// A sweep's verdict under the claim's token is the attempt's own when it
+// is the same (dead; queued after an operator's requeue, for a release),
+// and ends the claim when it is not.
+func TestRecordOutcomesAfterASweep(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	// presumedDead claims a row on its last allowed attempt and lets
+	// ReleaseExpired record it dead.
+	presumedDead := func() (string, Claim) {
+		id := newRow(t, s)
+		set(t, s, id, "attempts = 4")
+		c := claim(t, s, id)
+		expire(t, s, id)
+		if _, d, err := s.ReleaseExpired(ctx, 5); err != nil || d != 1 {
+			t.Fatalf("release expired: got %d dead, %v; want 1", d, err)
+		}
+		return id, c
+	}
+	// poisoned claims a row and lets DeadLetter record it dead once the
+	// lease expired.
+	poisoned := func() (string, Claim) {
+		id := newRow(t, s)
+		c := claim(t, s, id)
+		expire(t, s, id)
+		if dead, err := s.DeadLetter(ctx, id, "poison"); err != nil || !dead {
+			t.Fatalf("dead-letter: got %v, %v; want true", dead, err)
+		}
+		return id, c
+	}
+	// requeued is presumedDead, then requeued by an operator.
+	requeued := func() (string, Claim) {
+		id, c := presumedDead()
+		if n, err := s.Requeue(ctx, []string{id}, nil); err != nil || n != 1 {
+			t.Fatalf("requeue: got %d, %v; want 1", n, err)
+		}
+		return id, c
+	}
+	for _, c := range []struct {
+		name  string
+		sweep func() (string, Claim)
+		kind  string
+		stale string // the status the refusal names; "" for none
+	}{
+		{"dead after ReleaseExpired's dead", presumedDead, OutcomeDead, ""},
+		{"dead after DeadLetter's dead", poisoned, OutcomeDead, ""},
+		{"released after ReleaseExpired's dead", presumedDead, OutcomeReleased, "dead"},
+		{"failed after ReleaseExpired's dead", presumedDead, OutcomeFailed, "dead"},
+		{"released after a requeue", requeued, OutcomeReleased, ""},
+		{"dead after a requeue", requeued, OutcomeDead, "queued"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id, cl := c.sweep()
+			swept := rowImage(t, s, id)
+			res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, cl.Token}, Kind: c.kind, Reason: "550", Delay: time.Hour}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var se *StaleError
+			switch {
+			case c.stale == "" && res[0] != nil:
+				t.Errorf("got %v, want nil (the sweep's verdict is the write's)", res[0])
+			case c.stale != "" && (!errors.As(res[0], &se) || se.Current != cl.Token || se.Status != c.stale):
+				t.Errorf("got %v, want a *StaleError naming token %d, %s", res[0], cl.Token, c.stale)
+			}
+			if got := rowImage(t, s, id); got != swept {
+				t.Errorf("row after the write: got %s, want it as the sweep left it: %s", got, swept)
+			}
+		})
+	}
+}
+
+// rowImage is the whole row of id, as text.
+func rowImage(t *testing.T, s *Store, id string) string {
+	t.Helper()
+	var row string
+	if err := s.pool.QueryRow(context.Background(), `SELECT to_jsonb(e)::text FROM emails e WHERE id = $1`, id).Scan(&row); err != nil {
+		t.Fatal(err)
+	}
+	return row
+}
+
 // The same claim's write twice in one batch (its id spelled two ways)
 // applies once and is reported applied for both, as one statement joining
 // each write to the rows it updated did.
@@ -530,38 +670,36 @@ func TestRecordOutcomesSameClaimTwice(t *testing.T) {
 
 // When the rows of refused writes cannot be read after the update, the
 // refusals still stand (each names the read's error instead of the row's
-// claim), the writes that applied are reported applied, and RecordOutcomes
-// returns no error: the update committed.
+// claim), a write done already included, the writes that applied are
+// reported applied, and RecordOutcomes returns no error: the update
+// committed.
 func TestRecordOutcomesRefusalUnread(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tracer := &statementHook{}
-	s, err := Open(context.Background(), testenv.NewDatabase(t), testenv.Logger(t), func(pc *pgxpool.Config) {
-		pc.ConnConfig.Tracer = tracer
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	a, b := newRow(t, s), newRow(t, s)
-	ca, cb := claim(t, s, a), claim(t, s, b)
+	s := open(t, tracer.option)
+	a, b, c := newRow(t, s), newRow(t, s), newRow(t, s)
+	ca, cb, cc := claim(t, s, a), claim(t, s, b), claim(t, s, c)
 	expire(t, s, b)
 	claim(t, s, b)
+	// c's write was done already: only the read could tell.
+	if err := s.MarkSent(ctx, c, cc.Token); err != nil {
+		t.Fatal(err)
+	}
 	// The update ends, then the context is done before the read.
 	tracer.set("UPDATE emails e SET", cancel)
 	res, err := s.RecordOutcomes(ctx, []Outcome{
 		{Lease: Lease{a, ca.Token}, Kind: OutcomeSent},
 		{Lease: Lease{b, cb.Token}, Kind: OutcomeSent},
+		{Lease: Lease{c, cc.Token}, Kind: OutcomeSent},
 	})
 	if err != nil {
 		t.Fatalf("got %v, want no error: the update committed", err)
 	}
-	var se *StaleError
-	if res[0] != nil || !errors.As(res[1], &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) {
-		t.Fatalf("results: got %v, want nil and a stale error carrying the read's error", res)
+	var se, done *StaleError
+	if res[0] != nil || !errors.As(res[1], &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) ||
+		!errors.As(res[2], &done) || done.ReadErr == nil {
+		t.Fatalf("results: got %v, want nil and two stale errors carrying the read's error", res)
 	}
 	if !strings.Contains(se.Error(), "refused") || !errors.Is(res[1], ErrStale) {
 		t.Errorf("stale error: got %q, want it to say refused and match ErrStale", se.Error())
@@ -572,11 +710,24 @@ func TestRecordOutcomesRefusalUnread(t *testing.T) {
 }
 
 // statementHook is a pgx tracer that calls a function once a statement
-// whose text starts with a prefix has ended.
+// whose text starts with a prefix has ended, and records how many rows
+// each such statement touched.
 type statementHook struct {
 	mu     sync.Mutex
 	prefix string
 	after  func()
+	rows   []int64
+}
+
+// option makes h the tracer of a Store's pool.
+func (h *statementHook) option(pc *pgxpool.Config) { pc.ConnConfig.Tracer = h }
+
+// touched returns the rows touched by each statement with the prefix so
+// far, in order.
+func (h *statementHook) touched() []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.rows)
 }
 
 func (h *statementHook) set(prefix string, after func()) {
@@ -591,11 +742,14 @@ func (h *statementHook) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data p
 	return context.WithValue(ctx, statementKey{}, strings.TrimSpace(data.SQL))
 }
 
-func (h *statementHook) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+func (h *statementHook) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if sql, _ := ctx.Value(statementKey{}).(string); h.after != nil && strings.HasPrefix(sql, h.prefix) {
-		h.after()
+	if sql, _ := ctx.Value(statementKey{}).(string); h.prefix != "" && strings.HasPrefix(sql, h.prefix) {
+		h.rows = append(h.rows, data.CommandTag.RowsAffected())
+		if h.after != nil {
+			h.after()
+		}
 	}
 }
 

@@ -20,10 +20,31 @@ import (
 // standby, does: only the gate or pg_terminate_backend ends it.
 func StallCommits(t testing.TB, db config.Postgres) {
 	t.Helper()
+	stall(t, db, `CREATE CONSTRAINT TRIGGER stall_commit AFTER INSERT ON emails
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION stall_commit()`)
+}
+
+// StallOutcomes makes the COMMIT of an outcome write slow on db, as
+// StallCommits does an insert's: an UPDATE that takes a "gate N" row out of
+// sending (MarkSent, MarkFailed, MarkDead, Release; not a claim, nor a
+// lease's renewal) waits at gate N when it commits. A caller whose deadline
+// passes meanwhile gets an error, and the write commits once the gate
+// opens: an answer lost after the commit.
+func StallOutcomes(t testing.TB, db config.Postgres) {
+	t.Helper()
+	stall(t, db, `CREATE CONSTRAINT TRIGGER stall_outcome AFTER UPDATE ON emails
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+		WHEN (OLD.status = 'sending' AND NEW.status <> 'sending') EXECUTE FUNCTION stall_commit()`)
+}
+
+// stall creates on db the trigger function of StallCommits and
+// StallOutcomes, then trigger, which runs it.
+func stall(t testing.TB, db config.Postgres, trigger string) {
+	t.Helper()
 	conn := connect(t, db)
 	defer conn.Close(context.Background())
 	_, err := conn.Exec(context.Background(), `
-		CREATE FUNCTION stall_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		CREATE OR REPLACE FUNCTION stall_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 		DECLARE gate text := substring(NEW.assunto FROM '^gate (\d+)');
 		BEGIN
 			IF gate IS NOT NULL THEN
@@ -41,8 +62,7 @@ func StallCommits(t testing.TB, db config.Postgres) {
 			END IF;
 			RETURN NULL;
 		END $$;
-		CREATE CONSTRAINT TRIGGER stall_commit AFTER INSERT ON emails
-			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION stall_commit();`)
+		`+trigger)
 	if err != nil {
 		t.Fatalf("stall commits: %v", err)
 	}
