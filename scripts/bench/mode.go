@@ -351,8 +351,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		m.E2ESustainedSkipped = skip
 		b.log.printf("[%s] %s: skipped: %s", mode, sustained, skip)
 	} else {
-		b.log.printf("[%s] %s at %.0f req/s for %s: %.1f × the median %s %.0f msg/s %v (information, not issue 14's rate)",
-			mode, sustained, pace.Rate, s.E2EDuration, pace.Factor, pace.Source, pace.DrainMedian, pace.Drains)
+		b.log.printf("[%s] %s at %.0f req/s for %s: %.1f × the median %s, %s msg/s (information, not issue 14's rate)",
+			mode, sustained, pace.Rate, s.E2EDuration, pace.Factor, pace.Source, withRuns(pace.DrainMedian, pace.Drains, "%.0f"))
 		e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e-sustained", mode, 1), pace.Rate, s.E2EDuration.D(), s.E2EMaxInFlight)
 		e.DrainRateChoice = &pace
 		m.E2ESustained = &e
