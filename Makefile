@@ -116,11 +116,14 @@ BUILDX_VERSION := $(call module_version,$(BUILDX_TOOLS),github.com/docker/buildx
 PROMETHEUS_MODULE_VERSION := $(call module_version,$(PROMETHEUS_TOOLS),github.com/prometheus/prometheus)
 PROMETHEUS_VERSION := $(shell echo '$(PROMETHEUS_MODULE_VERSION)' | \
 	awk -F. '{ sub(/^v0/, "", $$1); printf "%d.%d.%s", $$2 / 100, $$2 % 100, $$3 }')
-# Where the docker CLI looks for plugins.
-CLI_PLUGINS_DIR := $(or $(DOCKER_CONFIG),$(HOME)/.docker)/cli-plugins
+# The plugins' own Docker configuration directory: the compose test runs the
+# docker CLI with DOCKER_CONFIG set to it (deploy/composetest.EngineEnv, on
+# the engine your own configuration selects), so your ~/.docker and the
+# plugins in it are neither used nor overwritten.
+CLI_PLUGINS_DIR := $(BIN_DIR)/docker-config/cli-plugins
 DOCKER_PLUGINS := $(CLI_PLUGINS_DIR)/docker-compose $(CLI_PLUGINS_DIR)/docker-buildx
 
-docker-tools: $(DOCKER_PLUGINS) $(BIN_DIR)/prometheus ## Build and install the docker-compose and docker-buildx CLI plugins, build bin/prometheus (minutes on a cold cache)
+docker-tools: $(DOCKER_PLUGINS) $(BIN_DIR)/prometheus ## Build the docker-compose and docker-buildx CLI plugins into bin/docker-config/cli-plugins (the compose test's own, never ~/.docker's), build bin/prometheus (minutes on a cold cache)
 
 $(BIN_DIR)/docker-compose: $(COMPOSE_TOOLS)/go.mod $(COMPOSE_TOOLS)/go.sum
 	cd $(COMPOSE_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \

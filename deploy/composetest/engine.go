@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
@@ -41,6 +43,42 @@ func CommandEnv(getenv func(string) string, extra map[string]string) []string {
 		env = append(env, k+"="+extra[k])
 	}
 	return env
+}
+
+// PluginConfigDir is the Docker configuration directory under binDir (the
+// Makefile's BIN_DIR) whose cli-plugins hold the project's own Compose and
+// buildx (`make docker-tools` installs them there). The docker commands of
+// the tests read it as DOCKER_CONFIG (EngineEnv), so that the user's
+// ~/.docker, its plugins included, is neither used nor written.
+func PluginConfigDir(binDir string) string { return filepath.Join(binDir, "docker-config") }
+
+// EngineEnv is CommandEnv for a docker CLI that reads configDir
+// (PluginConfigDir) as its configuration, against the engine the caller's
+// own configuration selects. configDir has no contexts, so that engine,
+// from the caller's DOCKER_CONTEXT, DOCKER_HOST or current context (`docker
+// context inspect`, run with the caller's configuration), is given as
+// DOCKER_HOST, and DOCKER_CONTEXT is dropped. A context's TLS material is
+// not carried over: for an engine behind TLS, set DOCKER_HOST,
+// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, which pass through.
+func EngineEnv(ctx context.Context, getenv func(string) string, configDir string, extra map[string]string) ([]string, error) {
+	own := &Engine{Env: CommandEnv(getenv, nil)}
+	out, err := own.Run(ctx, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}")
+	if err != nil {
+		return nil, fmt.Errorf("the engine of your docker configuration: %w", err)
+	}
+	host := strings.TrimSpace(out)
+	if host == "" {
+		return nil, errors.New("the engine of your docker configuration: `docker context inspect` names no docker endpoint")
+	}
+	all := map[string]string{"DOCKER_CONFIG": configDir, "DOCKER_HOST": host}
+	maps.Copy(all, extra)
+	withoutContext := func(k string) string {
+		if k == "DOCKER_CONTEXT" {
+			return ""
+		}
+		return getenv(k)
+	}
+	return CommandEnv(withoutContext, all), nil
 }
 
 // Run runs `docker args...` and returns its standard output. A failure's

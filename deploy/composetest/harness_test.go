@@ -79,12 +79,20 @@ func newHarness(t *testing.T) *harness {
 	ctx := context.Background()
 	_, err := exec.LookPath("docker")
 	need(t, err, "docker CLI")
-	e := &Engine{Dir: root, Env: CommandEnv(os.Getenv, nil)}
+	binDir := os.Getenv("BIN_DIR")
+	if binDir == "" {
+		binDir = filepath.Join(root, "bin")
+	}
+	// The project's own plugins, never the user's (~/.docker).
+	dockerConfig := PluginConfigDir(binDir)
+	env, err := EngineEnv(ctx, os.Getenv, dockerConfig, nil)
+	need(t, err, "docker CLI and configuration")
+	e := &Engine{Dir: root, Env: env}
 	version, err := e.ServerVersion(ctx)
 	need(t, err, "Docker Engine (start dockerd; scripts/ci-deps.sh does)")
 	for _, plugin := range [][]string{{"compose", "version", "--short"}, {"buildx", "version"}} {
 		out, err := e.Run(ctx, plugin...)
-		need(t, err, "docker "+plugin[0]+" plugin (make docker-tools)")
+		need(t, err, "docker "+plugin[0]+" plugin in "+dockerConfig+"/cli-plugins (make docker-tools)")
 		t.Logf("docker %s: %s", plugin[0], strings.TrimSpace(out))
 	}
 	t.Logf("Docker Engine %s", version)
@@ -93,10 +101,6 @@ func newHarness(t *testing.T) *harness {
 		need(t, err, ".secrets/"+s+" (make secrets)")
 	}
 
-	binDir := os.Getenv("BIN_DIR")
-	if binDir == "" {
-		binDir = filepath.Join(root, "bin")
-	}
 	goroot, err := exec.Command("go", "env", "GOROOT").Output()
 	if err != nil {
 		t.Fatalf("go env GOROOT: %v", err)
@@ -132,7 +136,9 @@ func newHarness(t *testing.T) *harness {
 	h.env["TELEMETRIA_BORDA_SUBNET"] = freeSubnet(t, e)
 
 	name := "carteiro-composetest-" + randomHex(4)
-	h.engine = &Engine{Dir: root, Env: CommandEnv(os.Getenv, h.env)}
+	env, err = EngineEnv(ctx, os.Getenv, dockerConfig, h.env)
+	need(t, err, "docker CLI and configuration")
+	h.engine = &Engine{Dir: root, Env: env}
 	h.project = &Project{Engine: h.engine, Dir: root, Files: composeFiles, Name: name}
 	h.topo, err = LoadTopology(ctx, root, composeFiles, h.env)
 	if err != nil {

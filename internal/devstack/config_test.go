@@ -330,8 +330,11 @@ func TestSetupDatabase(t *testing.T) {
 		t.Errorf("role %s: login %v, database owner %s; want a login role owning its database", name, login, owner)
 	}
 	c.DB.AdminUser = "no_such_admin_" + name
-	if err := c.SetupDatabase(context.Background()); err == nil || !strings.Contains(err.Error(), "DB_ADMIN_USER") {
-		t.Errorf("unknown admin: got %v, want an error pointing at DB_ADMIN_USER", err)
+	err = c.SetupDatabase(context.Background())
+	for _, want := range []string{"DB_ADMIN_USER", "~/.pgpass", "DB_ADMIN_HOST", "SKIP_DB_SETUP=1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("unknown admin: got %v, want an error naming %s", err, want)
+		}
 	}
 }
 

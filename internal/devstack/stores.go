@@ -65,7 +65,8 @@ func (c Config) adminConn(ctx context.Context, what, skip string) (*pgx.Conn, er
 	}
 	admin, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("could not connect to Postgres at %s:%s as %s to %s (is it running? set DB_ADMIN_USER, or %s): %w",
+		return nil, fmt.Errorf("could not connect to Postgres at %s:%s as %s to %s (is it running? set DB_ADMIN_USER and its password "+
+			"(PGPASSWORD or ~/.pgpass), or DB_ADMIN_HOST to the server's socket directory for peer authentication, or %s; README \"Run it\"): %w",
 			c.DB.AdminHost, c.DB.Port, c.DB.AdminUser, what, skip, err)
 	}
 	return admin, nil

@@ -28,7 +28,7 @@
 //                 id still unread at the end counts in verify_errors.
 //   SLO_P95_MS / SLO_P99_MS / SLO_FAILED_RATE   default 1000 / 2500 / 0.01
 //     (refusals are cheap: nginx answers 429 at once, the api 503 within
-//     2 s)
+//     3 × DB_QUERY_TIMEOUT, 4.5 s with the defaults; usually far sooner)
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import { Counter } from 'k6/metrics';

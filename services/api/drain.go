@@ -24,8 +24,9 @@ import (
 //     "Connection: close", so the proxy puts no connection back in its pool;
 //  2. closes its listener: a new connection is refused, which nginx retries
 //     on the other api (the request was never sent). With SHUTDOWN_DELAY it
-//     first keeps accepting that long, for a Kubernetes Service to stop
-//     routing new connections here;
+//     first keeps accepting that long, for a load balancer that learns of
+//     the stop on its own (Kubernetes waits before SIGTERM instead: the
+//     manifests' preStop sleep, with SHUTDOWN_DELAY 0);
 //  3. waits until the proxy has closed its idle connections (nginx's
 //     upstream keepalive_timeout, shorter than SHUTDOWN_DRAIN) or used
 //     them once more, at most SHUTDOWN_DRAIN;

@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log.Info("listener closed", "listener", "public")
 	left := stop.wait(cfg.ShutdownDrain)
 	log.Info("drained", "connections_left", left)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), config.APIShutdownTimeout)
 	defer cancel()
 	_ = public.Shutdown(shutdownCtx)
 	_ = internal.Shutdown(shutdownCtx)

@@ -17,9 +17,11 @@ import (
 )
 
 // clientTimeout is the longest a POST may take: the api promises an answer
-// (202 or 503) within about 2 s, or 12 s when its COMMIT is in doubt
-// (README "How delivery works"), and nginx gives up at 15 s, so a request
-// still open after this is a failure, not a slow success.
+// (202 or 503) within 3 × DB_QUERY_TIMEOUT (4.5 s with the defaults: the
+// group-commit queue, the batch, a retry of each row alone), or 8 × (12 s)
+// when its COMMIT is in doubt (README "How delivery works"), and nginx
+// gives up at 15 s, so a request still open after this is a failure, not
+// a slow success.
 const clientTimeout = 15 * time.Second
 
 // result is one POST.

@@ -30,9 +30,10 @@ type API struct {
 	// ShutdownDelay is how long the api, after SIGTERM, keeps accepting
 	// connections (answering each with "Connection: close") before it
 	// closes its listener: for load balancers that learn of a stopping
-	// process on their own, as Kubernetes Services do (a built-in preStop
-	// sleep). 0 closes the listener at once, which nginx with several
-	// apis in its upstream prefers.
+	// process on their own and are not told to wait otherwise. Kubernetes
+	// has its own wait, before SIGTERM (the kubelet's preStop sleep, which
+	// the manifests use), so its api keeps this 0. 0 closes the listener
+	// at once, which nginx with several apis in its upstream prefers.
 	ShutdownDelay time.Duration
 }
 
@@ -73,6 +74,20 @@ type Outbox struct {
 	// RepublishAfter is how long a published but untouched message waits
 	// before it is published again, in case the stream lost it.
 	RepublishAfter time.Duration
+}
+
+// APIShutdownTimeout is how long the api, once its listener is closed and
+// its keep-alive connections drained, waits for the requests still in
+// flight (http.Server.Shutdown) before it returns.
+const APIShutdownTimeout = 10 * time.Second
+
+// StopTime is the longest the api takes from SIGTERM to exit:
+// ShutdownDelay, then ShutdownDrain, then APIShutdownTimeout. A
+// supervisor's grace period (compose's stop_grace_period; Kubernetes'
+// terminationGracePeriodSeconds, which counts a preStop hook's time too)
+// must exceed it, or the requests in flight are cut off by SIGKILL.
+func (c API) StopTime() time.Duration {
+	return c.ShutdownDelay + c.ShutdownDrain + APIShutdownTimeout
 }
 
 // WriteTimeout is the api's http.Server WriteTimeout, the time a request

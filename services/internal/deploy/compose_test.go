@@ -684,35 +684,71 @@ func TestSecretsAreFiles(t *testing.T) {
 	}
 }
 
+// The queue's command (sh -c) in both compose files: each password is
+// read from its secret into a shell variable, escaped for Redis' config
+// syntax (a backslash before every quote and backslash), and handed to
+// redis-server as configuration on its standard input (`redis-server -`, a
+// here-document), never as an argument. The overlay adds the two exporter
+// lines.
+const (
+	queuePasswordLine    = `password=$(sed 's/[\\"]/\\&/g' /run/secrets/redis_password) &&`
+	queueExporterLine    = `exporter=$(sed 's/[\\"]/\\&/g' /run/secrets/redis_exporter_password) &&`
+	queueRequirepassLine = `requirepass "$password"`
+	queueUserPrefix      = `user carteiro-exporter on ">$exporter" `
+)
+
+// queueScript is the queue's sh -c script in p.
+func queueScript(t *testing.T, p *types.Project) string {
+	t.Helper()
+	cmd := p.Services["queue"].Command
+	if len(cmd) != 3 || cmd[0] != "sh" || cmd[1] != "-c" {
+		t.Fatalf("queue command: got %q, want sh -c <script>", []string(cmd))
+	}
+	return cmd[2]
+}
+
 // TestQueueConfig: Redis requires a password read from the secret, with
-// both files, and its clients authenticate with the same secret. The
-// overlay's exporter user is TestQueueOverlay's.
+// both files, given on its standard input, and its clients authenticate
+// with the same secret. The overlay's exporter user is TestQueueOverlay's;
+// that the script runs as intended is TestQueueCommand's.
 func TestQueueConfig(t *testing.T) {
 	for label, p := range projects(t) {
 		t.Run(label, func(t *testing.T) {
 			q := p.Services["queue"]
-			cmd := strings.Join(q.Command, " ")
-			if label == "base+observability" {
-				cmd, _, _ = strings.Cut(cmd, exporterUserArg)
-			}
-			for _, want := range []string{
-				"--requirepass",
-				"/run/secrets/redis_password",
-				"--appendonly yes",
-				"--maxmemory-policy noeviction",
-			} {
-				if !strings.Contains(cmd, want) {
-					t.Errorf("queue command: got %q, want it to contain %q", cmd, want)
+			lines := strings.Split(queueScript(t, p), "\n")
+			var exec, config []string
+			for i, l := range lines {
+				if strings.HasPrefix(l, "exec redis-server ") {
+					exec = strings.Fields(l)
+					config = lines[i+1:]
+					break
 				}
+			}
+			// The arguments: settings only, stdin read as configuration.
+			if len(exec) < 3 || exec[2] != "-" || exec[len(exec)-1] != "<<EOF" {
+				t.Fatalf("queue command: got exec line %q, want `exec redis-server - <settings> <<EOF`", exec)
+			}
+			args := strings.Join(exec[3:len(exec)-1], " ")
+			for _, want := range []string{"--appendonly yes", "--maxmemory-policy noeviction"} {
+				if !strings.Contains(args, want) {
+					t.Errorf("redis-server arguments: got %q, want them to contain %q", args, want)
+				}
+			}
+			if regexp.MustCompile(`(?i)pass|--user|secret|\$`).MatchString(args) {
+				t.Errorf("redis-server arguments: got %q, want no password, user or variable in them", args)
 			}
 			// The password is the secret's content, set once, and nothing
 			// turns authentication off again.
-			requirepass := regexp.MustCompile(`--requirepass\s+"\$\(cat /run/secrets/redis_password\)"(\s|$)`)
-			if !requirepass.MatchString(cmd) || strings.Count(cmd, "requirepass") != 1 {
-				t.Errorf("queue command: got %q, want exactly one --requirepass \"$(cat /run/secrets/redis_password)\"", cmd)
+			if lines[0] != queuePasswordLine {
+				t.Errorf("queue command: got first line %q, want %q", lines[0], queuePasswordLine)
 			}
-			if regexp.MustCompile(`(?i)nopass|--protected-mode\s+no|--enable-debug-command|--user\s`).MatchString(cmd) {
-				t.Errorf("queue command: got %q, want no passwordless user, debug command or protected-mode off", cmd)
+			if len(config) == 0 || config[0] != queueRequirepassLine || config[len(config)-1] != "EOF" {
+				t.Errorf("redis-server configuration: got %q, want %q first and EOF last", config, queueRequirepassLine)
+			}
+			script := strings.Join(lines, "\n")
+			if strings.Count(script, "requirepass") != 1 ||
+				regexp.MustCompile(`(?i)nopass|protected-mode\s+no|enable-debug-command`).MatchString(script) {
+				t.Errorf("queue command: got %q, want one requirepass, no passwordless user, debug command or protected-mode off", script)
 			}
 			// redis-cli must take the password from REDISCLI_AUTH, filled from the
 			// secret, never from `-a` on its command line.
@@ -742,19 +778,25 @@ func TestQueueConfig(t *testing.T) {
 	}
 }
 
-// exporterUserArg opens the overlay's definition of redis_exporter's ACL
-// user on the queue's command line.
-const exporterUserArg = ` --user carteiro-exporter on ">$(cat /run/secrets/redis_exporter_password)" `
-
 // TestQueueOverlay: the overlay's queue runs the core command unchanged,
 // plus one ACL user for redis_exporter whose password is its own secret and
 // whose rules are the native stack's (devstack.RedisExporterACL).
 func TestQueueOverlay(t *testing.T) {
-	base := strings.Join(loadProject(t, baseFile).Services["queue"].Command, " ")
-	merged := strings.Join(loadProject(t, baseFile, observabilityFile).Services["queue"].Command, " ")
-	core, user, ok := strings.Cut(merged, exporterUserArg)
-	if !ok || core != base {
-		t.Fatalf("queue command with overlay: got %q, want the core command %q followed by%s<rules>", merged, base, exporterUserArg)
+	base := queueScript(t, loadProject(t, baseFile))
+	var core []string
+	user := ""
+	for _, l := range strings.Split(queueScript(t, loadProject(t, baseFile, observabilityFile)), "\n") {
+		switch {
+		case l == queueExporterLine:
+		case strings.HasPrefix(l, queueUserPrefix) && user == "":
+			user = strings.TrimPrefix(l, queueUserPrefix)
+		default:
+			core = append(core, l)
+		}
+	}
+	if got := strings.Join(core, "\n"); got != base || user == "" {
+		t.Fatalf("queue command with overlay: got %q without the exporter's lines (user rules %q), want the core command %q with %q and %q<rules>",
+			got, user, base, queueExporterLine, queueUserPrefix)
 	}
 	var rules []string
 	for _, r := range strings.Fields(user) {
@@ -872,9 +914,6 @@ func TestServiceEnvironment(t *testing.T) {
 				t.Errorf("%s env %s: got %q (set=%v), want %q", name, k, got, ok, want[name][k])
 			}
 		}
-	}
-	if got := p.Services["worker"].StopGracePeriod; got == nil || got.String() != "30s" {
-		t.Errorf("worker stop_grace_period: got %v, want %v", got, "30s")
 	}
 	var dbVolumes []string
 	for _, v := range p.Services["db"].Volumes {
@@ -1260,17 +1299,43 @@ func wantMount(t *testing.T, svc types.ServiceConfig, src, target string) {
 // built from (scripts/tools/go.mod). Jaeger tags each release twice: Go
 // module v1.N.x is Jaeger v2.(N-63).x (v1.63.0 = v2.0.0).
 func TestJaegerVersion(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "tools", "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^\s*github\.com/jaegertracing/jaeger v1\.([0-9]+)\.([0-9]+)\b`).FindSubmatch(b)
+	m := toolsModuleVersion(t, "github.com/jaegertracing/jaeger", `v1\.([0-9]+)\.([0-9]+)`)
 	if m == nil {
 		t.Skip("scripts/tools/go.mod has no github.com/jaegertracing/jaeger v1.x: update this test's version mapping")
 	}
-	minor, _ := strconv.Atoi(string(m[1]))
+	minor, _ := strconv.Atoi(m[1])
 	want := fmt.Sprintf("jaegertracing/jaeger:2.%d.%s", minor-63, m[2])
 	if got := readDotEnv(t)["JAEGER_IMAGE"]; got != want {
 		t.Errorf(".env JAEGER_IMAGE: got %q, want %q (scripts/tools/go.mod has jaeger v1.%s.%s)", got, want, m[1], m[2])
 	}
+}
+
+// TestMailpitVersion: the compose Mailpit image is the release bin/mailpit
+// is built from (scripts/tools/go.mod), the one make dev runs and the
+// compose test's stand-in carries. Mailpit's image tags are its module's.
+func TestMailpitVersion(t *testing.T) {
+	m := toolsModuleVersion(t, "github.com/axllent/mailpit", `v[0-9]+\.[0-9]+\.[0-9]+`)
+	if m == nil {
+		t.Fatal("scripts/tools/go.mod requires no github.com/axllent/mailpit vX.Y.Z: it builds bin/mailpit")
+	}
+	if got, want := readDotEnv(t)["MAILPIT_IMAGE"], "axllent/mailpit:"+m[0]; got != want {
+		t.Errorf(".env MAILPIT_IMAGE: got %q, want %q (scripts/tools/go.mod has mailpit %s)", got, want, m[0])
+	}
+}
+
+// toolsModuleVersion finds module's requirement in scripts/tools/go.mod
+// and matches its version against the regular expression version: the
+// version and its submatches, or nil when the module is not required at a
+// version version matches.
+func toolsModuleVersion(t *testing.T, module, version string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "tools", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(module) + ` (` + version + `)\b`).FindStringSubmatch(string(b))
+	if m == nil {
+		return nil
+	}
+	return m[1:]
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -189,6 +190,22 @@ func kubeRules() []kubeRule {
 			check: checkPreStop,
 			breaks: func(t *testing.T, m *manifest) {
 				m.editPod(t, "frontend", func(p *corev1.PodSpec) { p.Containers[0].Lifecycle = nil })
+			},
+		},
+		{
+			name:  "the api waits once before closing its listener: the preStop sleep, SHUTDOWN_DELAY 0",
+			check: checkAPIStop,
+			breaks: func(t *testing.T, m *manifest) {
+				m.editPod(t, "app", func(p *corev1.PodSpec) {
+					p.Containers[0].Env = append(p.Containers[0].Env, corev1.EnvVar{Name: "SHUTDOWN_DELAY", Value: "5s"})
+				})
+			},
+		},
+		{
+			name:  "the api's grace period outlasts its preStop sleep and its stop (SHUTDOWN_DRAIN, Shutdown)",
+			check: checkAPIStop,
+			breaks: func(t *testing.T, m *manifest) {
+				m.editPod(t, "app", func(p *corev1.PodSpec) { p.TerminationGracePeriodSeconds = ptr[int64](15) })
 			},
 		},
 		{
@@ -493,6 +510,32 @@ func checkWorkerGrace(t *testing.T, m *manifest) []string {
 		return []string{fmt.Sprintf("terminationGracePeriodSeconds %v: want more than WORKER_SHUTDOWN_TIMEOUT %s", grace, cfg.ShutdownTimeout)}
 	}
 	return nil
+}
+
+// checkAPIStop: the api's pod waits for the Service to forget it once,
+// with the kubelet's preStop sleep (README "Restarts without errors"), not
+// again with SHUTDOWN_DELAY after SIGTERM; its grace period, which counts
+// the sleep, outlasts the sleep and the api's StopTime.
+func checkAPIStop(t *testing.T, m *manifest) []string {
+	w := m.workload(t, "app")
+	c := container(t, &w.pod.Spec, "api")
+	cfg, err := config.LoadAPI(configEnv(t, m.env(t, c)))
+	if err != nil {
+		return []string{fmt.Sprintf("api configuration: %v", err)}
+	}
+	var out []string
+	var sleep time.Duration
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+		sleep = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	}
+	if sleep == 0 || cfg.ShutdownDelay != 0 {
+		out = append(out, fmt.Sprintf("preStop sleep %s, SHUTDOWN_DELAY %s: want the sleep alone", sleep, cfg.ShutdownDelay))
+	}
+	grace := w.pod.Spec.TerminationGracePeriodSeconds
+	if need := sleep + cfg.StopTime(); grace == nil || time.Duration(*grace)*time.Second <= need {
+		out = append(out, fmt.Sprintf("terminationGracePeriodSeconds %v: want more than the preStop sleep and the api's stop, %s", grace, need))
+	}
+	return out
 }
 
 func checkTopologySpread(t *testing.T, m *manifest) []string {

@@ -53,7 +53,6 @@ var kubeOnlyEnv = map[string]string{
 	"WORKER_SHUTDOWN_TIMEOUT": "its default, written out beside the grace period that must exceed it",
 	"SMTP_USERNAME":           "production: the relay's account (compose sends to Mailpit)",
 	"SMTP_PASSWORD_FILE":      "production: the relay's password, from the Secret carteiro-smtp",
-	"SHUTDOWN_DELAY":          "a Service may route new connections to a stopping pod a moment longer; compose's nginx has the one api",
 }
 
 // composeOnlyEnv are variables compose sets that the manifests do not.

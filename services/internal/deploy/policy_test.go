@@ -136,16 +136,53 @@ func TestPolicyAPINotReachable(t *testing.T) {
 var (
 	// a URL with a password: scheme://user:password@host
 	urlCredentials = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@`)
-	// a password flag followed by a value that is not read from a secret
-	passwordFlag = regexp.MustCompile(`(?i)(--requirepass|--masterauth|--pass(?:word)?|(?:^|\s)-a)[=\s]+("[^"]*"|'[^']*'|\S+)`)
-	// an environment assignment in a shell command: PGPASSWORD=x
-	passwordAssign = regexp.MustCompile(`(?i)\b[A-Z_]*(?:PASSWORD|PASS|SECRET|TOKEN|AUTH)=("[^"]*"|'[^']*'|[^\s"']*)`)
+	// a password flag, or Redis' requirepass directive opening a line of
+	// configuration (a here-document), followed by its value
+	passwordFlag = regexp.MustCompile(`(?im)(--requirepass|--masterauth|--pass(?:word)?|(?:^|\s)-a|^requirepass)[=\s]+("[^"]*"|'[^']*'|\S+)`)
+	// an environment or shell assignment: PGPASSWORD=x, password=$(...)
+	passwordAssign = regexp.MustCompile(`(?i)\b[A-Z_]*(?:PASSWORD|PASS|SECRET|TOKEN|AUTH)=(\$\([^)]*\)|"[^"]*"|'[^']*'|[^\s"']*)`)
+	// a command substitution that reads a compose secret: its content, or
+	// its content escaped by sed
+	secretRead = regexp.MustCompile(`^\$\((?:cat|sed '[^']*') /run/secrets/[a-z_]+\)$`)
+	// a shell variable assigned a command substitution
+	shellAssign = regexp.MustCompile(`(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\$\([^)]*\))`)
+	// a shell variable's value
+	shellVar = regexp.MustCompile(`^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$`)
 )
 
-// fromSecret reports whether a shell value is read from a compose secret.
-func fromSecret(v string) bool {
-	v = strings.Trim(v, `"'`)
-	return strings.HasPrefix(v, "$(cat /run/secrets/") || strings.HasPrefix(v, "/run/secrets/")
+// inlineCredentials lists the credentials text (a shell command, a
+// healthcheck, a label) gives inline rather than from /run/secrets: a
+// value is from a secret when it reads one ($(cat /run/secrets/x), or sed
+// on it), names its path, or is a shell variable text assigns such a read.
+func inlineCredentials(text string) []string {
+	secretVars := map[string]bool{}
+	for _, m := range shellAssign.FindAllStringSubmatch(text, -1) {
+		if secretRead.MatchString(m[2]) {
+			secretVars[m[1]] = true
+		}
+	}
+	fromSecret := func(v string) bool {
+		v = strings.Trim(v, `"'`)
+		if m := shellVar.FindStringSubmatch(v); m != nil {
+			return secretVars[m[1]]
+		}
+		return strings.HasPrefix(v, "/run/secrets/") || secretRead.MatchString(v)
+	}
+	var out []string
+	for _, m := range passwordFlag.FindAllStringSubmatch(text, -1) {
+		if !fromSecret(m[2]) {
+			out = append(out, "a password inline ("+strings.TrimSpace(m[1])+" "+m[2]+")")
+		}
+	}
+	for _, m := range passwordAssign.FindAllStringSubmatch(text, -1) {
+		if !fromSecret(m[1]) {
+			out = append(out, strings.TrimSpace(m[0])+" inline")
+		}
+	}
+	if urlCredentials.MatchString(text) {
+		out = append(out, "a URL with a password")
+	}
+	return out
 }
 
 // TestPolicyNoInlineCredentials: no password in a command line, a
@@ -165,18 +202,8 @@ func TestPolicyNoInlineCredentials(t *testing.T) {
 					texts = append(texts, k+"="+v)
 				}
 				for _, text := range texts {
-					for _, m := range passwordFlag.FindAllStringSubmatch(text, -1) {
-						if !fromSecret(m[2]) {
-							t.Errorf("%q: got a password inline (%s %s), want it read from /run/secrets", text, strings.TrimSpace(m[1]), m[2])
-						}
-					}
-					for _, m := range passwordAssign.FindAllStringSubmatch(text, -1) {
-						if !fromSecret(m[1]) {
-							t.Errorf("%q: got %s inline, want it read from /run/secrets", text, strings.TrimSpace(m[0]))
-						}
-					}
-					if urlCredentials.MatchString(text) {
-						t.Errorf("%q: got a URL with a password, want none", text)
+					for _, c := range inlineCredentials(text) {
+						t.Errorf("%q: got %s, want it read from /run/secrets", text, c)
 					}
 				}
 				for _, k := range sortedKeys(svc.Environment) {
@@ -215,15 +242,14 @@ func TestPolicyHelpers(t *testing.T) {
 		{`pg_isready -h 127.0.0.1 -p 5432 -U carteiro -d carteiro`, false},
 		{`--nginx.scrape-uri=http://frontend:8081/nginx-status`, false},
 		{`wget http://u:p@host/`, true},
+		{"password=$(sed 's/[\\\\\"]/\\\\&/g' /run/secrets/redis_password) &&\nexec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", false},
+		{"password=$(cat /run/secrets/redis_password) && exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", false},
+		{"exec redis-server - <<EOF\nrequirepass hunter2\nEOF", true},
+		{"exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
+		{"password=hunter2 && exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
+		{"password=$(echo hunter2) && exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
 	} {
-		bad := urlCredentials.MatchString(c.text)
-		for _, m := range passwordFlag.FindAllStringSubmatch(c.text, -1) {
-			bad = bad || !fromSecret(m[2])
-		}
-		for _, m := range passwordAssign.FindAllStringSubmatch(c.text, -1) {
-			bad = bad || !fromSecret(m[1])
-		}
-		if bad != c.bad {
+		if bad := len(inlineCredentials(c.text)) > 0; bad != c.bad {
 			t.Errorf("%q: inline credential %v, want %v", c.text, bad, c.bad)
 		}
 	}
