@@ -40,11 +40,13 @@
 //     and the term that chose it are printed and recorded; then accepted →
 //     sent latency from the rows' timestamps (target p99 ≤ 500 ms) and the
 //     highest queue depth seen. Then, after a settle, the same load for the
-//     same BENCH_E2E_DURATION at the drain's own pace: 0.8 × the mode's
-//     median rate of phase 3's drains of queued rows, the latency carteiro
-//     delivers when it is not overloaded (issue 14's rate may exceed what
-//     the drain sustains on the machine, and then its p99 measures the
-//     run's length). That run is information beside the targets, with no
+//     same BENCH_E2E_DURATION at the drain's own pace: 0.8 × the stack's
+//     capacity to accept and deliver at once, 1 ÷ (1 ÷ the highest median
+//     json+key accept rate + 1 ÷ the median rate of phase 3's drains of
+//     queued rows) (both share the same cores), the latency carteiro
+//     delivers when it keeps up (issue 14's rate may exceed what the
+//     drain sustains on the machine, and then its p99 measures the run's
+//     length). That run is information beside the targets, with no
 //     target of its own; it is skipped, with the reason printed and
 //     recorded, when phase 3 recorded no drain or a rate below 1/s;
 //  5. RSS of api and worker: VmRSS and VmHWM (the kernel's peak) of every

@@ -338,9 +338,9 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	}
 
 	// Phase 4 again at the drain's pace: the latency carteiro delivers
-	// when it is not overloaded (information; issue 14's rate is above).
+	// when it keeps up (information; issue 14's rate is above).
 	const sustained = "end to end at the drain's pace"
-	pace, skip := chooseDrainE2ERate(m.Delivery)
+	pace, skip := chooseDrainE2ERate(m.Delivery, choice.MaxAccept)
 	if skip == "" {
 		if err := settle(sustained); err != nil {
 			note(sustained, err)
@@ -351,8 +351,8 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		m.E2ESustainedSkipped = skip
 		b.log.printf("[%s] %s: skipped: %s", mode, sustained, skip)
 	} else {
-		b.log.printf("[%s] %s at %.0f req/s for %s: %.1f × the median %s, %s msg/s (information, not issue 14's rate)",
-			mode, sustained, pace.Rate, s.E2EDuration, pace.Factor, pace.Source, withRuns(pace.DrainMedian, pace.Drains, "%.0f"))
+		b.log.printf("[%s] %s at %.0f req/s for %s: %.1f × 1 ÷ (1 ÷ accept %.0f + 1 ÷ drain %s) = %.1f × %.0f msg/s (information, not issue 14's rate)",
+			mode, sustained, pace.Rate, s.E2EDuration, pace.Factor, pace.MaxAccept, withRuns(pace.DrainMedian, pace.Drains, "%.0f"), pace.Factor, pace.Capacity)
 		e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e-sustained", mode, 1), pace.Rate, s.E2EDuration.D(), s.E2EMaxInFlight)
 		e.DrainRateChoice = &pace
 		m.E2ESustained = &e

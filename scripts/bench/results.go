@@ -63,7 +63,8 @@ type modeResult struct {
 	DeliveryRoundRateSource []float64 `json:"phase3_round_ratios_smtp_source"`
 
 	// E2E is phase 4 at issue 14's rate; E2ESustained the same load
-	// afterwards at the drain's pace (0.8 × DeliveryMedian, information),
+	// afterwards at the drain's pace (0.8 × the capacity to accept and
+	// deliver at once: e2eDrainRate; information),
 	// or E2ESustainedSkipped why it did not run.
 	E2E                 *e2eRun `json:"phase4_end_to_end,omitempty"`
 	E2ESustained        *e2eRun `json:"phase4_end_to_end_sustained,omitempty"`

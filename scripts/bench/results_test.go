@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -87,26 +88,34 @@ func TestChooseE2ERate(t *testing.T) {
 }
 
 func TestChooseDrainE2ERate(t *testing.T) {
+	three := []deliveryRun{{Round: 1, Rate: 1200}, {Round: 2, Rate: 1000}, {Round: 3, Rate: 1100}}
 	for _, tc := range []struct {
-		name   string
-		drains []deliveryRun
-		rate   float64
-		median float64
-		skip   string
+		name      string
+		drains    []deliveryRun
+		maxAccept float64
+		rate      float64
+		capacity  float64
+		median    float64
+		skip      string
 	}{
-		{"median of three", []deliveryRun{{Round: 1, Rate: 1200}, {Round: 2, Rate: 1000}, {Round: 3, Rate: 1100}}, 880, 1100, ""},
-		{"median of two", []deliveryRun{{Round: 1, Rate: 400}, {Round: 3, Rate: 600}}, 400, 500, ""},
-		{"exactly 1 request/s", []deliveryRun{{Round: 1, Rate: 1.25}}, 1, 1.25, ""},
-		{"below 1 request/s", []deliveryRun{{Round: 1, Rate: 1}}, 0.8, 1, "0.8 × the drain's 1.00 msg/s is below 1 request/s"},
-		{"no rate", []deliveryRun{{Round: 1}}, 0, 0, "phase 3's drains measured no rate"},
-		{"no drain", nil, 0, 0, "phase 3 recorded no drain (it did not run, or no drain delivered every message)"},
+		// 1 ÷ (1/4400 + 1/1100) = 880; 0.8 × 880 = 704.
+		{"median of three, with accept", three, 4400, 704, 880, 1100, ""},
+		{"median of three, no accept figure", three, 0, 880, 1100, 1100, ""},
+		// 1 ÷ (1/500 + 1/500) = 250.
+		{"median of two, accept as fast", []deliveryRun{{Round: 1, Rate: 400}, {Round: 3, Rate: 600}}, 500, 200, 250, 500, ""},
+		{"exactly 1 request/s", []deliveryRun{{Round: 1, Rate: 1.25}}, 0, 1, 1.25, 1.25, ""},
+		{"below 1 request/s", []deliveryRun{{Round: 1, Rate: 2}}, 2, 0.8, 1, 2, "0.8 × the capacity 1.00 msg/s is below 1 request/s"},
+		{"no rate", []deliveryRun{{Round: 1}}, 1000, 0, 0, 0, "phase 3's drains measured no rate"},
+		{"no drain", nil, 1000, 0, 0, 0, "phase 3 recorded no drain (it did not run, or no drain delivered every message)"},
 	} {
-		got, skip := chooseDrainE2ERate(tc.drains)
-		if got.Rate != tc.rate || got.DrainMedian != tc.median || skip != tc.skip {
-			t.Errorf("%s: got rate %v median %v skip %q, want %v %v %q", tc.name, got.Rate, got.DrainMedian, skip, tc.rate, tc.median, tc.skip)
+		got, skip := chooseDrainE2ERate(tc.drains, tc.maxAccept)
+		if math.Abs(got.Rate-tc.rate) > 1e-9 || math.Abs(got.Capacity-tc.capacity) > 1e-9 || got.DrainMedian != tc.median || skip != tc.skip {
+			t.Errorf("%s: got rate %v capacity %v median %v skip %q, want %v %v %v %q",
+				tc.name, got.Rate, got.Capacity, got.DrainMedian, skip, tc.rate, tc.capacity, tc.median, tc.skip)
 		}
-		if got.Source != e2eDrainSource || got.Factor != 0.8 || len(got.Drains) != len(tc.drains) {
-			t.Errorf("%s: got source %q factor %v drains %v, want %q 0.8 and one rate per drain", tc.name, got.Source, got.Factor, got.Drains, e2eDrainSource)
+		if got.Source != e2eDrainSource || got.Factor != 0.8 || got.MaxAccept != tc.maxAccept || len(got.Drains) != len(tc.drains) {
+			t.Errorf("%s: got source %q factor %v max accept %v drains %v, want %q 0.8 %v and one rate per drain",
+				tc.name, got.Source, got.Factor, got.MaxAccept, got.Drains, e2eDrainSource, tc.maxAccept)
 		}
 	}
 }
@@ -175,7 +184,7 @@ func TestPrintTableE2E(t *testing.T) {
 		"offered rate (issue 14's): min(½ max accept, 0.8 × smtp-source)",
 		"4 at the drain's pace",
 		"not issue 14's rate",
-		"76 = 0.8 × 95 [100 95 91] msg/s",
+		"76 = 0.8 × 1 ÷ (1 ÷ 1200 + 1 ÷ 103 [110 103 98])",
 		"skipped: phase 3 recorded no drain",
 		"30 / 60 / 80 / 95",
 		"80 ms at 76 req/s",

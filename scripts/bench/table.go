@@ -157,14 +157,14 @@ func printTable(w io.Writer, res *results) {
 			}
 			return fmt.Sprintf("%.0f = min(½ × %.0f %s, 0.8 × %.0f): %s", c.Rate, c.MaxAccept, c.AcceptSet, c.SMTPSource/0.8, c.ChosenBy)
 		})
-	e2eRows("4 at the drain's pace", "offered rate, information, not issue 14's rate: 0.8 × median of phase 3's drain of queued rows",
+	e2eRows("4 at the drain's pace", "offered rate, information, not issue 14's rate: 0.8 × 1 ÷ (1 ÷ max json+key accept + 1 ÷ median drain of queued rows)",
 		func(m *modeResult) (*e2eRun, string) { return m.E2ESustained, m.E2ESustainedSkipped },
 		func(e *e2eRun) string {
 			c := e.DrainRateChoice
 			if c == nil {
 				return fmt.Sprintf("%.0f", e.TargetRate)
 			}
-			return fmt.Sprintf("%.0f = %.1f × %s msg/s", c.Rate, c.Factor, withRuns(c.DrainMedian, c.Drains, "%.0f"))
+			return fmt.Sprintf("%.0f = %.1f × 1 ÷ (1 ÷ %.0f + 1 ÷ %s)", c.Rate, c.Factor, c.MaxAccept, withRuns(c.DrainMedian, c.Drains, "%.0f"))
 		})
 	var after []string
 	for _, m := range res.Modes {

@@ -176,7 +176,12 @@ func drainPaceFigure(m *modeResult) target {
 		t.Measured, t.Status = e.AcceptedToSentMs.P99, statusInformation
 		t.MeasuredText = fmt.Sprintf("%.0f ms at %.0f req/s", t.Measured, e.TargetRate)
 		if c := e.DrainRateChoice; c != nil {
-			t.MeasuredText += fmt.Sprintf(" (%.1f × %s %.0f msg/s)", c.Factor, c.Source, c.DrainMedian)
+			if c.MaxAccept > 0 {
+				t.MeasuredText += fmt.Sprintf(" (%.1f × 1 ÷ (1 ÷ accept %.0f + 1 ÷ drain %.0f msg/s) = %.1f × %.0f msg/s)",
+					c.Factor, c.MaxAccept, c.DrainMedian, c.Factor, c.Capacity)
+			} else {
+				t.MeasuredText += fmt.Sprintf(" (%.1f × drain %.0f msg/s; no accept rate measured)", c.Factor, c.DrainMedian)
+			}
 		}
 	case m.E2ESustainedSkipped != "":
 		t.MeasuredText = "- (skipped: " + m.E2ESustainedSkipped + ")"

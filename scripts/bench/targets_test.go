@@ -23,7 +23,8 @@ func benchResults() *results {
 		Delivery: drains, DeliveryMedian: 95, SMTPSourceMedianRate: 100, DeliveryRatioSource: 0.95,
 		E2E: &e2eRun{TargetRate: 40, Sent: 400, AcceptedToSentMs: latencyMs{P99: 120}, RateChoice: &e2eRate{ChosenBy: "smtp-source"}},
 		E2ESustained: &e2eRun{TargetRate: 76, Sent: 1520, AcceptedToSentMs: latencyMs{P50: 30, P90: 60, P99: 80, Max: 95},
-			DrainRateChoice: &e2eDrainRate{Rate: 76, Source: e2eDrainSource, Factor: 0.8, DrainMedian: 95, Drains: []float64{100, 95, 91}}},
+			DrainRateChoice: &e2eDrainRate{Rate: 76, Source: e2eDrainSource, Factor: 0.8, Capacity: 95, MaxAccept: 1200,
+				DrainMedian: 103.17, Drains: []float64{110, 103.17, 98}}},
 		RSSSampled: &rssSampled{Processes: map[string]*rssPeak{"api": {RSSMiB: 40, HWMMiB: 41}, "worker": {RSSMiB: 30, HWMMiB: 65}}},
 		// A snapshot after the last sample saw more.
 		RSS: []rssSample{{After: "4", Procs: map[string]procMem{"api": {RSSMiB: 44, HWMMiB: 45}}}}}
@@ -86,7 +87,7 @@ func TestEvaluateTargets(t *testing.T) {
 		t.Errorf("e2e text %q does not give the rate and its term", g.MeasuredText)
 	}
 	if g := got["accepted → sent p99 at the drain's pace (not issue 14's rate) |  | off"]; g.Want != "none (information)" ||
-		!strings.Contains(g.MeasuredText, "80 ms at 76 req/s (0.8 × phase 3 drain of queued rows 95 msg/s)") {
+		!strings.Contains(g.MeasuredText, "80 ms at 76 req/s (0.8 × 1 ÷ (1 ÷ accept 1200 + 1 ÷ drain 103 msg/s) = 0.8 × 95 msg/s)") {
 		t.Errorf("drain's pace: got want %q, text %q; want no target and the rate with its source", g.Want, g.MeasuredText)
 	}
 	if g := got["accepted → sent p99 at the drain's pace (not issue 14's rate) |  | on"]; !strings.Contains(g.MeasuredText, "skipped: phase 3 recorded no drain") {
