@@ -39,7 +39,16 @@
 //     median smtp-source rate of phase 3), both of the same mode; the rate
 //     and the term that chose it are printed and recorded; then accepted →
 //     sent latency from the rows' timestamps (target p99 ≤ 500 ms) and the
-//     highest queue depth seen;
+//     highest queue depth seen. Then, after a settle, the same load for the
+//     same BENCH_E2E_DURATION at the drain's own pace: 0.8 × the stack's
+//     capacity to accept and deliver at once, 1 ÷ (1 ÷ the highest median
+//     json+key accept rate + 1 ÷ the median rate of phase 3's drains of
+//     queued rows) (both share the same cores), the latency carteiro
+//     delivers when it keeps up (issue 14's rate may exceed what the
+//     drain sustains on the machine, and then its p99 measures the run's
+//     length). That run is information beside the targets, with no
+//     target of its own; it is skipped, with the reason printed and
+//     recorded, when phase 3 recorded no drain or a rate below 1/s;
 //  5. RSS of api and worker: VmRSS and VmHWM (the kernel's peak) of every
 //     api and worker process sampled every second throughout the mode by
 //     a goroutine (peaks, and the phase the highest VmRSS was seen in),
@@ -62,7 +71,9 @@
 // (observability off); with observability on at most 15 % less accept
 // throughput per accept run; drain ≥ 0.8× smtp-source; the third drain
 // round within 10 % of the first with 100,000+ rows in emails; accepted →
-// sent p99 ≤ 500 ms at phase 4's rate; api and worker RSS ≤ 64 MiB.
+// sent p99 ≤ 500 ms at issue 14's rate (phase 4's first run); api and
+// worker RSS ≤ 64 MiB. Phase 4's p99 at the drain's pace is shown in the
+// block for information (status "information"), with nothing wanted of it.
 //
 // Timings are figures, never pass/fail: the exit status is non-zero only
 // when something broke (a component did not start, a request failed, a

@@ -261,7 +261,11 @@ func method(s settings) map[string]string {
 			"at min(½ the highest median json+key requests/s of phase 2, 0.8 × the median smtp-source msg/s of phase 3) (Go " +
 			"net/http, at most BENCH_E2E_MAX_IN_FLIGHT waiting at once, past which starts are late and counted); accepted → sent = sent_at - created_at of exactly those rows " +
 			"(percentile_cont); queue depth: the api's /metrics (carteiro_queue_depth, carteiro_outbox_unpublished) " +
-			"polled every second until the drain ends; waiting = queued + sending + failed",
+			"polled every second until the drain ends; waiting = queued + sending + failed. Then, after a settle, the same " +
+			"load for as long at the drain's pace: 0.8 × 1 ÷ (1 ÷ the highest median json+key requests/s of phase 2 + 1 ÷ the " +
+			"median msg/s of phase 3's drains of queued rows), the stack's capacity to accept and deliver at once on the same cores, " +
+			"(phase4_end_to_end_sustained, drain_rate_choice; information, no target; skipped with the reason recorded " +
+			"when phase 3 recorded no drain)",
 		"phase5": "VmRSS (and VmHWM, the peak) from /proc/<pid>/status of the api and worker processes named by " +
 			"DEV_DIR's pid files, at the end of each phase; the worker restarts in phase 3",
 	}

@@ -62,7 +62,13 @@ type modeResult struct {
 	DeliveryRatioSource     float64   `json:"phase3_ratio_delivery_to_smtp_source"`
 	DeliveryRoundRateSource []float64 `json:"phase3_round_ratios_smtp_source"`
 
-	E2E *e2eRun `json:"phase4_end_to_end,omitempty"`
+	// E2E is phase 4 at issue 14's rate; E2ESustained the same load
+	// afterwards at the drain's pace (0.8 × the capacity to accept and
+	// deliver at once: e2eDrainRate; information),
+	// or E2ESustainedSkipped why it did not run.
+	E2E                 *e2eRun `json:"phase4_end_to_end,omitempty"`
+	E2ESustained        *e2eRun `json:"phase4_end_to_end_sustained,omitempty"`
+	E2ESustainedSkipped string  `json:"phase4_end_to_end_sustained_skipped,omitempty"`
 
 	RSS []rssSample `json:"phase5_rss"`
 	// RSSSampled is every api and worker process sampled every second
@@ -236,6 +242,9 @@ func (res *results) compare() {
 	res.Comparison["delivery_rate_on_over_off"] = ratio(on.DeliveryMedian, off.DeliveryMedian)
 	if off.E2E != nil && on.E2E != nil {
 		res.Comparison["e2e_p99_on_over_off"] = ratio(on.E2E.AcceptedToSentMs.P99, off.E2E.AcceptedToSentMs.P99)
+	}
+	if off.E2ESustained != nil && on.E2ESustained != nil {
+		res.Comparison["e2e_sustained_p99_on_over_off"] = ratio(on.E2ESustained.AcceptedToSentMs.P99, off.E2ESustained.AcceptedToSentMs.P99)
 	}
 }
 

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -80,6 +83,115 @@ func TestChooseE2ERate(t *testing.T) {
 	} {
 		if got := chooseE2ERate(tc.sets, tc.smtpSource); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestChooseDrainE2ERate(t *testing.T) {
+	three := []deliveryRun{{Round: 1, Rate: 1200}, {Round: 2, Rate: 1000}, {Round: 3, Rate: 1100}}
+	for _, tc := range []struct {
+		name      string
+		drains    []deliveryRun
+		maxAccept float64
+		rate      float64
+		capacity  float64
+		median    float64
+		skip      string
+	}{
+		// 1 ÷ (1/4400 + 1/1100) = 880; 0.8 × 880 = 704.
+		{"median of three, with accept", three, 4400, 704, 880, 1100, ""},
+		{"median of three, no accept figure", three, 0, 880, 1100, 1100, ""},
+		// 1 ÷ (1/500 + 1/500) = 250.
+		{"median of two, accept as fast", []deliveryRun{{Round: 1, Rate: 400}, {Round: 3, Rate: 600}}, 500, 200, 250, 500, ""},
+		{"exactly 1 request/s", []deliveryRun{{Round: 1, Rate: 1.25}}, 0, 1, 1.25, 1.25, ""},
+		{"below 1 request/s", []deliveryRun{{Round: 1, Rate: 2}}, 2, 0.8, 1, 2, "0.8 × the capacity 1.00 msg/s is below 1 request/s"},
+		{"no rate", []deliveryRun{{Round: 1}}, 1000, 0, 0, 0, "phase 3's drains measured no rate"},
+		{"no drain", nil, 1000, 0, 0, 0, "phase 3 recorded no drain (it did not run, or no drain delivered every message)"},
+	} {
+		got, skip := chooseDrainE2ERate(tc.drains, tc.maxAccept)
+		if math.Abs(got.Rate-tc.rate) > 1e-9 || math.Abs(got.Capacity-tc.capacity) > 1e-9 || got.DrainMedian != tc.median || skip != tc.skip {
+			t.Errorf("%s: got rate %v capacity %v median %v skip %q, want %v %v %v %q",
+				tc.name, got.Rate, got.Capacity, got.DrainMedian, skip, tc.rate, tc.capacity, tc.median, tc.skip)
+		}
+		if got.Source != e2eDrainSource || got.Factor != 0.8 || got.MaxAccept != tc.maxAccept || len(got.Drains) != len(tc.drains) {
+			t.Errorf("%s: got source %q factor %v max accept %v drains %v, want %q 0.8 %v and one rate per drain",
+				tc.name, got.Source, got.Factor, got.MaxAccept, got.Drains, e2eDrainSource, tc.maxAccept)
+		}
+	}
+}
+
+// TestE2ESustainedResults checks phase 4's two runs side by side in the
+// results: each under its own key with its own rate choice, the skip's
+// reason, and the on ÷ off ratio of each.
+func TestE2ESustainedResults(t *testing.T) {
+	res := benchResults()
+	b, err := json.Marshal(res.Modes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var modes []map[string]json.RawMessage
+	if err := json.Unmarshal(b, &modes); err != nil {
+		t.Fatal(err)
+	}
+	var issue, pace map[string]json.RawMessage
+	if err := json.Unmarshal(modes[0]["phase4_end_to_end"], &issue); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(modes[0]["phase4_end_to_end_sustained"], &pace); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := issue["rate_choice"]; !ok {
+		t.Errorf("phase4_end_to_end: got keys %v, want rate_choice", slices.Sorted(maps.Keys(issue)))
+	}
+	if _, ok := pace["rate_choice"]; ok {
+		t.Errorf("phase4_end_to_end_sustained has issue 14's rate_choice")
+	}
+	var choice e2eDrainRate
+	if err := json.Unmarshal(pace["drain_rate_choice"], &choice); err != nil || choice.Rate != 76 || choice.Source != e2eDrainSource {
+		t.Errorf("drain_rate_choice: got %+v (%v), want rate 76 from %q", choice, err, e2eDrainSource)
+	}
+	for _, k := range []string{"target_rps", "accepted_to_sent_ms", "client_latency_ms", "max_queue_depth", "non_202", "transport_errors"} {
+		if _, ok := pace[k]; !ok {
+			t.Errorf("phase4_end_to_end_sustained: %s missing", k)
+		}
+	}
+	var skipped string
+	if err := json.Unmarshal(modes[1]["phase4_end_to_end_sustained_skipped"], &skipped); err != nil || skipped == "" {
+		t.Errorf("on: got skip reason %q (%v), want one", skipped, err)
+	}
+	if _, ok := modes[1]["phase4_end_to_end_sustained"]; ok {
+		t.Errorf("on: a skipped run recorded")
+	}
+	if _, ok := res.Comparison["e2e_sustained_p99_on_over_off"]; ok {
+		t.Errorf("on ÷ off of the drain's pace without an on run")
+	}
+	res.Modes[1].E2ESustained = &e2eRun{AcceptedToSentMs: latencyMs{P99: 120}}
+	res.compare()
+	if got := res.Comparison["e2e_sustained_p99_on_over_off"]; got != 1.5 {
+		t.Errorf("e2e_sustained_p99_on_over_off: got %v, want 1.5", got)
+	}
+}
+
+// TestPrintTableE2E checks the table shows both of phase 4's runs, says
+// which rate is the drain's pace, and why a run was skipped.
+func TestPrintTableE2E(t *testing.T) {
+	res := benchResults()
+	res.Targets = evaluateTargets(res)
+	var b strings.Builder
+	printTable(&b, res)
+	out := b.String()
+	for _, want := range []string{
+		"offered rate (issue 14's): min(½ max accept, 0.8 × smtp-source)",
+		"4 at the drain's pace",
+		"not issue 14's rate",
+		"76 = 0.8 × 1 ÷ (1 ÷ 1200 + 1 ÷ 103 [110 103 98])",
+		"skipped: phase 3 recorded no drain",
+		"30 / 60 / 80 / 95",
+		"80 ms at 76 req/s",
+		statusInformation,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table: %q missing in\n%s", want, out)
 		}
 	}
 }

@@ -114,36 +114,58 @@ func printTable(w io.Writer, res *results) {
 		}
 		return strings.Join(src, ", ") + "; " + strings.Join(drain, ", ")
 	})
-	e2e := func(f func(e *e2eRun) string) func(m *modeResult) string {
-		return func(m *modeResult) string {
-			if m.E2E == nil {
+	// Phase 4's two runs, each in the same rows; a run that did not
+	// happen shows why in its first row.
+	e2eRows := func(phase, rateFigure string, pick func(m *modeResult) (run *e2eRun, skipped string), rate func(e *e2eRun) string) {
+		cell := func(f func(e *e2eRun) string) func(m *modeResult) string {
+			return func(m *modeResult) string {
+				if e, _ := pick(m); e != nil {
+					return f(e)
+				}
 				return "-"
 			}
-			return f(m.E2E)
 		}
+		perMode(phase, rateFigure, func(m *modeResult) string {
+			if e, skipped := pick(m); e == nil && skipped != "" {
+				return "skipped: " + skipped
+			}
+			return cell(rate)(m)
+		})
+		perMode("", "achieved req/s ("+e2eVariant+"), late starts", cell(func(e *e2eRun) string {
+			return fmt.Sprintf("%.0f, %d late", e.AchievedRate, e.Late)
+		}))
+		perMode("", "accepted→sent p50 / p90 / p99 / max ms", cell(func(e *e2eRun) string {
+			l := e.AcceptedToSentMs
+			return fmt.Sprintf("%.0f / %.0f / %.0f / %.0f", l.P50, l.P90, l.P99, l.Max)
+		}))
+		perMode("", "202 p50 / p99 ms", cell(func(e *e2eRun) string {
+			return fmt.Sprintf("%.1f / %.1f", e.ClientLatencyMs.P50, e.ClientLatencyMs.P99)
+		}))
+		perMode("", "max depth waiting / lag", cell(func(e *e2eRun) string {
+			return fmt.Sprintf("%.0f / %.0f", e.MaxDepth["waiting"], e.MaxDepth["lag"])
+		}))
+		perMode("", "errors / lost", cell(func(e *e2eRun) string {
+			return fmt.Sprintf("%d / %d", e.Errors(), max(0, e.Accepted-e.Sent))
+		}))
 	}
-	perMode("4 end to end", "offered rate: min(½ max accept, 0.8 × smtp-source)", e2e(func(e *e2eRun) string {
-		c := e.RateChoice
-		if c == nil {
-			return fmt.Sprintf("%.0f", e.TargetRate)
-		}
-		return fmt.Sprintf("%.0f = min(½ × %.0f %s, 0.8 × %.0f): %s", c.Rate, c.MaxAccept, c.AcceptSet, c.SMTPSource/0.8, c.ChosenBy)
-	}))
-	perMode("", "achieved req/s ("+e2eVariant+"), late starts", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%.0f, %d late", e.AchievedRate, e.Late)
-	}))
-	perMode("", "accepted→sent p50 / p99 ms", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%.0f / %.0f", e.AcceptedToSentMs.P50, e.AcceptedToSentMs.P99)
-	}))
-	perMode("", "202 p50 / p99 ms", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%.1f / %.1f", e.ClientLatencyMs.P50, e.ClientLatencyMs.P99)
-	}))
-	perMode("", "max depth waiting / lag", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%.0f / %.0f", e.MaxDepth["waiting"], e.MaxDepth["lag"])
-	}))
-	perMode("", "errors / lost", e2e(func(e *e2eRun) string {
-		return fmt.Sprintf("%d / %d", e.Errors(), max(0, e.Accepted-e.Sent))
-	}))
+	e2eRows("4 end to end", "offered rate (issue 14's): min(½ max accept, 0.8 × smtp-source)",
+		func(m *modeResult) (*e2eRun, string) { return m.E2E, "" },
+		func(e *e2eRun) string {
+			c := e.RateChoice
+			if c == nil {
+				return fmt.Sprintf("%.0f", e.TargetRate)
+			}
+			return fmt.Sprintf("%.0f = min(½ × %.0f %s, 0.8 × %.0f): %s", c.Rate, c.MaxAccept, c.AcceptSet, c.SMTPSource/0.8, c.ChosenBy)
+		})
+	e2eRows("4 at the drain's pace", "offered rate, information, not issue 14's rate: 0.8 × 1 ÷ (1 ÷ max json+key accept + 1 ÷ median drain of queued rows)",
+		func(m *modeResult) (*e2eRun, string) { return m.E2ESustained, m.E2ESustainedSkipped },
+		func(e *e2eRun) string {
+			c := e.DrainRateChoice
+			if c == nil {
+				return fmt.Sprintf("%.0f", e.TargetRate)
+			}
+			return fmt.Sprintf("%.0f = %.1f × 1 ÷ (1 ÷ %.0f + 1 ÷ %s)", c.Rate, c.Factor, c.MaxAccept, withRuns(c.DrainMedian, c.Drains, "%.0f"))
+		})
 	var after []string
 	for _, m := range res.Modes {
 		for _, r := range m.RSS {

@@ -7,7 +7,9 @@ import (
 
 // The targets of issue 14, each beside the figure measured for it: met,
 // not met, or not measured (this run has no figure for it, e.g. one round
-// or one observability mode). Figures, never the exit status.
+// or one observability mode). Figures, never the exit status. Beside them,
+// phase 4's run at the drain's pace, for information: issue 14 sets no
+// target at that rate, so none is invented for it.
 
 // The targets' thresholds.
 const (
@@ -26,6 +28,9 @@ const (
 	statusMet         = "met"
 	statusNotMet      = "not met"
 	statusNotMeasured = "not measured"
+	// statusInformation marks a figure shown beside the targets that
+	// has no target of its own (phase 4 at the drain's pace).
+	statusInformation = "information"
 )
 
 // target is one target for one subject (a variant, a process) in one
@@ -136,6 +141,9 @@ func evaluateTargets(res *results) []target {
 		}
 		add("accepted → sent p99 ≤ 500 ms", "", mode, fmt.Sprintf("≤ %.0f ms", targetE2EP99Ms), p99, text, p99 <= targetE2EP99Ms, ok)
 
+		// End to end at the drain's pace: information, no target.
+		out = append(out, drainPaceFigure(m))
+
 		// Memory.
 		for _, kind := range []string{"api", "worker"} {
 			peak, ok := m.RSSSampled.peak(kind)
@@ -154,6 +162,31 @@ func evaluateTargets(res *results) []target {
 		}
 	}
 	return out
+}
+
+// drainPaceFigure is phase 4's run at the drain's pace beside the
+// targets: its accepted → sent p99, status information (not measured when
+// it did not run), wanting nothing: issue 14 sets no target at that rate.
+func drainPaceFigure(m *modeResult) target {
+	t := target{Target: "accepted → sent p99 at the drain's pace (not issue 14's rate)", Observability: m.Observability,
+		Want: "none (information)", MeasuredText: "-", Status: statusNotMeasured}
+	e := m.E2ESustained
+	switch {
+	case e != nil && e.Sent > 0:
+		t.Measured, t.Status = e.AcceptedToSentMs.P99, statusInformation
+		t.MeasuredText = fmt.Sprintf("%.0f ms at %.0f req/s", t.Measured, e.TargetRate)
+		if c := e.DrainRateChoice; c != nil {
+			if c.MaxAccept > 0 {
+				t.MeasuredText += fmt.Sprintf(" (%.1f × 1 ÷ (1 ÷ accept %.0f + 1 ÷ drain %.0f msg/s) = %.1f × %.0f msg/s)",
+					c.Factor, c.MaxAccept, c.DrainMedian, c.Factor, c.Capacity)
+			} else {
+				t.MeasuredText += fmt.Sprintf(" (%.1f × drain %.0f msg/s; no accept rate measured)", c.Factor, c.DrainMedian)
+			}
+		}
+	case m.E2ESustainedSkipped != "":
+		t.MeasuredText = "- (skipped: " + m.E2ESustainedSkipped + ")"
+	}
+	return t
 }
 
 // flatness is the drain-flat target's figure.

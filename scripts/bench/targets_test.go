@@ -21,14 +21,18 @@ func benchResults() *results {
 		{Round: 3, Rate: 91, EmailsRows: 120_000}}
 	off := &modeResult{Observability: "off", CeilingMedianTPS: 1000, Accept: acceptSets(1200, 40),
 		Delivery: drains, DeliveryMedian: 95, SMTPSourceMedianRate: 100, DeliveryRatioSource: 0.95,
-		E2E:        &e2eRun{TargetRate: 40, Sent: 400, AcceptedToSentMs: latencyMs{P99: 120}, RateChoice: &e2eRate{ChosenBy: "smtp-source"}},
+		E2E: &e2eRun{TargetRate: 40, Sent: 400, AcceptedToSentMs: latencyMs{P99: 120}, RateChoice: &e2eRate{ChosenBy: "smtp-source"}},
+		E2ESustained: &e2eRun{TargetRate: 76, Sent: 1520, AcceptedToSentMs: latencyMs{P50: 30, P90: 60, P99: 80, Max: 95},
+			DrainRateChoice: &e2eDrainRate{Rate: 76, Source: e2eDrainSource, Factor: 0.8, Capacity: 95, MaxAccept: 1200,
+				DrainMedian: 103.17, Drains: []float64{110, 103.17, 98}}},
 		RSSSampled: &rssSampled{Processes: map[string]*rssPeak{"api": {RSSMiB: 40, HWMMiB: 41}, "worker": {RSSMiB: 30, HWMMiB: 65}}},
 		// A snapshot after the last sample saw more.
 		RSS: []rssSample{{After: "4", Procs: map[string]procMem{"api": {RSSMiB: 44, HWMMiB: 45}}}}}
 	on := &modeResult{Observability: "on", CeilingMedianTPS: 1000, Accept: acceptSets(1100, 60),
 		Delivery: drains[:1], DeliveryMedian: 70, SMTPSourceMedianRate: 100, DeliveryRatioSource: 0.7,
-		E2E: &e2eRun{TargetRate: 40, Sent: 400, AcceptedToSentMs: latencyMs{P99: 900}},
-		RSS: []rssSample{{After: "4", Procs: map[string]procMem{"api": {RSSMiB: 50, HWMMiB: 60}, "api-2": {HWMMiB: 70}}}}}
+		E2E:                 &e2eRun{TargetRate: 40, Sent: 400, AcceptedToSentMs: latencyMs{P99: 900}},
+		E2ESustainedSkipped: "phase 3 recorded no drain (it did not run, or no drain delivered every message)",
+		RSS:                 []rssSample{{After: "4", Procs: map[string]procMem{"api": {RSSMiB: 50, HWMMiB: 60}, "api-2": {HWMMiB: 70}}}}}
 	res := &results{Settings: settings{Conns: []int{16, 64}, AcceptRuns: plans}, Modes: []*modeResult{off, on}}
 	res.compare()
 	// json+key c64 with observability on: 20 % less.
@@ -60,6 +64,8 @@ func TestEvaluateTargets(t *testing.T) {
 		{"drain flat: third round within 10 % of the first, 100k+ rows |  | on", statusNotMeasured, 0},
 		{"accepted → sent p99 ≤ 500 ms |  | off", statusMet, 120},
 		{"accepted → sent p99 ≤ 500 ms |  | on", statusNotMet, 900},
+		{"accepted → sent p99 at the drain's pace (not issue 14's rate) |  | off", statusInformation, 80},
+		{"accepted → sent p99 at the drain's pace (not issue 14's rate) |  | on", statusNotMeasured, 0},
 		{"RSS ≤ 64 MiB throughout | api | off", statusMet, 45},
 		{"RSS ≤ 64 MiB throughout | worker | off", statusNotMet, 65},
 		{"RSS ≤ 64 MiB throughout | api | on", statusNotMet, 70},        // from the snapshots, api-2 included
@@ -74,11 +80,18 @@ func TestEvaluateTargets(t *testing.T) {
 			t.Errorf("%s: got %s %v (%s), want %s %v", tc.key, g.Status, g.Measured, g.MeasuredText, tc.status, tc.measured)
 		}
 	}
-	if n := len(got); n != 4*2+5+2*(1+1+1+2) {
-		t.Errorf("got %d targets, want %d", n, 4*2+5+2*(1+1+1+2))
+	if n := len(got); n != 4*2+5+2*(1+1+1+1+2) {
+		t.Errorf("got %d targets, want %d", n, 4*2+5+2*(1+1+1+1+2))
 	}
 	if g := got["accepted → sent p99 ≤ 500 ms |  | off"]; !strings.Contains(g.MeasuredText, "at 40 req/s (chosen by smtp-source)") {
 		t.Errorf("e2e text %q does not give the rate and its term", g.MeasuredText)
+	}
+	if g := got["accepted → sent p99 at the drain's pace (not issue 14's rate) |  | off"]; g.Want != "none (information)" ||
+		!strings.Contains(g.MeasuredText, "80 ms at 76 req/s (0.8 × 1 ÷ (1 ÷ accept 1200 + 1 ÷ drain 103 msg/s) = 0.8 × 95 msg/s)") {
+		t.Errorf("drain's pace: got want %q, text %q; want no target and the rate with its source", g.Want, g.MeasuredText)
+	}
+	if g := got["accepted → sent p99 at the drain's pace (not issue 14's rate) |  | on"]; !strings.Contains(g.MeasuredText, "skipped: phase 3 recorded no drain") {
+		t.Errorf("drain's pace skipped: got %q, want the reason", g.MeasuredText)
 	}
 }
 
