@@ -49,7 +49,8 @@ help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
 	@echo
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN { FS = ":.*## " } { printf "  %-11s %s\n", $$1, $$2 }'
+		awk 'BEGIN { FS = ":.*## " } { name[NR] = $$1; text[NR] = $$2; if (length($$1) > w) w = length($$1) } \
+			END { for (i = 1; i <= NR; i++) printf "  %-" w "s  %s\n", name[i], text[i] }'
 	@echo
 	@echo 'variables: OBS=1 (dev with Jaeger, Prometheus, Alertmanager and the exporters:'
 	@echo '                  make dev OBS=1; UIs on 127.0.0.1:16686, :9090 and :9093),'

@@ -74,17 +74,8 @@ func run(ctx context.Context, args, environ []string, stdout, log io.Writer) err
 		if err := s.Up(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintf(log, "devstack: stack is up: http://%s/", devstack.DialAddr(cfg.NginxListen))
-		if cfg.SkipMailpit {
-			fmt.Fprintln(log, " (Mailpit: skipped)")
-		} else {
-			fmt.Fprintf(log, " (Mailpit UI: http://%s/)\n", devstack.DialAddr(cfg.MailpitUIAddr))
-		}
-		if cfg.Observability {
-			fmt.Fprintf(log, "devstack: observability: Jaeger http://%s/ (OTLP %s), Prometheus http://%s/\n",
-				devstack.DialAddr(cfg.Jaeger.QueryAddr), cfg.Jaeger.OTLPHTTPAddr, devstack.DialAddr(cfg.Prometheus.Listen))
-		}
-		return nil
+		_, err := io.WriteString(log, cfg.Banner())
+		return err
 	case "down":
 		return s.Down(ctx)
 	case "status":

@@ -53,6 +53,14 @@ type Config struct {
 	APIHTTPAddrs        []string
 	APIInternalAddrs    []string
 	WorkerInternalAddrs []string
+	// ListenVars maps each address read from an address variable to that
+	// variable's name (the first one, when two give one address), so that
+	// a busy port's error names the knob that moves it.
+	ListenVars map[string]string
+	// SettingVars maps a component's setting to the variable the user
+	// sets it with, when that has another name: nginx's API_RATE_LIMIT
+	// comes from RATE_LIMIT unless API_RATE_LIMIT itself is given.
+	SettingVars map[string]string
 
 	MailpitSMTPAddr string   // MAILPIT_SMTP_ADDR 127.0.0.1:1025
 	MailpitUIAddr   string   // MAILPIT_UI_ADDR 127.0.0.1:8025
@@ -153,6 +161,16 @@ type ExporterSettings struct {
 type env struct {
 	vars map[string]string
 	err  []error
+	// listen records which variable gave each address (Config.ListenVars).
+	listen map[string]string
+}
+
+// listenVar records that variable name gave address a, unless another
+// did first.
+func (e *env) listenVar(a, name string) {
+	if _, ok := e.listen[a]; !ok {
+		e.listen[a] = name
+	}
 }
 
 func (e *env) get(name, def string) string {
@@ -201,6 +219,7 @@ func (e *env) addr(name, def string, zeroOK bool) string {
 	if err := checkListen(v, zeroOK); err != nil {
 		e.fail(name, "%v", err)
 	}
+	e.listenVar(v, name)
 	return v
 }
 
@@ -222,7 +241,7 @@ func checkListen(v string, zeroOK bool) error {
 // Relative DEV_DIR, BIN_DIR and WEB_ROOT are taken from the current
 // directory. Every bad value is reported, each naming its variable.
 func Load(root string, environ []string) (Config, error) {
-	e := &env{vars: map[string]string{}}
+	e := &env{vars: map[string]string{}, listen: map[string]string{}}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			if _, seen := e.vars[k]; !seen {
@@ -298,6 +317,10 @@ func Load(root string, environ []string) (Config, error) {
 	if r := c.Nginx.RateLimit; r != "on" && r != "off" {
 		e.fail("API_RATE_LIMIT", "got %q, want on or off", r)
 	}
+	c.SettingVars = map[string]string{}
+	if e.get("API_RATE_LIMIT", "") == "" {
+		c.SettingVars["API_RATE_LIMIT"] = "RATE_LIMIT"
+	}
 	if t := c.Nginx.Tracing; t != "native" && t != "otel" {
 		e.fail("NGINX_TRACING", "got %q, want native or otel", t)
 	}
@@ -359,6 +382,7 @@ func Load(root string, environ []string) (Config, error) {
 		shared = append(shared, "DB_PASSWORD="+c.DB.Password)
 	}
 	c.Environ = setEnv(c.Environ, shared...)
+	c.ListenVars = e.listen
 	return c, errors.Join(e.err...)
 }
 
@@ -414,6 +438,7 @@ func instanceAddrs(e *env, name, list string, n, step int) []string {
 		if err := checkListen(out[i], false); err != nil {
 			e.fail(name, "instance %d: %v", i+1, err)
 		}
+		e.listenVar(out[i], name)
 	}
 	return out
 }
@@ -467,4 +492,24 @@ func FindRoot(dir string) (string, error) {
 			return "", fmt.Errorf("%s is not inside the carteiro repository (no go.mod and nginx/ above it)", dir)
 		}
 	}
+}
+
+// Banner is what `make dev` prints once the stack is up: the form's and
+// Mailpit's addresses and, with OBS=1, Jaeger's (its API: the Jaeger built
+// from Go has no UI files), Prometheus's and the collector's OTLP endpoint,
+// the one to export spans to (Jaeger's own OTLP port takes the collector's
+// export only).
+func (c Config) Banner() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "devstack: stack is up: http://%s/", DialAddr(c.NginxListen))
+	if c.SkipMailpit {
+		b.WriteString(" (Mailpit: skipped)\n")
+	} else {
+		fmt.Fprintf(&b, " (Mailpit UI: http://%s/)\n", DialAddr(c.MailpitUIAddr))
+	}
+	if c.Observability {
+		fmt.Fprintf(&b, "devstack: observability: Jaeger http://%s/ (API: /api/traces/<trace id>), Prometheus http://%s/, OpenTelemetry Collector OTLP http://%s (gRPC %s)\n",
+			DialAddr(c.Jaeger.QueryAddr), DialAddr(c.Prometheus.Listen), DialAddr(c.Otelcol.OTLPHTTPAddr), DialAddr(c.Otelcol.OTLPGRPCAddr))
+	}
+	return b.String()
 }

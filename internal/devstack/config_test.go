@@ -31,6 +31,23 @@ func load(t *testing.T, env ...string) Config {
 	return c
 }
 
+// Each listen address maps to the variable that gives it, derived
+// instances' included, for the busy-port error.
+func TestListenVarsNameEachAddress(t *testing.T) {
+	c := load(t, "API_INSTANCES=2", "OBS=1")
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "NGINX_LISTEN", "127.0.0.1:8082": "NGINX_STATUS_ADDR",
+		"127.0.0.1:8081": "API_HTTP_ADDR", "127.0.0.1:8181": "API_HTTP_ADDR", "127.0.0.1:9201": "API_INTERNAL_ADDR",
+		"127.0.0.1:9102": "WORKER_INTERNAL_ADDR", "127.0.0.1:1025": "MAILPIT_SMTP_ADDR",
+		"127.0.0.1:4318": "OTELCOL_OTLP_HTTP_ADDR", "127.0.0.1:16686": "JAEGER_QUERY_ADDR",
+		"127.0.0.1:9090": "PROMETHEUS_LISTEN",
+	} {
+		if got := c.ListenVars[addr]; got != want {
+			t.Errorf("%s: got %q, want %q", addr, got, want)
+		}
+	}
+}
+
 func TestLoadDefaults(t *testing.T) {
 	c := load(t)
 	root := repoRoot(t)
@@ -345,4 +362,46 @@ func missing(t *testing.T, format string, args ...any) {
 		t.Fatalf("missing test dependency (CI must provide it): "+format, args...)
 	}
 	t.Skipf("missing test dependency: "+format, args...)
+}
+
+// The banner names the collector's OTLP endpoint, the one services export
+// to, not Jaeger's, which takes the collector's export only.
+func TestBannerNamesTheCollectorsOTLPEndpoint(t *testing.T) {
+	for _, tt := range []struct {
+		env       []string
+		want, not []string
+	}{
+		{nil, []string{"stack is up: http://127.0.0.1:8080/", "Mailpit UI: http://127.0.0.1:8025/"}, []string{"observability"}},
+		{[]string{"OBS=1"}, []string{"Jaeger http://127.0.0.1:16686/", "/api/traces/", "Prometheus http://127.0.0.1:9090/",
+			"OpenTelemetry Collector OTLP http://127.0.0.1:4318", "gRPC 127.0.0.1:4317"}, []string{"14318", "14317"}},
+		{[]string{"OBS=1", "OTELCOL_OTLP_HTTP_ADDR=:24318", "SKIP_MAILPIT=1"}, []string{"OTLP http://127.0.0.1:24318", "Mailpit: skipped"}, nil},
+	} {
+		got := load(t, tt.env...).Banner()
+		for _, w := range tt.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%v: got %q, want %q in it", tt.env, got, w)
+			}
+		}
+		for _, n := range tt.not {
+			if strings.Contains(got, n) {
+				t.Errorf("%v: got %q, want no %q in it", tt.env, got, n)
+			}
+		}
+	}
+}
+
+// nginx's API_RATE_LIMIT is named by the variable the user gives it with.
+func TestSettingVarsNameTheGivenVariable(t *testing.T) {
+	for _, tt := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "RATE_LIMIT"},
+		{[]string{"RATE_LIMIT=0"}, "RATE_LIMIT"},
+		{[]string{"API_RATE_LIMIT=off"}, ""},
+	} {
+		if got := load(t, tt.env...).SettingVars["API_RATE_LIMIT"]; got != tt.want {
+			t.Errorf("%v: got %q, want %q", tt.env, got, tt.want)
+		}
+	}
 }

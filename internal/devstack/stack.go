@@ -89,7 +89,7 @@ func (s *Stack) Up(ctx context.Context) error {
 		s.awaitReaped(c.Name)
 		for _, a := range c.Listen {
 			if !portZero(a) && !(s.Ports != nil && s.Ports.Held(a)) && accepting(a) {
-				missing = append(missing, fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or choose another address", c.Name, DialAddr(a)))
+				missing = append(missing, s.busy(c, a))
 			}
 		}
 	}
@@ -153,7 +153,8 @@ func (s *Stack) staleReason(name string, r record, err error) string {
 // checkDrift warns when a running component is not what this
 // configuration would start: other values of its own variables (a plain
 // `up` before an `up` with OBS=1), other arguments, other settings (nginx
-// rendered for another API_INSTANCES or RATE_LIMIT), or a program rebuilt
+// rendered for another API_INSTANCES or RATE_LIMIT; a setting is named by
+// the variable the user gives, Config.SettingVars), or a program rebuilt
 // since it started (/proc/<pid>/exe then ends in " (deleted)", see
 // proc_pid_exe(5)). Up leaves it running: restarting the caller's stack
 // behind its back is down's job.
@@ -179,13 +180,28 @@ func (s *Stack) checkDrift(c Component, r record) {
 		for _, kv := range c.Settings {
 			k, v, _ := strings.Cut(kv, "=")
 			if getenv(have, k) != v {
-				warn(fmt.Sprintf("another %s than this configuration's %q", k, v))
+				name := k
+				if given := s.Config.SettingVars[k]; given != "" {
+					name = given + " (" + k + ")"
+				}
+				warn(fmt.Sprintf("another %s than this configuration's %q", name, v))
 			}
 		}
 	}
 	if exe, err := os.Readlink("/proc/" + strconv.Itoa(p.PID) + "/exe"); err == nil && strings.HasSuffix(exe, " (deleted)") {
 		warn(fmt.Sprintf("a program since rebuilt or replaced (%s)", exe))
 	}
+}
+
+// busy is the error for c's listen address a, found in use by a process
+// this stack did not start: it names the variable that moves a, when the
+// configuration has one.
+func (s *Stack) busy(c Component, a string) error {
+	how := "choose another address"
+	if v := s.Config.ListenVars[a]; v != "" {
+		how = "set " + v + " to another address (make dev " + v + "=…)"
+	}
+	return fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or %s", c.Name, DialAddr(a), how)
 }
 
 // start prepares, launches and waits for one component.
@@ -200,7 +216,7 @@ func (s *Stack) start(ctx context.Context, c Component) error {
 			s.Ports.Release(a)
 		}
 		if !portZero(a) && accepting(a) {
-			return fmt.Errorf("%s: %s is already in use by another process (not one this DEV_DIR started); free it or choose another address", c.Name, DialAddr(a))
+			return s.busy(c, a)
 		}
 	}
 	for _, ext := range []string{extPID, extProc, extURL, extExit} {

@@ -326,6 +326,14 @@ func TestUpRefusesPortInUse(t *testing.T) {
 	if _, ok := s.Running("first"); ok {
 		t.Error("first started although web's address is busy")
 	}
+
+	// An address from the configuration: the error names its variable.
+	s = testStack(t, "NGINX_LISTEN="+ln.Addr().String())
+	s.Components = []Component{serving("nginx", ln.Addr().String(), 0)}
+	err = s.Up(context.Background())
+	if want := "set NGINX_LISTEN to another address"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Up: got %v, want %q", err, want)
+	}
 }
 
 // TestUpWarnsOfDrift: an Up that finds a component running as another
@@ -347,7 +355,7 @@ func TestUpWarnsOfDrift(t *testing.T) {
 	}
 	addr := reserve(t)
 	c := serving("web", addr, 0)
-	c.Path, c.Env, c.Settings = prog, []string{"MODE=a"}, []string{"API_UPSTREAM=127.0.0.1:1", "RATE=10r/s"}
+	c.Path, c.Env, c.Settings = prog, []string{"MODE=a"}, []string{"API_UPSTREAM=127.0.0.1:1", "RATE=10r/s", "API_RATE_LIMIT=on"}
 	s.Components = []Component{c}
 	if err := s.Up(context.Background()); err != nil {
 		t.Fatal(err)
@@ -372,18 +380,21 @@ func TestUpWarnsOfDrift(t *testing.T) {
 	d := c
 	d.Env = []string{"MODE=b"}
 	d.Args = append(slices.Clone(c.Args), "extra")
-	d.Settings = []string{"API_UPSTREAM=127.0.0.1:1; server 127.0.0.1:2", "RATE=10r/s"}
+	d.Settings = []string{"API_UPSTREAM=127.0.0.1:1; server 127.0.0.1:2", "RATE=10r/s", "API_RATE_LIMIT=off"}
 	s.Components = []Component{d}
 	log.Reset()
 	if err := s.Up(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`another MODE than this configuration's "b"`, "other arguments", "another API_UPSTREAM", "since rebuilt or replaced"} {
+	// API_RATE_LIMIT is named by the variable the user gives: RATE_LIMIT
+	// (the stack's configuration gives no API_RATE_LIMIT).
+	for _, want := range []string{`another MODE than this configuration's "b"`, "other arguments", "another API_UPSTREAM",
+		`another RATE_LIMIT (API_RATE_LIMIT) than this configuration's "off"`, "since rebuilt or replaced"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("Up of another configuration: got %q, want a warning with %q", log.String(), want)
 		}
 	}
-	if strings.Contains(log.String(), "another RATE") {
+	if strings.Contains(log.String(), "another RATE than") {
 		t.Errorf("got %q, want no warning for the unchanged RATE", log.String())
 	}
 	if q, _ := s.Running("web"); q != p {

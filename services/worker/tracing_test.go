@@ -162,12 +162,40 @@ func TestProcessingContinuesTheProducersTrace(t *testing.T) {
 	if roots != 1 {
 		t.Errorf("process spans for the old entry: got %d, want 1", roots)
 	}
-	// No span for the blocking polls.
+	// No span for the blocking polls, nor for connection setup: the
+	// first messages after the start are the ones whose sends open the
+	// pools' connections (pgx's connect; redis.dial, HELLO and the CLIENT
+	// SETINFO pipeline), inside their traces.
 	for _, s := range exp.GetSpans() {
 		if s.Name == "xreadgroup" || s.Name == "xpending" || s.Name == "xclaim" {
 			t.Errorf("got a %q span; polls must not be traced", s.Name)
 		}
+		if connectionSetup(s.Name) {
+			t.Errorf("got a %q span in trace %s; connection setup must not be traced", s.Name, s.SpanContext.TraceID())
+		}
 	}
+}
+
+// connectionSetup reports whether a span's name is that of a connection's
+// setup: pgx's (otelpgx) connect, or go-redis's (redisotel) dial, HELLO and
+// the pipeline after it (CLIENT SETINFO, SELECT, AUTH, CLIENT SETNAME).
+func connectionSetup(name string) bool {
+	switch name {
+	case "connect", "redis.dial", "hello", "auth":
+		return true
+	}
+	cmds, ok := strings.CutPrefix(name, "redis.pipeline ")
+	if !ok {
+		return false
+	}
+	for _, c := range strings.Fields(cmds) {
+		switch c {
+		case "client", "select", "auth", "hello":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // A retry and a dead letter show on the span as events and error status.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/carteiro/carteiro/services/internal/config"
+	smtpmail "github.com/carteiro/carteiro/services/internal/mail"
 	"github.com/carteiro/carteiro/services/internal/message"
 	"github.com/carteiro/carteiro/services/internal/outbox"
 	"github.com/carteiro/carteiro/services/internal/queue"
@@ -170,6 +172,47 @@ func TestDeliversMessageIntact(t *testing.T) {
 	body := decodeBody(t, m)
 	if body != mensagem && body != mensagem+"\n" && body != strings.ReplaceAll(mensagem, "\n", "\r\n") {
 		t.Errorf("body: got %q, want %q", body, mensagem)
+	}
+}
+
+// At the default LOG_LEVEL (info) each delivery leaves one line, as a
+// mail server logs its status=sent: the message, the attempt, the reply's
+// code (never its text) and the trace id the README's step 5 greps for.
+func TestSendIsLoggedAtInfo(t *testing.T) {
+	r := newRig(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	id := r.insert("logged", "once")
+	q := queue.New(r.redis.Client(), r.stream, "carteiro-workers")
+	carrier := map[string]string{"traceparent": "00-" + traceID + "-00f067aa0ba902b7-01"}
+	if err := q.Add(context.Background(), queue.Entry{MessageID: id, Carrier: carrier}); err != nil {
+		t.Fatal(err)
+	}
+	r.startWorker("w1")
+	r.waitStatus(id, message.StatusSent)
+	var sent []map[string]any
+	for _, line := range strings.Split(r.logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "worker: sent" {
+			sent = append(sent, rec)
+		}
+	}
+	if len(sent) != 1 {
+		t.Fatalf("\"worker: sent\" lines: got %d, want 1\n%s", len(sent), r.logs)
+	}
+	want := map[string]any{
+		"level": "INFO", "message_id": id, "attempt": 1.0, "token": 1.0,
+		"smtp_reply_code": float64(smtpmail.ReplyAccepted), "trace_id": traceID,
+	}
+	for k, v := range want {
+		if got := sent[0][k]; got != v {
+			t.Errorf("%s: got %v, want %v", k, got, v)
+		}
+	}
+	// go-smtp's reply to the final dot is "250 2.0.0 OK: queued".
+	for k, v := range sent[0] {
+		if s, ok := v.(string); ok && strings.Contains(s, "OK: queued") {
+			t.Errorf("%s: got %q, which carries the relay's reply text", k, s)
+		}
 	}
 }
 

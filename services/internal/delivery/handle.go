@@ -140,8 +140,8 @@ func (p *Pool) start(e queue.Entry) *job {
 
 // logOf is j's logger: the worker's, with the entry's ids and, once the
 // message is claimed, the attempt and its token. It is made on first use:
-// most jobs log nothing (a send's success is logged at debug level), and
-// a logger's attributes are formatted when it is made. A job is handled by
+// most jobs log only their send's success, which has its attributes
+// inline, and a logger's attributes are formatted when it is made. A job is handled by
 // one goroutine at a time (dispatch, a sender, the recorder), so the
 // cached logger needs no lock.
 func (p *Pool) logOf(j *job) *slog.Logger {
@@ -190,9 +190,13 @@ func (p *Pool) send(j *job) {
 	switch {
 	case sendErr == nil:
 		j.name, j.outcome = OutcomeSent, store.Outcome{Lease: lease, Kind: store.OutcomeSent}
-		if p.d.Log.Enabled(j.ctx, slog.LevelDebug) {
-			p.logOf(j).DebugContext(j.ctx, "worker: sent")
-		}
+		// Each delivery is logged, as a mail server logs its status=sent:
+		// the reply's code, not its text (which names the relay's hosts
+		// and queue ids; the span carries it). Attributes inline, with no
+		// logger made for the job: this is the line of every message.
+		p.d.Log.LogAttrs(j.ctx, slog.LevelInfo, "worker: sent",
+			slog.String("message_id", j.entry.MessageID), slog.String("stream_id", j.entry.StreamID),
+			slog.Int("attempt", c.Attempts), slog.Int64("token", c.Token), slog.Int("smtp_reply_code", mail.ReplyAccepted))
 	case sendCtx.Err() != nil:
 		// Interrupted here: the shutdown deadline, or the claim was lost.
 		// Not the relay's doing, so the attempt is given back.

@@ -132,6 +132,10 @@ func (s *Sender) Addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.
 // later change of MAIL_FROM does not change a message's Message-ID.
 func (s *Sender) MessageID(id string) string { return id + "@" + s.domain }
 
+// ReplyAccepted is the one reply code Send takes as the relay's acceptance
+// of a message: 250 to the final dot of DATA (RFC 5321 §4.3.2).
+const ReplyAccepted = 250
+
 // Send delivers m and returns the text of the server's 250 reply. A failure is
 // a transaction error (the relay's reply to MAIL, RCPT, DATA or the final
 // dot, or the connection failing meanwhile) or a connection error; see
@@ -158,8 +162,7 @@ func (s *Sender) Send(ctx context.Context, m Message) (reply string, err error) 
 				span.SetAttributes(attribute.Int("smtp.reply.code", code))
 			}
 		} else {
-			// Only 250 is accepted as the answer to the final dot.
-			span.SetAttributes(attribute.Int("smtp.reply.code", 250), attribute.String("smtp.reply.text", reply))
+			span.SetAttributes(attribute.Int("smtp.reply.code", ReplyAccepted), attribute.String("smtp.reply.text", reply))
 		}
 		span.End()
 	}()
@@ -237,7 +240,7 @@ func (s *Sender) transact(c *conn, msg *gomail.Msg) (string, error) {
 	if err != nil {
 		return "", transactionError{"final dot", err}
 	}
-	_, reply, err := c.client.Text.ReadResponse(250)
+	_, reply, err := c.client.Text.ReadResponse(ReplyAccepted)
 	if err != nil {
 		return "", transactionError{"final dot", err}
 	}

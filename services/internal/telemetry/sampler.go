@@ -60,7 +60,9 @@ func configuredSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 // a trace. Work done outside both, such as connection setup (go-redis's
 // redis.dial with its HELLO and CLIENT SETINFO, pgx's connect), pool
 // warm-up, the outbox relay's sweeps and the metrics collectors' queries,
-// makes no root span, so Jaeger shows only what users did.
+// makes no root span, so Jaeger shows only what users did. (Connection
+// setup done inside a request's or a delivery's context makes no span at
+// all: see PgxOption and InstrumentRedis.)
 //
 // A span whose parent is in the same process follows that parent: one not
 // recorded has no recorded children, whatever the configured sampler, so
