@@ -49,16 +49,16 @@ func TestLoadSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Duration.D() != 10*time.Second || s.N != 20000 || s.E2EDuration.D() != time.Minute || s.Rounds != 3 ||
-		strings.Join(s.Modes, ",") != "off,on" || s.WorkerConcurrency != 4 || s.DBName != "carteiro_bench" {
+		strings.Join(s.Modes, ",") != "off,on" || s.WorkerConcurrency != 8 || s.DBName != "carteiro_bench" {
 		t.Errorf("defaults = %+v", s)
 	}
 	s, err = loadSettings(env(map[string]string{"BENCH_DURATION": "3s", "BENCH_N": "2000",
-		"BENCH_E2E_DURATION": "10s", "BENCH_MODES": "on", "WORKER_CONCURRENCY": "8"}))
+		"BENCH_E2E_DURATION": "10s", "BENCH_MODES": "on", "WORKER_CONCURRENCY": "6"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Duration.D() != 3*time.Second || s.N != 2000 || s.E2EDuration.D() != 10*time.Second ||
-		strings.Join(s.Modes, ",") != "on" || s.WorkerConcurrency != 8 {
+		strings.Join(s.Modes, ",") != "on" || s.WorkerConcurrency != 6 {
 		t.Errorf("overrides = %+v", s)
 	}
 	for _, bad := range []map[string]string{

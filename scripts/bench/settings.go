@@ -27,8 +27,9 @@ type settings struct {
 	PgbenchThreads int `json:"pgbench_threads"`
 	// WrkThreads is wrk's -t.
 	WrkThreads int `json:"wrk_threads"`
-	// WorkerConcurrency is the worker's WORKER_CONCURRENCY, and the SMTP
-	// ceiling's number of connections.
+	// WorkerConcurrency is the worker's WORKER_CONCURRENCY (default 8, the
+	// worker's own default), and the SMTP ceilings' number of connections
+	// (net/smtp's, and smtp-source's -s).
 	WorkerConcurrency int `json:"worker_concurrency"`
 	// E2EMaxInFlight caps phase 4's requests in flight.
 	E2EMaxInFlight int `json:"e2e_max_in_flight"`
@@ -102,7 +103,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		PgbenchClients:    16,
 		PgbenchThreads:    2,
 		WrkThreads:        2,
-		WorkerConcurrency: num("WORKER_CONCURRENCY", 4, 1, 256),
+		WorkerConcurrency: num("WORKER_CONCURRENCY", 8, 1, 256),
 		AcceptWorker:      str("BENCH_ACCEPT_WORKER", "stop"),
 		Phases:            str("BENCH_PHASES", "all"),
 		Out:               str("BENCH_OUT", "bench/results.json"),

@@ -99,7 +99,7 @@ func LoadWorker(getenv func(string) string) (Worker, error) {
 		From:            address(r, "MAIL_FROM", "carteiro@carteiro.localhost"),
 		To:              address(r, "MAIL_TO", "contato@carteiro.localhost"),
 		Name:            r.string("WORKER_NAME", fmt.Sprintf("%s-%d", host, os.Getpid())),
-		Concurrency:     r.int("WORKER_CONCURRENCY", 4, 1, 256),
+		Concurrency:     r.int("WORKER_CONCURRENCY", 8, 1, 256),
 		Lease:           r.duration("WORKER_LEASE", 30*time.Second, time.Second),
 		MaxDeliveries:   r.int("WORKER_MAX_DELIVERIES", 5, 1, 1000),
 		OutcomeDelay:    r.duration("WORKER_OUTCOME_DELAY", 5*time.Millisecond, 0),

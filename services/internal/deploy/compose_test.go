@@ -882,7 +882,7 @@ func TestServiceEnvironment(t *testing.T) {
 			"INTERNAL_ADDR":      ":9102",
 			"SMTP_HOST":          "mail",
 			"SMTP_PORT":          "1025",
-			"WORKER_CONCURRENCY": "4",
+			"WORKER_CONCURRENCY": "8",
 			"MAIL_FROM":          "carteiro@carteiro.localhost",
 			"MAIL_TO":            "contato@carteiro.localhost",
 		},
