@@ -102,10 +102,18 @@ const WriteTimeout = 15 * time.Second
 // (resolveCommit).
 const requestQueryTimeouts = 8
 
+// answerMargin is the part of WriteTimeout kept for what is not the
+// store's: the write deadline starts when the request's headers are read,
+// before the store is reached, and the answer must still be written after
+// the store returns.
+const answerMargin = time.Second
+
 // maxQueryTimeout bounds the api's DB_QUERY_TIMEOUT so that a request
-// whose COMMIT is in doubt still learns its outcome within WriteTimeout
-// (1.875 s).
-const maxQueryTimeout = WriteTimeout / requestQueryTimeouts
+// whose COMMIT is in doubt still learns its outcome and writes it within
+// WriteTimeout: requestQueryTimeouts × it ≤ WriteTimeout − answerMargin
+// (1.75 s). At WriteTimeout / requestQueryTimeouts exactly, such a request
+// would outlive the deadline and get nginx's 504 instead of its outcome.
+const maxQueryTimeout = (WriteTimeout - answerMargin) / requestQueryTimeouts
 
 // LoadAPI reads the api's configuration through getenv.
 func LoadAPI(getenv func(string) string) (API, error) {
@@ -137,8 +145,8 @@ func LoadAPI(getenv func(string) string) (API, error) {
 			c.Postgres.MaxConns, c.GroupCommit.Flushers)
 	}
 	if c.Postgres.QueryTimeout > maxQueryTimeout {
-		r.fail("DB_QUERY_TIMEOUT", "%s is longer than %s: a request whose COMMIT is in doubt may take %d × DB_QUERY_TIMEOUT (queue, transaction, its row alone, statement_timeout = 4 ×, the outcome's resolution), which must fit the api's and nginx's %s",
-			c.Postgres.QueryTimeout, maxQueryTimeout, requestQueryTimeouts, WriteTimeout)
+		r.fail("DB_QUERY_TIMEOUT", "%s is longer than %s: a request whose COMMIT is in doubt may take %d × DB_QUERY_TIMEOUT (queue, transaction, its row alone, statement_timeout = 4 ×, the outcome's resolution), which must fit the api's and nginx's %s less %s to reach the store and write the answer",
+			c.Postgres.QueryTimeout, maxQueryTimeout, requestQueryTimeouts, WriteTimeout, answerMargin)
 	}
 	if c.Outbox.WakeDelay >= c.Outbox.SweepInterval {
 		r.fail("OUTBOX_WAKE_DELAY", "%s is not shorter than OUTBOX_SWEEP_INTERVAL=%s: the sweep would publish before a woken relay does",
