@@ -12,7 +12,8 @@ type API struct {
 	Postgres     Postgres
 	Redis        Redis
 	Outbox       Outbox
-	// JaegerURL, when set, is the Jaeger UI the pages link trace ids to.
+	// JaegerURL, when set, is the Jaeger UI the pages link trace ids to:
+	// an http(s) URL, or an absolute path on the page's own origin.
 	JaegerURL string
 	// GroupCommit batches concurrent inserts into shared transactions.
 	GroupCommit GroupCommit
@@ -124,7 +125,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		InternalAddr: r.addr("INTERNAL_ADDR", "127.0.0.1:9101", 0),
 		Postgres:     readPostgres(r),
 		Redis:        readRedis(r),
-		JaegerURL:    r.httpURL("JAEGER_UI_URL", ""),
+		JaegerURL:    r.linkURL("JAEGER_UI_URL", ""),
 		GroupCommit: GroupCommit{
 			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
 			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
