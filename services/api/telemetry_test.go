@@ -143,6 +143,29 @@ func TestCallerTraceContext(t *testing.T) {
 
 // postMessage posts a valid message to h, with traceparent when not
 // empty, and wants 202.
+// JAEGER_UI_URL may be an absolute URL or, for a Jaeger that nginx serves
+// on the page's own origin, an absolute path: trace_url is then a path the
+// page (and any client) resolves against the api's origin.
+func TestTraceURLFromJaegerURL(t *testing.T) {
+	for _, c := range []struct{ jaegerURL, want string }{
+		{"http://jaeger.test", "http://jaeger.test/trace/"},
+		{"https://jaeger.test/ui/", "https://jaeger.test/ui/trace/"},
+		{"/jaeger", "/jaeger/trace/"},
+		{"/jaeger/", "/jaeger/trace/"},
+	} {
+		tel, err := telemetry.Setup(context.Background(), "carteiro-api", func(string) string { return "" },
+			telemetry.WithSpanExporter(tracetest.NewInMemoryExporter()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := postMessage(t, NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, c.jaegerURL, config.TraceContextLink), "")
+		got := decodeBody[acceptedResponse](t, rec.Body.String())
+		if want := c.want + got.TraceID; got.TraceID == "" || got.TraceURL != want {
+			t.Errorf("%q: got trace_url %q, want %q", c.jaegerURL, got.TraceURL, want)
+		}
+	}
+}
+
 func postMessage(t *testing.T, h http.Handler, traceparent string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(jsonBody("a", "b")))

@@ -12,7 +12,8 @@ type API struct {
 	Postgres     Postgres
 	Redis        Redis
 	Outbox       Outbox
-	// JaegerURL, when set, is the Jaeger UI the pages link trace ids to.
+	// JaegerURL, when set, is the Jaeger UI the pages link trace ids to:
+	// an http(s) URL, or an absolute path on the page's own origin.
 	JaegerURL string
 	// GroupCommit batches concurrent inserts into shared transactions.
 	GroupCommit GroupCommit
@@ -102,10 +103,18 @@ const WriteTimeout = 15 * time.Second
 // (resolveCommit).
 const requestQueryTimeouts = 8
 
+// answerMargin is the part of WriteTimeout kept for what is not the
+// store's: the write deadline starts when the request's headers are read,
+// before the store is reached, and the answer must still be written after
+// the store returns.
+const answerMargin = time.Second
+
 // maxQueryTimeout bounds the api's DB_QUERY_TIMEOUT so that a request
-// whose COMMIT is in doubt still learns its outcome within WriteTimeout
-// (1.875 s).
-const maxQueryTimeout = WriteTimeout / requestQueryTimeouts
+// whose COMMIT is in doubt still learns its outcome and writes it within
+// WriteTimeout: requestQueryTimeouts × it ≤ WriteTimeout − answerMargin
+// (1.75 s). At WriteTimeout / requestQueryTimeouts exactly, such a request
+// would outlive the deadline and get nginx's 504 instead of its outcome.
+const maxQueryTimeout = (WriteTimeout - answerMargin) / requestQueryTimeouts
 
 // LoadAPI reads the api's configuration through getenv.
 func LoadAPI(getenv func(string) string) (API, error) {
@@ -116,7 +125,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		InternalAddr: r.addr("INTERNAL_ADDR", "127.0.0.1:9101", 0),
 		Postgres:     readPostgres(r),
 		Redis:        readRedis(r),
-		JaegerURL:    r.httpURL("JAEGER_UI_URL", ""),
+		JaegerURL:    r.linkURL("JAEGER_UI_URL", ""),
 		GroupCommit: GroupCommit{
 			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
 			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
@@ -137,8 +146,8 @@ func LoadAPI(getenv func(string) string) (API, error) {
 			c.Postgres.MaxConns, c.GroupCommit.Flushers)
 	}
 	if c.Postgres.QueryTimeout > maxQueryTimeout {
-		r.fail("DB_QUERY_TIMEOUT", "%s is longer than %s: a request whose COMMIT is in doubt may take %d × DB_QUERY_TIMEOUT (queue, transaction, its row alone, statement_timeout = 4 ×, the outcome's resolution), which must fit the api's and nginx's %s",
-			c.Postgres.QueryTimeout, maxQueryTimeout, requestQueryTimeouts, WriteTimeout)
+		r.fail("DB_QUERY_TIMEOUT", "%s is longer than %s: a request whose COMMIT is in doubt may take %d × DB_QUERY_TIMEOUT (queue, transaction, its row alone, statement_timeout = 4 ×, the outcome's resolution), which must fit the api's and nginx's %s less %s to reach the store and write the answer",
+			c.Postgres.QueryTimeout, maxQueryTimeout, requestQueryTimeouts, WriteTimeout, answerMargin)
 	}
 	if c.Outbox.WakeDelay >= c.Outbox.SweepInterval {
 		r.fail("OUTBOX_WAKE_DELAY", "%s is not shorter than OUTBOX_SWEEP_INTERVAL=%s: the sweep would publish before a woken relay does",

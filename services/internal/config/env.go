@@ -97,6 +97,37 @@ func (r *reader) addr(name, def string, minPort int) string {
 	return v
 }
 
+// hosts reads what host reads, or a comma-separated list of host names and
+// IPv4 addresses ("pg-a,pg-b"): pgx's multi-host form (pgconn.ParseConfig,
+// after libpq's §34.1.1.3 "Specifying Multiple Hosts"), tried in order with
+// one shared port. An IPv6 address in a list is an error: the URL would
+// need it in brackets, and url.Parse refuses a list that starts with one.
+func (r *reader) hosts(name, def string) string {
+	v := r.string(name, def)
+	if !strings.Contains(v, ",") {
+		if err := checkHost(v); err != nil {
+			r.fail(name, "%q %v", v, err)
+			return def
+		}
+		return v
+	}
+	for _, h := range strings.Split(v, ",") {
+		if h == "" {
+			r.fail(name, "%q has an empty host in its list", v)
+			return def
+		}
+		if err := checkHost(h); err != nil {
+			r.fail(name, "%q: host %q %v", v, h, err)
+			return def
+		}
+		if strings.Contains(h, ":") {
+			r.fail(name, "%q: host %q is an IPv6 address, which a list of hosts cannot hold (use a host name)", v, h)
+			return def
+		}
+	}
+	return v
+}
+
 // checkHost reports why v is not a host; v is not empty.
 func checkHost(v string) error {
 	if _, err := netip.ParseAddr(v); err == nil {
@@ -110,16 +141,20 @@ func checkHost(v string) error {
 	return nil
 }
 
-// httpURL reads an absolute http or https URL with a host; empty leaves
-// def.
-func (r *reader) httpURL(name, def string) string {
+// linkURL reads an absolute http or https URL with a host, or an absolute
+// path ("/jaeger", for a UI served on the page's own origin), which a
+// browser resolves against the page (RFC 3986 §4.2, a path-absolute
+// reference); empty leaves def. A network-path reference ("//host") is an
+// error: it names a host without a scheme.
+func (r *reader) linkURL(name, def string) string {
 	v := r.string(name, def)
 	if v == "" {
 		return v
 	}
 	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		r.fail(name, "%q is not an http:// or https:// URL with a host", v)
+	isPath := err == nil && u.Scheme == "" && u.Host == "" && strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//") && !strings.ContainsAny(v, " \t")
+	if !isPath && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		r.fail(name, "%q is neither an http:// or https:// URL with a host nor an absolute path", v)
 		return def
 	}
 	return v

@@ -5,11 +5,14 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // Postgres says how to reach the database that holds every message.
 type Postgres struct {
+	// Host is a host name or an IP address, or a comma-separated list of
+	// host names and IPv4 addresses that pgx tries in order, each on Port.
 	Host     string
 	Port     int
 	Name     string
@@ -32,7 +35,7 @@ type Postgres struct {
 func (p Postgres) URL() string {
 	u := url.URL{
 		Scheme: "postgres",
-		Host:   net.JoinHostPort(p.Host, strconv.Itoa(p.Port)),
+		Host:   p.netloc(),
 		Path:   "/" + p.Name,
 	}
 	if p.Password != "" {
@@ -48,6 +51,22 @@ func (p Postgres) URL() string {
 	return u.String()
 }
 
+// netloc is the URL's host:port, or for a list of hosts each with the
+// port, "pg-a:5432,pg-b:5432": pgx (pgconn.ParseConfig, as libpq) pairs
+// hosts and ports by position, so "pg-a,pg-b:5432" would leave pg-a on
+// its default port.
+func (p Postgres) netloc() string {
+	port := strconv.Itoa(p.Port)
+	if !strings.Contains(p.Host, ",") {
+		return net.JoinHostPort(p.Host, port)
+	}
+	hosts := strings.Split(p.Host, ",")
+	for i, h := range hosts {
+		hosts[i] = net.JoinHostPort(h, port)
+	}
+	return strings.Join(hosts, ",")
+}
+
 // String describes the database without its password, for logs.
 func (p Postgres) String() string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s", p.User, p.Host, p.Port, p.Name)
@@ -55,7 +74,7 @@ func (p Postgres) String() string {
 
 func readPostgres(r *reader) Postgres {
 	return Postgres{
-		Host:           r.host("DB_HOST", "127.0.0.1"),
+		Host:           r.hosts("DB_HOST", "127.0.0.1"),
 		Port:           r.int("DB_PORT", 5432, 1, 65535),
 		Name:           r.string("DB_NAME", "carteiro"),
 		User:           r.string("DB_USER", "carteiro"),

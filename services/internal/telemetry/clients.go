@@ -45,8 +45,9 @@ func (t *Telemetry) PgxOption() func(*pgxpool.Config) {
 // context: the first statements after a start, or after an idle
 // connection was closed, would carry a connect span into a request's or a
 // delivery's trace. Connection setup is the pool's doing, not the
-// request's, and its failures reach the trace anyway as the statement's
-// error. otelpgx has no option for it (v0.13), so its ConnectTracer is
+// request's, and its failures reach the trace anyway, as the error of the
+// `pool.acquire` span (otelpgx's pgxpool.AcquireTracer, still in place):
+// the statement whose connection failed never starts. otelpgx has no option for it (v0.13), so its ConnectTracer is
 // shadowed here; every other hook is otelpgx's.
 type statementTracer struct{ *otelpgx.Tracer }
 
