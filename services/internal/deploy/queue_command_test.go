@@ -82,7 +82,7 @@ func TestQueueCommand(t *testing.T) {
 			var busybox string
 			if shell == "busybox" {
 				if busybox, err = exec.LookPath("busybox"); err != nil {
-					t.Skipf("busybox: %v (apt-get install busybox)", err)
+					testenv.Missing(t, "busybox: %v (apt-get install busybox)", err)
 				}
 			}
 			for _, label := range sortedKeys(scripts) {
