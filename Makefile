@@ -18,7 +18,14 @@ SHELL := /bin/bash
 GO ?= go
 BIN_DIR := bin
 TOOLS_DIR := scripts/tools
-COMPOSE ?= docker compose
+# make up, down, logs and load run $(COMPOSE): your own `docker compose` when
+# your docker has one (`docker compose version` answers), else the Compose
+# and buildx plugins `make docker-tools` builds into bin/docker-config (with
+# DOCKER_CONFIG set to it and DOCKER_HOST to the engine of your current
+# context, as the compose test runs them: deploy/composetest.EngineEnv), so
+# ~/.docker is never written; neither: an error naming make docker-tools.
+# Evaluated only by the targets that use it; `make up COMPOSE=...` to choose.
+COMPOSE ?= $(compose_command)
 COMPOSE_FILES := -f docker-compose.yml -f docker-compose.observability.yml
 # `make test GO_TEST_FLAGS='-run TestX -v'` to narrow a run.
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
@@ -119,12 +126,18 @@ PROMETHEUS_VERSION := $(shell echo '$(PROMETHEUS_MODULE_VERSION)' | \
 	awk -F. '{ sub(/^v0/, "", $$1); printf "%d.%d.%s", $$2 / 100, $$2 % 100, $$3 }')
 # The plugins' own Docker configuration directory: the compose test runs the
 # docker CLI with DOCKER_CONFIG set to it (deploy/composetest.EngineEnv, on
-# the engine your own configuration selects), so your ~/.docker and the
+# the engine your own configuration selects; make up too when your docker
+# has no compose: COMPOSE), so your ~/.docker and the
 # plugins in it are neither used nor overwritten.
 CLI_PLUGINS_DIR := $(BIN_DIR)/docker-config/cli-plugins
 DOCKER_PLUGINS := $(CLI_PLUGINS_DIR)/docker-compose $(CLI_PLUGINS_DIR)/docker-buildx
+compose_command = $(strip $(if $(shell docker compose version >/dev/null 2>&1 && echo yes),docker compose,\
+	$(if $(wildcard $(CLI_PLUGINS_DIR)/docker-compose),\
+		DOCKER_HOST='$(shell docker context inspect --format '{{.Endpoints.docker.Host}}')' DOCKER_CONTEXT= \
+		DOCKER_CONFIG='$(abspath $(BIN_DIR)/docker-config)' docker compose,\
+		$(error no Docker Compose: your docker has no `compose` command and $(CLI_PLUGINS_DIR)/docker-compose is missing; run `make docker-tools` (it builds the project's own into $(CLI_PLUGINS_DIR), never into ~/.docker)))))
 
-docker-tools: $(DOCKER_PLUGINS) $(BIN_DIR)/prometheus ## Build the docker-compose and docker-buildx CLI plugins into bin/docker-config/cli-plugins (the compose test's own, never ~/.docker's), build bin/prometheus (minutes on a cold cache)
+docker-tools: $(DOCKER_PLUGINS) $(BIN_DIR)/prometheus ## Build the docker-compose and docker-buildx CLI plugins into bin/docker-config/cli-plugins (the compose test's, and make up's when your docker has no compose; never ~/.docker's), build bin/prometheus (minutes on a cold cache)
 
 $(BIN_DIR)/docker-compose: $(COMPOSE_TOOLS)/go.mod $(COMPOSE_TOOLS)/go.sum
 	cd $(COMPOSE_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \

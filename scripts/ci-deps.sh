@@ -21,10 +21,12 @@ set -euo pipefail
 # serve `make test-compose` (deploy/composetest); dockerd is started below.
 # postfix brings smtp-source, `make bench`'s public SMTP ceiling; its debconf
 # question is answered "No configuration" and its service kept from starting
-# (below): no mail server runs on this machine.
+# (below): no mail server runs on this machine. busybox runs the queue's
+# password command under the shell and tools of the redis alpine image
+# (services/internal/deploy TestQueueCommand).
 PACKAGES=(nginx chromium prometheus prometheus-nginx-exporter prometheus-alertmanager
     prometheus-postgres-exporter prometheus-redis-exporter curl ca-certificates wrk nodejs gettext-base
-    etcd-server docker.io debootstrap postfix)
+    etcd-server docker.io debootstrap postfix busybox)
 
 log() { printf 'ci-deps: %s\n' "$*" >&2; }
 die() {

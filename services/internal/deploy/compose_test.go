@@ -685,14 +685,16 @@ func TestSecretsAreFiles(t *testing.T) {
 }
 
 // The queue's command (sh -c) in both compose files: each password is
-// read from its secret into a shell variable, escaped for Redis' config
-// syntax (a backslash before every quote and backslash), and handed to
-// redis-server as configuration on its standard input (`redis-server -`, a
-// here-document), never as an argument. The overlay adds the two exporter
-// lines.
+// read from its secret into a shell variable, every byte written as \xHH
+// (od, tr and sed, busybox's too), which Redis' config syntax decodes inside
+// double quotes (sdssplitargs), so no quote, backslash, newline or CR in a
+// secret can end the line; trailing CRs and newlines are dropped, as the
+// services drop them (config's secret). The result goes to redis-server as
+// configuration on its standard input (`redis-server -`, a here-document),
+// never as an argument. The overlay adds the two exporter lines.
 const (
-	queuePasswordLine    = `password=$(sed 's/[\\"]/\\&/g' /run/secrets/redis_password) &&`
-	queueExporterLine    = `exporter=$(sed 's/[\\"]/\\&/g' /run/secrets/redis_exporter_password) &&`
+	queuePasswordLine    = `password=$(od -An -v -tx1 /run/secrets/redis_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
+	queueExporterLine    = `exporter=$(od -An -v -tx1 /run/secrets/redis_exporter_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
 	queueRequirepassLine = `requirepass "$password"`
 	queueUserPrefix      = `user carteiro-exporter on ">$exporter" `
 )

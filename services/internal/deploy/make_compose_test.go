@@ -1,0 +1,99 @@
+package deploy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeDocker is a docker in front of PATH for TestMakeComposeCommand:
+// `docker compose version` answers when COMPOSE_OK is set, and `docker
+// context inspect` names the engine of FAKE_HOST.
+const fakeDocker = `#!/bin/sh
+case "$1 $2" in
+"compose version") [ -n "$COMPOSE_OK" ] && echo 'Docker Compose version v9.9.9' && exit 0
+	echo "docker: 'compose' is not a docker command." >&2; exit 1 ;;
+"context inspect") echo "$FAKE_HOST" ;;
+*) echo "fake docker: $*" >&2; exit 1 ;;
+esac
+`
+
+// TestMakeComposeCommand: make up, down, logs and load run the user's own
+// `docker compose` when their docker has one; else the plugin make
+// docker-tools builds, under the project's DOCKER_CONFIG and on the engine of
+// the user's context; with neither, make stops with an error naming make
+// docker-tools (`make -n`: the commands are printed, not run).
+func TestMakeComposeCommand(t *testing.T) {
+	makeBin, err := exec.LookPath("make")
+	if err != nil {
+		t.Fatalf("make: %v", err)
+	}
+	dir := t.TempDir()
+	fakeBin, binDir := filepath.Join(dir, "path"), filepath.Join(dir, "bin")
+	if err := os.MkdirAll(fakeBin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fakeBin, "docker"), []byte(fakeDocker), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	plugin := filepath.Join(binDir, "docker-config", "cli-plugins", "docker-compose")
+	const host = "ssh://user@engine.example"
+	projectCompose := "DOCKER_HOST='" + host + "' DOCKER_CONTEXT= DOCKER_CONFIG='" + filepath.Join(binDir, "docker-config") + "' docker compose "
+	for _, tc := range []struct {
+		name        string
+		userHas     bool
+		pluginBuilt bool
+		want        string // the prefix of every compose command; "" for the error
+	}{
+		{"user's compose", true, false, "docker compose "},
+		{"user's compose before the project's", true, true, "docker compose "},
+		{"project's plugin", false, true, projectCompose},
+		{"neither", false, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.RemoveAll(binDir)
+			if tc.pluginBuilt {
+				if err := os.MkdirAll(filepath.Dir(plugin), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(plugin, []byte("#!/bin/sh\n"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := []string{"PATH=" + fakeBin + ":" + os.Getenv("PATH"), "HOME=" + dir, "FAKE_HOST=" + host}
+			if tc.userHas {
+				env = append(env, "COMPOSE_OK=1")
+			}
+			for _, target := range []string{"up", "down", "logs", "load"} {
+				cmd := exec.Command(makeBin, "-n", "--no-print-directory", "-C", repoRoot(t), target, "BIN_DIR="+binDir)
+				cmd.Env = env
+				out, err := cmd.CombinedOutput()
+				if tc.want == "" {
+					if err == nil || !strings.Contains(string(out), "run `make docker-tools`") {
+						t.Errorf("make -n %s: got %v: %s, want an error naming make docker-tools", target, err, out)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("make -n %s: %v: %s", target, err, out)
+				}
+				var compose []string
+				for _, l := range strings.Split(string(out), "\n") {
+					if strings.Contains(l, "docker compose ") {
+						compose = append(compose, l)
+					}
+				}
+				if len(compose) == 0 {
+					t.Errorf("make -n %s: got %q, want a docker compose command", target, out)
+				}
+				for _, l := range compose {
+					if !strings.HasPrefix(strings.TrimSpace(l), tc.want) {
+						t.Errorf("make -n %s: got %q, want it to start with %q", target, l, tc.want)
+					}
+				}
+			}
+		})
+	}
+}
