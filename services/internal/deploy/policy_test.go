@@ -148,13 +148,52 @@ var (
 	shellAssign = regexp.MustCompile(`(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\$\([^)]*\))`)
 	// a shell variable's value
 	shellVar = regexp.MustCompile(`^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$`)
+	// the inside of a command substitution that reads a compose secret
+	// and only transforms it: cat, sed or od on its path, then a pipeline
+	// with no other command substitution, backquote or ;
+	secretPipeline = regexp.MustCompile(`^(?:cat|sed(?: -e)? '[^']*'(?: -e '[^']*')*|od(?: -[A-Za-z0-9]+)*) (/run/secrets/[a-z_]+)(?: \|(?:[^$;` + "`" + `]|\$[^(])*)?$`)
 )
+
+// canonicalSecretReads rewrites each command substitution of text that
+// reads a compose secret through secretPipeline as $(cat /run/secrets/x),
+// so that the patterns above, which cannot balance parentheses, see one
+// form however the secret is encoded. The substitution's end is found
+// past single-quoted text (a sed expression may hold parentheses).
+func canonicalSecretReads(text string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(text, "$(")
+		if i < 0 {
+			return b.String() + text
+		}
+		end, quoted := -1, false
+		for j := i + 2; j < len(text) && end < 0; j++ {
+			switch {
+			case text[j] == '\'':
+				quoted = !quoted
+			case text[j] == ')' && !quoted:
+				end = j
+			}
+		}
+		if end < 0 {
+			return b.String() + text
+		}
+		b.WriteString(text[:i])
+		if m := secretPipeline.FindStringSubmatch(text[i+2 : end]); m != nil {
+			b.WriteString("$(cat " + m[1] + ")")
+		} else {
+			b.WriteString(text[i : end+1])
+		}
+		text = text[end+1:]
+	}
+}
 
 // inlineCredentials lists the credentials text (a shell command, a
 // healthcheck, a label) gives inline rather than from /run/secrets: a
 // value is from a secret when it reads one ($(cat /run/secrets/x), or sed
 // on it), names its path, or is a shell variable text assigns such a read.
 func inlineCredentials(text string) []string {
+	text = canonicalSecretReads(text)
 	secretVars := map[string]bool{}
 	for _, m := range shellAssign.FindAllStringSubmatch(text, -1) {
 		if secretRead.MatchString(m[2]) {
@@ -248,6 +287,9 @@ func TestPolicyHelpers(t *testing.T) {
 		{"exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
 		{"password=hunter2 && exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
 		{"password=$(echo hunter2) && exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
+		{"password=$(od -An -v -tx1 /run/secrets/redis_password | tr -d ' \\n' | sed -e 's/../\\\\x&/g' -e 's/\\(\\\\x0[ad]\\)*$//') &&\nexec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", false},
+		{"password=$(od -An -v -tx1 /etc/hostname | tr -d ' \\n') &&\nexec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
+		{"password=$(od -An /run/secrets/redis_password; echo hunter2) && exec redis-server - <<EOF\nrequirepass \"$password\"\nEOF", true},
 	} {
 		if bad := len(inlineCredentials(c.text)) > 0; bad != c.bad {
 			t.Errorf("%q: inline credential %v, want %v", c.text, bad, c.bad)
