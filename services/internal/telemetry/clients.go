@@ -47,8 +47,9 @@ func (t *Telemetry) PgxOption() func(*pgxpool.Config) {
 // delivery's trace. Connection setup is the pool's doing, not the
 // request's, and its failures reach the trace anyway, as the error of the
 // `pool.acquire` span (otelpgx's pgxpool.AcquireTracer, still in place):
-// the statement whose connection failed never starts. otelpgx has no option for it (v0.13), so its ConnectTracer is
-// shadowed here; every other hook is otelpgx's.
+// the statement whose connection failed never starts. otelpgx has no
+// option for it (v0.13), so its ConnectTracer is shadowed here; every
+// other hook is otelpgx's.
 type statementTracer struct{ *otelpgx.Tracer }
 
 // TraceConnectStart implements pgx.ConnectTracer: it records nothing.
