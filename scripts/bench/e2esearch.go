@@ -35,9 +35,11 @@ import (
 //
 //   - waiting (queued + sending + failed, the api's carteiro_queue_depth,
 //     polled while the load runs) never exceeds MaxWaitingS seconds of
-//     arrivals (rate × MaxWaitingS): by Little's law a mean wait of at most
-//     that long, within the 500 ms issue 14 asks, doubled for the claims'
-//     batches and the polls' own timing;
+//     arrivals (rate × MaxWaitingS): by Little's law a mean time in the
+//     queue of at most that long. A second is twice the p99 issue 14 asks
+//     at its rate, room for the claims' batches and the polls' own timing;
+//     a queue that falls behind by a tenth at 1,000/s passes it within
+//     ten seconds;
 //   - it does not grow: the least-squares slope of waiting over time is at
 //     most MaxGrowthShare of the offered rate (a drain at 90 % or more of
 //     the arrivals' pace; a short trial cannot tell a smaller deficit from
@@ -49,7 +51,9 @@ import (
 //
 //   - every accepted message is sent within MaxSentAfterLoadS of the
 //     load's end (from the end of the load to the last row's sent_at):
-//     what was waiting at the end drains at the drain's own pace;
+//     what was waiting at the end, at most a second of arrivals, drains
+//     at least as fast as it arrived, plus the relay's and a claim's
+//     delays (a stuck or retried message fails it);
 //   - at most MaxLateShare of the requests started late (phase 4's
 //     in-flight cap reached: the api itself did not keep up, so the rate
 //     was not offered);
