@@ -21,7 +21,7 @@ func TestCriterionJudge(t *testing.T) {
 	c := boundedCriterion()
 	flat := func(float64) float64 { return 300 }
 	// A load of 10 s at 1000/s: the tail is 5..10 s, the limits 1000
-	// waiting and 100/s of growth.
+	// waiting and 500 of growth over the tail's 5 s, 100/s.
 	base := e2eObservation{Rate: 1000, DurationS: 10, Requests: 10000, Accepted: 10000, Waiting: steady(20, flat), SentAfterLoadS: 0.4}
 	for _, tc := range []struct {
 		name    string
@@ -42,7 +42,15 @@ func TestCriterionJudge(t *testing.T) {
 		{"growing slowly", func(o *e2eObservation) { o.Waiting = steady(20, func(t float64) float64 { return 50 + 80*t }) }, true, nil},
 		{"growing past 10 % of the rate, under a second", func(o *e2eObservation) {
 			o.Waiting = steady(20, func(t float64) float64 { return 120 * (t - 5) })
-		}, false, []string{"waiting grew by 120/s after 5.0 s (at most 100/s"}},
+		}, false, []string{"waiting grew by 120/s after 5.0 s (at most 100/s: 0.5 s of arrivals over the 5 s judged)"}},
+		{"a longer run is held to the same growth over its tail", func(o *e2eObservation) {
+			o.DurationS, o.Requests, o.Accepted = 60, 60000, 60000
+			o.Waiting = steady(120, func(t float64) float64 { return 20 * (t - 30) })
+		}, false, []string{"waiting grew by 20/s after 30.0 s (at most 17/s: 0.5 s of arrivals over the 30 s judged)"}},
+		{"a longer run growing within it", func(o *e2eObservation) {
+			o.DurationS, o.Requests, o.Accepted = 60, 60000, 60000
+			o.Waiting = steady(120, func(t float64) float64 { return 15 * (t - 30) })
+		}, true, nil},
 		{"polls after the load are not the load's", func(o *e2eObservation) {
 			o.Waiting = append(o.Waiting, depthSample{AtS: 10.5, Waiting: 9000})
 		}, true, nil},

@@ -272,12 +272,12 @@ func method(s settings) map[string]string {
 			"between a high bound (the lowest rate of phase 4's two runs judged not bounded, else phase 2's highest median "+
 			"json+key accept rate) and a low bound (the highest of them judged bounded, else %.2f × the capacity estimate "+
 			"1 ÷ (1 ÷ accept + 1 ÷ drain)) until the high bound is within %.0f %% of the low; bounded = in the last %.0f %% of "+
-			"the load waiting (queued + sending + failed) at most %.0f s of arrivals and growing by at most %.0f %% of the "+
-			"rate per second (least squares), the last row sent at most %.0f s after the load ended, at most %.0f %% late "+
+			"the load waiting (queued + sending + failed) at most %.0f s of arrivals and growing over it (least squares) by at "+
+			"most %.1f s of arrivals, the last row sent at most %.0f s after the load ended, at most %.0f %% late "+
 			"starts, no failed request; then one run of BENCH_E2E_DURATION at the highest rate judged bounded "+
 			"(phase4_end_to_end_bounded), judged by the same criterion",
 			s.E2ESearchTrials, s.E2ESearchDuration, e2eSearchPoll, e2eSearchLowShare, e2eSearchPrecision*100,
-			boundedCriterion().TailShare*100, boundedCriterion().MaxWaitingS, boundedCriterion().MaxGrowthShare*100,
+			boundedCriterion().TailShare*100, boundedCriterion().MaxWaitingS, boundedCriterion().MaxGrowthS,
 			boundedCriterion().MaxSentAfterLoadS, boundedCriterion().MaxLateShare*100),
 		"phase5": "VmRSS (and VmHWM, the peak) from /proc/<pid>/status of the api and worker processes named by " +
 			"DEV_DIR's pid files, at the end of each phase; the worker restarts in phase 3",
