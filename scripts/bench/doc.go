@@ -52,8 +52,8 @@
 //     Then a search for the highest offered rate at which the stack,
 //     accepting and delivering at once, keeps its queue bounded (in the
 //     last half of the load, waiting at most a second of arrivals and
-//     not growing; every message sent within 2 s of the load's end; see
-//     e2eCriterion): short trials (BENCH_E2E_SEARCH_DURATION) bisected
+//     growing by at most half a second of arrivals; every message sent
+//     within 2 s of the load's end; see e2eCriterion): short trials (BENCH_E2E_SEARCH_DURATION) bisected
 //     between the lowest of the runs above judged not bounded (else the
 //     highest accept rate) and the highest judged bounded (else a quarter
 //     of the capacity estimate), at most BENCH_E2E_SEARCH_TRIALS; then one
