@@ -37,8 +37,10 @@ var (
 )
 
 // newStack prepares (does not start) a stack in dir with the programs of
-// binDir; each port stays reserved until its process starts.
-func newStack(repo, binDir, dir string, obs bool, redisAddr string, s settings, log io.Writer) (*stack, error) {
+// binDir for an observability mode (obsmode.go); each port stays reserved
+// until its process starts.
+func newStack(repo, binDir, dir, mode string, redisAddr string, s settings, log io.Writer) (*stack, error) {
+	obs := modeObservability(mode)
 	vars := append([]string(nil), stackAddrVars...)
 	if obs {
 		vars = append(vars, obsAddrVars...)
@@ -68,6 +70,9 @@ func newStack(repo, binDir, dir string, obs bool, redisAddr string, s settings, 
 		"API_INSTANCES":    os.Getenv("API_INSTANCES"),
 		"PPROF":            map[bool]string{true: "1", false: os.Getenv("PPROF")}[s.Profile],
 		"WORKER_INSTANCES": os.Getenv("WORKER_INSTANCES"),
+		// The collector's share of ordinary traces kept (the stack's
+		// default, 100, when empty).
+		"OTELCOL_SAMPLE_PERCENT": modeSamplePercent(mode),
 	}
 	if obs {
 		// Nothing connects to the query gRPC API: any free port.
