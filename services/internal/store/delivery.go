@@ -257,23 +257,36 @@ func (s *Store) recordOne(ctx context.Context, o Outcome) error {
 	if err != nil {
 		return err
 	}
-	return res[0]
+	return res[0].Err
+}
+
+// Result is what became of one outcome write (see RecordOutcomes).
+type Result struct {
+	// Err is nil when the write applied or was found done, else a
+	// *StaleError.
+	Err error
+	// FoundDone is set (Err nil) when the UPDATE refused the write but
+	// its row was already in the write's end state under the write's own
+	// token: the write's earlier commit whose answer was lost, or a
+	// sweep's same verdict (dead; queued after a requeue, for a release).
+	FoundDone bool
 }
 
 // RecordOutcomes applies outcome writes in one statement (one round trip,
 // one commit): a worker records the outcomes of the sends that finished
 // together at once. Each write applies only to its row while that row is
 // sending under the write's token (or, for OutcomeSent, dead under it: a
-// sweep's presumed dead keeps the token, and the truth wins); results[i]
-// is nil when outcomes[i] applied or was found done (below), else a
-// *StaleError naming the row's current token and status. err is set when
+// sweep's presumed dead keeps the token, and the truth wins);
+// results[i].Err is nil when outcomes[i] applied or was found done
+// (below; results[i].FoundDone then tells which), else a *StaleError
+// naming the row's current token and status. err is set when
 // the statement failed or its answer was lost: the writes may then have
 // committed or not, and calling again with the same outcomes is safe.
 //
 // A write is idempotent under its token. A write the UPDATE refuses
 // whose row is, under the write's own token, already in the status the
 // write leaves (sent; failed; dead; queued for OutcomeReleased) is
-// reported applied. Only the attempt given a token writes under it (Claim
+// reported applied, found done. Only the attempt given a token writes under it (Claim
 // never gives a token twice), and the sweeps keep the token, so that row
 // is the write's own earlier commit, whose answer was lost (a connection
 // that broke after COMMIT, before the RETURNING rows arrived; the caller
@@ -305,7 +318,7 @@ func (s *Store) recordOne(ctx context.Context, o Outcome) error {
 // names what replaced that claim (a newer claim, or the outcome or sweep
 // that ended it) or finds the write done. Should that read fail, the
 // refusals stand and each *StaleError carries the read's error instead.
-func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results []error, err error) {
+func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results []Result, err error) {
 	if len(outcomes) == 0 {
 		return nil, nil
 	}
@@ -335,7 +348,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results
 	}); err != nil {
 		return nil, fmt.Errorf("record %d outcome(s): %w", n, err)
 	}
-	results = make([]error, n)
+	results = make([]Result, n)
 	var refused []int
 	for i, ok := range applied {
 		switch {
@@ -369,12 +382,12 @@ func appliedTwin(outcomes []Outcome, applied []bool, i int) bool {
 	return false
 }
 
-// nameRefusals sets results[i], for each i of refused, to a *StaleError
-// naming the row's current token and status (none when the row is gone),
-// or the error of reading them; it leaves results[i] nil for a write
-// found done: its row is in outcomeStatus under the write's token (see
-// RecordOutcomes).
-func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []int, results []error) {
+// nameRefusals sets results[i].Err, for each i of refused, to a
+// *StaleError naming the row's current token and status (none when the row
+// is gone), or the error of reading them; for a write found done (its row
+// is in outcomeStatus under the write's token, see RecordOutcomes) it
+// sets results[i].FoundDone instead.
+func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []int, results []Result) {
 	ids := make([]string, len(refused))
 	for k, i := range refused {
 		ids[k] = outcomes[i].ID
@@ -404,11 +417,12 @@ func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []
 			if c.token == o.Token && c.status == outcomeStatus(o.Kind) {
 				s.log.Info("outcome write found done under its token, reported applied (an earlier commit whose answer was lost, or a sweep's same verdict)",
 					"message_id", o.ID, "token", o.Token, "outcome", o.Kind)
+				results[i].FoundDone = true
 				continue
 			}
 			se.Current, se.Status = c.token, c.status
 		}
-		results[i] = se
+		results[i].Err = se
 	}
 }
 

@@ -490,8 +490,8 @@ func TestRecordOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var se *StaleError
-	if res[0] != nil || res[1] != nil || res[2] != nil || !errors.As(res[3], &se) || se.Current != newer.Token || se.Status != "sending" {
-		t.Fatalf("results: got %v, want nil, nil, nil and a stale error naming token %d", res, newer.Token)
+	if res[0] != (Result{}) || res[1] != (Result{}) || res[2] != (Result{}) || !errors.As(res[3].Err, &se) || se.Current != newer.Token || se.Status != "sending" || res[3].FoundDone {
+		t.Fatalf("results: got %v, want three applied and a stale error naming token %d", res, newer.Token)
 	}
 	for id, want := range map[string]message.Status{a: message.StatusSent, b: message.StatusFailed, c: message.StatusDead, d: message.StatusSending} {
 		if e, _ := s.Get(ctx, id); e.Status != want {
@@ -508,7 +508,7 @@ func TestRecordOutcomes(t *testing.T) {
 
 // An outcome write is idempotent under its token: written again after it
 // applied, as a retry after a lost answer writes it, it is reported
-// applied and changes nothing. Under its token after a newer claim it is
+// applied, found done, and changes nothing. Under its token after a newer claim it is
 // stale and names the newer claim, also once that claim ended in the
 // write's own status.
 func TestRecordOutcomesFoundDone(t *testing.T) {
@@ -526,7 +526,7 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 		t.Run(c.kind, func(t *testing.T) {
 			id := newRow(t, s)
 			first := claim(t, s, id)
-			write := func(token int64) error {
+			write := func(token int64) Result {
 				t.Helper()
 				res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, token}, Kind: c.kind, Reason: "451", Delay: time.Hour}})
 				if err != nil {
@@ -534,12 +534,12 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 				}
 				return res[0]
 			}
-			if err := write(first.Token); err != nil {
-				t.Fatalf("first write: %v", err)
+			if r := write(first.Token); r != (Result{}) {
+				t.Fatalf("first write: got %+v, want applied", r)
 			}
 			done := rowImage(t, s, id)
-			if err := write(first.Token); err != nil {
-				t.Errorf("the same write again: got %v, want nil (found done)", err)
+			if r := write(first.Token); r != (Result{FoundDone: true}) {
+				t.Errorf("the same write again: got %+v, want found done", r)
 			}
 			if again := rowImage(t, s, id); again != done {
 				t.Errorf("row after the write again: got %s, want it unchanged: %s", again, done)
@@ -551,13 +551,13 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 			newer := claim(t, s, id)
 			for _, newerStatus := range []message.Status{message.StatusSending, c.want} {
 				if newerStatus == c.want {
-					if err := write(newer.Token); err != nil {
-						t.Fatalf("newer %s: %v", c.kind, err)
+					if r := write(newer.Token); r != (Result{}) {
+						t.Fatalf("newer %s: got %+v, want applied", c.kind, r)
 					}
 				}
 				var se *StaleError
-				if err := write(first.Token); !errors.As(err, &se) || se.Token != first.Token || se.Current != newer.Token || se.Status != string(newerStatus) {
-					t.Errorf("older token, row %s under the newer claim: got %v, want a *StaleError naming token %d, %s", newerStatus, err, newer.Token, newerStatus)
+				if r := write(first.Token); !errors.As(r.Err, &se) || r.FoundDone || se.Token != first.Token || se.Current != newer.Token || se.Status != string(newerStatus) {
+					t.Errorf("older token, row %s under the newer claim: got %+v, want a *StaleError naming token %d, %s", newerStatus, r, newer.Token, newerStatus)
 				}
 			}
 		})
@@ -623,10 +623,10 @@ func TestRecordOutcomesAfterASweep(t *testing.T) {
 			}
 			var se *StaleError
 			switch {
-			case c.stale == "" && res[0] != nil:
-				t.Errorf("got %v, want nil (the sweep's verdict is the write's)", res[0])
-			case c.stale != "" && (!errors.As(res[0], &se) || se.Current != cl.Token || se.Status != c.stale):
-				t.Errorf("got %v, want a *StaleError naming token %d, %s", res[0], cl.Token, c.stale)
+			case c.stale == "" && res[0] != (Result{FoundDone: true}):
+				t.Errorf("got %+v, want found done (the sweep's verdict is the write's)", res[0])
+			case c.stale != "" && (!errors.As(res[0].Err, &se) || res[0].FoundDone || se.Current != cl.Token || se.Status != c.stale):
+				t.Errorf("got %+v, want a *StaleError naming token %d, %s", res[0], cl.Token, c.stale)
 			}
 			if got := rowImage(t, s, id); got != swept {
 				t.Errorf("row after the write: got %s, want it as the sweep left it: %s", got, swept)
@@ -660,8 +660,8 @@ func TestRecordOutcomesSameClaimTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0] != nil || res[1] != nil {
-		t.Errorf("results: got %v, want nil, nil", res)
+	if res[0] != (Result{}) || res[1] != (Result{}) {
+		t.Errorf("results: got %+v, want both applied", res)
 	}
 	if e, _ := s.Get(ctx, id); e.Status != message.StatusSent {
 		t.Errorf("row: got %s, want sent", e.Status)
@@ -697,11 +697,11 @@ func TestRecordOutcomesRefusalUnread(t *testing.T) {
 		t.Fatalf("got %v, want no error: the update committed", err)
 	}
 	var se, done *StaleError
-	if res[0] != nil || !errors.As(res[1], &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) ||
-		!errors.As(res[2], &done) || done.ReadErr == nil {
+	if res[0] != (Result{}) || !errors.As(res[1].Err, &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) ||
+		!errors.As(res[2].Err, &done) || done.ReadErr == nil || res[2].FoundDone {
 		t.Fatalf("results: got %v, want nil and two stale errors carrying the read's error", res)
 	}
-	if !strings.Contains(se.Error(), "refused") || !errors.Is(res[1], ErrStale) {
+	if !strings.Contains(se.Error(), "refused") || !errors.Is(res[1].Err, ErrStale) {
 		t.Errorf("stale error: got %q, want it to say refused and match ErrStale", se.Error())
 	}
 	if e, _ := s.Get(context.Background(), a); e.Status != message.StatusSent {
