@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		foundDone: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "carteiro_outcome_writes_found_done_total",
-			Help: "Outcome writes the update refused yet found already recorded under their own fencing token, so counted as applied, by outcome: a retry after a try that committed but lost its answer (the connection broke after COMMIT); for dead, also a sweep's same verdict; for released, a sweep's dead the operator requeued.",
+			Help: "Outcome writes the update refused yet found already recorded under their own fencing token, so counted as applied, by outcome: a retry after a try that committed but lost its answer (the connection broke after COMMIT); for released, also a sweep's dead an operator requeued.",
 		}, []string{"outcome"}),
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "carteiro_takeovers_total",

@@ -566,7 +566,9 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 
 // A sweep's verdict under the claim's token is the attempt's own when it
 // is the same (dead; queued after an operator's requeue, for a release),
-// and ends the claim when it is not.
+// and ends the claim when it is not. A dead applies over a sweep's dead:
+// the row gets the attempt's reason instead of the sweep's presumption
+// (see MarkDead), and the same dead again is then found done.
 func TestRecordOutcomesAfterASweep(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
@@ -602,31 +604,53 @@ func TestRecordOutcomesAfterASweep(t *testing.T) {
 		return id, c
 	}
 	for _, c := range []struct {
-		name  string
-		sweep func() (string, Claim)
-		kind  string
-		stale string // the status the refusal names; "" for none
+		name    string
+		sweep   func() (string, Claim)
+		kind    string
+		applied bool   // the write applies (else the row stays as the sweep left it)
+		stale   string // the status the refusal names; "" for none
 	}{
-		{"dead after ReleaseExpired's dead", presumedDead, OutcomeDead, ""},
-		{"dead after DeadLetter's dead", poisoned, OutcomeDead, ""},
-		{"released after ReleaseExpired's dead", presumedDead, OutcomeReleased, "dead"},
-		{"failed after ReleaseExpired's dead", presumedDead, OutcomeFailed, "dead"},
-		{"released after a requeue", requeued, OutcomeReleased, ""},
-		{"dead after a requeue", requeued, OutcomeDead, "queued"},
+		{"dead after ReleaseExpired's dead", presumedDead, OutcomeDead, true, ""},
+		{"dead after DeadLetter's dead", poisoned, OutcomeDead, true, ""},
+		{"released after ReleaseExpired's dead", presumedDead, OutcomeReleased, false, "dead"},
+		{"failed after ReleaseExpired's dead", presumedDead, OutcomeFailed, false, "dead"},
+		{"released after a requeue", requeued, OutcomeReleased, false, ""},
+		{"dead after a requeue", requeued, OutcomeDead, false, "queued"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id, cl := c.sweep()
 			swept := rowImage(t, s, id)
-			res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, cl.Token}, Kind: c.kind, Reason: "550", Delay: time.Hour}})
-			if err != nil {
-				t.Fatal(err)
+			write := func() Result {
+				t.Helper()
+				res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, cl.Token}, Kind: c.kind, Reason: "550", Delay: time.Hour}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res[0]
 			}
+			r := write()
 			var se *StaleError
 			switch {
-			case c.stale == "" && res[0] != (Result{FoundDone: true}):
-				t.Errorf("got %+v, want found done (the sweep's verdict is the write's)", res[0])
-			case c.stale != "" && (!errors.As(res[0].Err, &se) || res[0].FoundDone || se.Current != cl.Token || se.Status != c.stale):
-				t.Errorf("got %+v, want a *StaleError naming token %d, %s", res[0], cl.Token, c.stale)
+			case c.applied:
+				if r != (Result{}) {
+					t.Fatalf("got %+v, want applied (the attempt's reason over the sweep's)", r)
+				}
+				e, err := s.Get(ctx, id)
+				if err != nil || e.Status != message.StatusDead || e.Token != cl.Token || e.LastError != "550" {
+					t.Fatalf("row: got %s, token %d, last_error %q (%v); want dead, %d, the attempt's 550", e.Status, e.Token, e.LastError, err, cl.Token)
+				}
+				done := rowImage(t, s, id)
+				if again := write(); again != (Result{FoundDone: true}) {
+					t.Errorf("the same write again: got %+v, want found done", again)
+				}
+				if got := rowImage(t, s, id); got != done {
+					t.Errorf("row after the write again: got %s, want it unchanged: %s", got, done)
+				}
+				return
+			case c.stale == "" && r != (Result{FoundDone: true}):
+				t.Errorf("got %+v, want found done (the sweep's verdict is the write's)", r)
+			case c.stale != "" && (!errors.As(r.Err, &se) || r.FoundDone || se.Current != cl.Token || se.Status != c.stale):
+				t.Errorf("got %+v, want a *StaleError naming token %d, %s", r, cl.Token, c.stale)
 			}
 			if got := rowImage(t, s, id); got != swept {
 				t.Errorf("row after the write: got %s, want it as the sweep left it: %s", got, swept)
