@@ -691,12 +691,16 @@ func TestSecretsAreFiles(t *testing.T) {
 // secret can end the line; trailing CRs and newlines are dropped, as the
 // services drop them (config's secret). The result goes to redis-server as
 // configuration on its standard input (`redis-server -`, a here-document),
-// never as an argument. The overlay adds the two exporter lines.
+// never as an argument. A password that is empty after that stops the
+// command with an error naming its secret (requirepass "" would turn
+// authentication off). The overlay adds the exporter's three lines.
 const (
-	queuePasswordLine    = `password=$(od -An -v -tx1 /run/secrets/redis_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
-	queueExporterLine    = `exporter=$(od -An -v -tx1 /run/secrets/redis_exporter_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
-	queueRequirepassLine = `requirepass "$password"`
-	queueUserPrefix      = `user carteiro-exporter on ">$exporter" `
+	queuePasswordLine      = `password=$(od -An -v -tx1 /run/secrets/redis_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
+	queuePasswordCheckLine = `[ -n "$password" ] || { echo 'queue: /run/secrets/redis_password is empty: it must hold the password' >&2; exit 1; }`
+	queueExporterLine      = `exporter=$(od -An -v -tx1 /run/secrets/redis_exporter_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
+	queueExporterCheckLine = `[ -n "$exporter" ] || { echo 'queue: /run/secrets/redis_exporter_password is empty: it must hold the password' >&2; exit 1; }`
+	queueRequirepassLine   = `requirepass "$password"`
+	queueUserPrefix        = `user carteiro-exporter on ">$exporter" `
 )
 
 // queueScript is the queue's sh -c script in p.
@@ -741,8 +745,8 @@ func TestQueueConfig(t *testing.T) {
 			}
 			// The password is the secret's content, set once, and nothing
 			// turns authentication off again.
-			if lines[0] != queuePasswordLine {
-				t.Errorf("queue command: got first line %q, want %q", lines[0], queuePasswordLine)
+			if len(lines) < 2 || lines[0] != queuePasswordLine || lines[1] != queuePasswordCheckLine {
+				t.Errorf("queue command: got first lines %q, want %q then %q", lines[:min(2, len(lines))], queuePasswordLine, queuePasswordCheckLine)
 			}
 			if len(config) == 0 || config[0] != queueRequirepassLine || config[len(config)-1] != "EOF" {
 				t.Errorf("redis-server configuration: got %q, want %q first and EOF last", config, queueRequirepassLine)
@@ -789,7 +793,7 @@ func TestQueueOverlay(t *testing.T) {
 	user := ""
 	for _, l := range strings.Split(queueScript(t, loadProject(t, baseFile, observabilityFile)), "\n") {
 		switch {
-		case l == queueExporterLine:
+		case l == queueExporterLine, l == queueExporterCheckLine:
 		case strings.HasPrefix(l, queueUserPrefix) && user == "":
 			user = strings.TrimPrefix(l, queueUserPrefix)
 		default:
@@ -797,8 +801,8 @@ func TestQueueOverlay(t *testing.T) {
 		}
 	}
 	if got := strings.Join(core, "\n"); got != base || user == "" {
-		t.Fatalf("queue command with overlay: got %q without the exporter's lines (user rules %q), want the core command %q with %q and %q<rules>",
-			got, user, base, queueExporterLine, queueUserPrefix)
+		t.Fatalf("queue command with overlay: got %q without the exporter's lines (user rules %q), want the core command %q with %q, %q and %q<rules>",
+			got, user, base, queueExporterLine, queueExporterCheckLine, queueUserPrefix)
 	}
 	var rules []string
 	for _, r := range strings.Fields(user) {

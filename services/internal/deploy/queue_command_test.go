@@ -3,7 +3,9 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +42,24 @@ var queueSecretCases = map[string]queueSecrets{
 	},
 }
 
+// queueEmptySecrets are secret files that hold no password once their
+// trailing CRs and newlines are dropped (an empty file, or line ends
+// alone): the queue's command must refuse them, naming the file, rather
+// than start Redis with requirepass "" (no authentication) or an exporter
+// user without a password. exporter marks the exporter's secret, which
+// only the scripts that define its user read.
+var queueEmptySecrets = map[string]struct {
+	files    map[string]string
+	exporter bool
+}{
+	"redis_password empty":           {map[string]string{"redis_password": "", "redis_exporter_password": "exporter"}, false},
+	"redis_password CRLF":            {map[string]string{"redis_password": "\r\n", "redis_exporter_password": "exporter"}, false},
+	"redis_password newlines":        {map[string]string{"redis_password": "\n\n", "redis_exporter_password": "exporter"}, false},
+	"redis_exporter_password empty":  {map[string]string{"redis_password": "pw", "redis_exporter_password": ""}, true},
+	"redis_exporter_password CR":     {map[string]string{"redis_password": "pw", "redis_exporter_password": "\r"}, true},
+	"redis_exporter_password absent": {map[string]string{"redis_password": "pw"}, true},
+}
+
 func plainSecrets(redisPassword, exporterPassword string) queueSecrets {
 	pw := map[string]string{"redis_password": redisPassword, "redis_exporter_password": exporterPassword}
 	return queueSecrets{files: pw, passwords: pw}
@@ -70,7 +90,9 @@ func queueScripts(t *testing.T) map[string]string {
 // queueSecretCases: Redis requires the password; the exporter user (compose
 // overlay, Kubernetes dev) logs in with its own, reads the stream and may
 // not write; the settings of the command line hold; and neither password is
-// in an argument redis-server was given, nor in its environment.
+// in an argument redis-server was given, nor in its environment. With each
+// of queueEmptySecrets the command exits with an error naming the secret
+// and never starts redis-server.
 func TestQueueCommand(t *testing.T) {
 	server, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -91,6 +113,15 @@ func TestQueueCommand(t *testing.T) {
 						runQueueCommand(t, server, busybox, scripts[label], label != "base", queueSecretCases[name])
 					})
 				}
+				for _, name := range sortedKeys(queueEmptySecrets) {
+					c := queueEmptySecrets[name]
+					if c.exporter && label == "base" {
+						continue
+					}
+					t.Run(label+"/"+name, func(t *testing.T) {
+						refuseQueueCommand(t, server, busybox, scripts[label], c.files)
+					})
+				}
 			}
 		})
 	}
@@ -99,53 +130,9 @@ func TestQueueCommand(t *testing.T) {
 // runQueueCommand runs script with secrets, under busybox's sh, od, tr and
 // sed when busybox is set, and checks the Redis it starts.
 func runQueueCommand(t *testing.T, server, busybox, script string, withExporter bool, secrets queueSecrets) {
-	dir := t.TempDir()
-	secretsDir, bin := filepath.Join(dir, "secrets"), filepath.Join(dir, "bin")
-	for _, d := range []string{secretsDir, bin} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, content := range secrets.files {
-		if err := os.WriteFile(filepath.Join(secretsDir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	shell := []string{"sh"}
-	if busybox != "" {
-		shell = []string{busybox, "sh"}
-		for _, applet := range []string{"od", "tr", "sed"} {
-			if err := os.Symlink(busybox, filepath.Join(bin, applet)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	// In front of the real redis-server: records the arguments it is
-	// given, then runs it on a free loopback port in dir.
-	port := testenv.FreePort(t)
-	argsFile := filepath.Join(dir, "args")
-	shim := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\nexec %s \"$@\" --port %d --bind 127.0.0.1 --dir %s\n",
-		argsFile, server, port, dir)
-	if err := os.WriteFile(filepath.Join(bin, "redis-server"), []byte(shim), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	script = strings.ReplaceAll(script, "/run/secrets/", secretsDir+"/")
-	cmd := exec.Command(shell[0], append(shell[1:], "-c", script)...)
-	cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// exited is closed once the command has ended, with its error in
-	// waitErr: the cleanup waits for it even after the loop below saw it.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	q := startQueueCommand(t, server, busybox, script, secrets.files)
+	cmd, port := q.cmd, q.port
+	log := &q.log
 
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	ctx := context.Background()
@@ -153,8 +140,8 @@ func runQueueCommand(t *testing.T, server, busybox, script string, withExporter 
 	defer admin.Close()
 	for i := 0; admin.Ping(ctx).Err() != nil; i++ {
 		select {
-		case <-exited:
-			t.Fatalf("the queue's command exited: %v: %s", waitErr, log.String())
+		case <-q.exited:
+			t.Fatalf("the queue's command exited: %v: %s", q.waitErr, log.String())
 		default:
 		}
 		if i == 200 {
@@ -188,7 +175,7 @@ func runQueueCommand(t *testing.T, server, busybox, script string, withExporter 
 		}
 	}
 
-	args, err := os.ReadFile(argsFile)
+	args, err := os.ReadFile(q.argsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,4 +191,102 @@ func runQueueCommand(t *testing.T, server, busybox, script string, withExporter 
 			t.Errorf("redis-server's environment: holds %s", name)
 		}
 	}
+}
+
+// refuseQueueCommand runs script with files as the secrets, as
+// runQueueCommand does, and checks that it exits with an error naming a
+// secret that holds no password, before redis-server was started.
+func refuseQueueCommand(t *testing.T, server, busybox, script string, files map[string]string) {
+	q := startQueueCommand(t, server, busybox, script, files)
+	// A command that starts redis-server instead never exits by itself:
+	// its arguments file says so at once. (A minute bounds a stuck test,
+	// it is not a timing assertion.)
+	for i := 0; ; i++ {
+		select {
+		case <-q.exited:
+		case <-time.After(50 * time.Millisecond):
+			if _, err := os.Stat(q.argsFile); err == nil || i == 1200 {
+				t.Fatalf("the queue's command started redis-server (or hung), want it refused: %s", q.argsFile)
+			}
+			continue
+		}
+		break
+	}
+	var empty []string
+	for _, name := range []string{"redis_password", "redis_exporter_password"} {
+		if content, ok := files[name]; !ok || strings.TrimRight(content, "\r\n") == "" {
+			empty = append(empty, q.secretsDir+"/"+name+" is empty")
+		}
+	}
+	if q.waitErr == nil || !slices.ContainsFunc(empty, func(e string) bool { return strings.Contains(q.log.String(), e) }) {
+		t.Errorf("the queue's command: got %v, output %q; want it to fail naming one of %q", q.waitErr, q.log.String(), empty)
+	}
+	if _, err := os.Stat(q.argsFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("redis-server: got started (%v), want never started", err)
+	}
+}
+
+// queueRun is the queue's command as startQueueCommand started it.
+type queueRun struct {
+	cmd *exec.Cmd
+	// exited is closed once the command has ended, with its error in
+	// waitErr and its output in log.
+	exited  chan struct{}
+	waitErr error
+	log     bytes.Buffer
+	// port is redis-server's; argsFile, once it started, holds its
+	// arguments, one a line; secretsDir holds the secret files.
+	port                 int
+	argsFile, secretsDir string
+}
+
+// startQueueCommand starts script as the queue's container does (sh -c,
+// files as the secrets in /run/secrets), under busybox's sh, od, tr and sed
+// when busybox is set, in front of the real redis-server (a shim that
+// records its arguments, then runs it on a free loopback port). The test's
+// cleanup kills it.
+func startQueueCommand(t *testing.T, server, busybox, script string, files map[string]string) *queueRun {
+	t.Helper()
+	dir := t.TempDir()
+	q := &queueRun{exited: make(chan struct{}), port: testenv.FreePort(t),
+		argsFile: filepath.Join(dir, "args"), secretsDir: filepath.Join(dir, "secrets")}
+	bin := filepath.Join(dir, "bin")
+	for _, d := range []string{q.secretsDir, bin} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(q.secretsDir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shell := []string{"sh"}
+	if busybox != "" {
+		shell = []string{busybox, "sh"}
+		for _, applet := range []string{"od", "tr", "sed"} {
+			if err := os.Symlink(busybox, filepath.Join(bin, applet)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	shim := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\nexec %s \"$@\" --port %d --bind 127.0.0.1 --dir %s\n",
+		q.argsFile, server, q.port, dir)
+	if err := os.WriteFile(filepath.Join(bin, "redis-server"), []byte(shim), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	script = strings.ReplaceAll(script, "/run/secrets/", q.secretsDir+"/")
+	q.cmd = exec.Command(shell[0], append(shell[1:], "-c", script)...)
+	q.cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	q.cmd.Stdout, q.cmd.Stderr = &q.log, &q.log
+	if err := q.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { q.waitErr = q.cmd.Wait(); close(q.exited) }()
+	// The cleanup waits for the command to end even after a caller saw it.
+	t.Cleanup(func() {
+		_ = q.cmd.Process.Kill()
+		<-q.exited
+	})
+	return q
 }
