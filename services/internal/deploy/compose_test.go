@@ -700,7 +700,11 @@ const (
 	queueExporterLine      = `exporter=$(od -An -v -tx1 /run/secrets/redis_exporter_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
 	queueExporterCheckLine = `[ -n "$exporter" ] || { echo 'queue: /run/secrets/redis_exporter_password is empty: it must hold the password' >&2; exit 1; }`
 	queueRequirepassLine   = `requirepass "$password"`
-	queueUserPrefix        = `user carteiro-exporter on ">$exporter" `
+	// queueHealthLine follows queuePasswordLine in the healthcheck: AUTH
+	// with the same \xHH encoding, which redis-cli decodes inside double
+	// quotes as Redis' configuration does, on redis-cli's standard input.
+	queueHealthLine = `printf 'AUTH "%s"\nPING\n' "$password" | redis-cli -h 127.0.0.1 | grep -qx PONG`
+	queueUserPrefix = `user carteiro-exporter on ">$exporter" `
 )
 
 // queueScript is the queue's sh -c script in p.
@@ -756,15 +760,15 @@ func TestQueueConfig(t *testing.T) {
 				regexp.MustCompile(`(?i)nopass|protected-mode\s+no|enable-debug-command`).MatchString(script) {
 				t.Errorf("queue command: got %q, want one requirepass, no passwordless user, debug command or protected-mode off", script)
 			}
-			// redis-cli must take the password from REDISCLI_AUTH, filled from the
-			// secret, never from `-a` on its command line.
-			authFromSecret := regexp.MustCompile(`(^|\s)REDISCLI_AUTH="\$\(cat /run/secrets/redis_password\)"\s+redis-cli\s`)
-			test := "<none>"
+			// The healthcheck reads the password as the command does and
+			// gives redis-cli AUTH on its standard input, never `-a` on its
+			// command line.
+			var test []string
 			if q.HealthCheck != nil {
-				test = strings.Join(q.HealthCheck.Test, " ")
+				test = q.HealthCheck.Test
 			}
-			if !authFromSecret.MatchString(test) || regexp.MustCompile(`\s-a\s`).MatchString(test) {
-				t.Errorf("queue healthcheck: got %q, want redis-cli authenticated by REDISCLI_AUTH from /run/secrets/redis_password", test)
+			if want := []string{"CMD-SHELL", queuePasswordLine + "\n" + queueHealthLine}; !slices.Equal(test, want) {
+				t.Errorf("queue healthcheck: got %q, want %q", test, want)
 			}
 			var mounted []string
 			for _, s := range q.Secrets {

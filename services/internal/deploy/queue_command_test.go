@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
@@ -65,22 +66,50 @@ func plainSecrets(redisPassword, exporterPassword string) queueSecrets {
 	return queueSecrets{files: pw, passwords: pw}
 }
 
-// queueScripts are the queue's sh -c scripts: both compose files' and the
-// Kubernetes dev overlay's (which defines the exporter user, as compose's
-// overlay does).
-func queueScripts(t *testing.T) map[string]string {
+// queueScripts are one queue definition's shell scripts: its command
+// (sh -c) and its healthchecks (compose's CMD-SHELL; Kubernetes' startup,
+// readiness and liveness probes, sh -c), by name.
+type queueScripts struct {
+	command      string
+	healthchecks map[string]string
+}
+
+// allQueueScripts are the queue's scripts of both compose files and the
+// Kubernetes dev overlay (which defines the exporter user, as compose's
+// overlay does), by label.
+func allQueueScripts(t *testing.T) map[string]queueScripts {
 	t.Helper()
-	scripts := map[string]string{}
+	all := map[string]queueScripts{}
 	for label, p := range projects(t) {
-		scripts[label] = queueScript(t, p)
+		hc := p.Services["queue"].HealthCheck
+		if hc == nil || len(hc.Test) != 2 || hc.Test[0] != "CMD-SHELL" {
+			t.Fatalf("%s queue healthcheck: got %+v, want CMD-SHELL <script>", label, hc)
+		}
+		all[label] = queueScripts{queueScript(t, p), map[string]string{"healthcheck": hc.Test[1]}}
 	}
 	q := loadManifest(t, "dev").workload(t, "queue").pod.Spec.Containers[0]
-	cmd := slices.Concat(q.Command, q.Args)
-	if len(cmd) != 3 || cmd[0] != "sh" || cmd[1] != "-c" {
-		t.Fatalf("kubernetes dev queue command: got %q, want sh -c <script>", cmd)
+	shellScript := func(what string, cmd []string) string {
+		if len(cmd) != 3 || cmd[0] != "sh" || cmd[1] != "-c" {
+			t.Fatalf("kubernetes dev queue %s: got %q, want sh -c <script>", what, cmd)
+		}
+		return cmd[2]
 	}
-	scripts["kubernetes dev"] = cmd[2]
-	return scripts
+	k := queueScripts{shellScript("command", slices.Concat(q.Command, q.Args)), map[string]string{}}
+	for name, probe := range map[string]*corev1.Probe{"startupProbe": q.StartupProbe, "readinessProbe": q.ReadinessProbe, "livenessProbe": q.LivenessProbe} {
+		if probe == nil || probe.Exec == nil {
+			t.Fatalf("kubernetes dev queue %s: got %+v, want an exec probe", name, probe)
+		}
+		k.healthchecks[name] = shellScript(name, probe.Exec.Command)
+	}
+	all["kubernetes dev"] = k
+	return all
+}
+
+// queueTools are the programs the queue's scripts are run with:
+// redis-server and redis-cli, and busybox (for its sh, od, tr, sed and
+// grep, the redis alpine image's) or "" for the machine's own.
+type queueTools struct {
+	server, cli, busybox string
 }
 
 // TestQueueCommand runs the queue's command from each compose file and the
@@ -89,28 +118,34 @@ func queueScripts(t *testing.T) map[string]string {
 // busybox's sh, od, tr and sed (the redis alpine image's), with each of
 // queueSecretCases: Redis requires the password; the exporter user (compose
 // overlay, Kubernetes dev) logs in with its own, reads the stream and may
-// not write; the settings of the command line hold; and neither password is
-// in an argument redis-server was given, nor in its environment. With each
-// of queueEmptySecrets the command exits with an error naming the secret
-// and never starts redis-server.
+// not write; the settings of the command line hold; neither password is
+// in an argument redis-server was given, nor in its environment; and each
+// healthcheck (compose's, the Kubernetes probes) passes, then fails once
+// the secret holds another password. With each of queueEmptySecrets the
+// command exits with an error naming the secret and never starts
+// redis-server.
 func TestQueueCommand(t *testing.T) {
-	server, err := exec.LookPath("redis-server")
-	if err != nil {
+	var tools queueTools
+	var err error
+	if tools.server, err = exec.LookPath("redis-server"); err != nil {
 		testenv.Missing(t, "redis-server: %v", err)
 	}
-	scripts := queueScripts(t)
+	if tools.cli, err = exec.LookPath("redis-cli"); err != nil {
+		testenv.Missing(t, "redis-cli: %v", err)
+	}
+	scripts := allQueueScripts(t)
 	for _, shell := range []string{"sh", "busybox"} {
 		t.Run(shell, func(t *testing.T) {
-			var busybox string
+			tools := tools
 			if shell == "busybox" {
-				if busybox, err = exec.LookPath("busybox"); err != nil {
+				if tools.busybox, err = exec.LookPath("busybox"); err != nil {
 					testenv.Missing(t, "busybox: %v (apt-get install busybox)", err)
 				}
 			}
 			for _, label := range sortedKeys(scripts) {
 				for _, name := range sortedKeys(queueSecretCases) {
 					t.Run(label+"/"+name, func(t *testing.T) {
-						runQueueCommand(t, server, busybox, scripts[label], label != "base", queueSecretCases[name])
+						runQueueCommand(t, tools, scripts[label], label != "base", queueSecretCases[name])
 					})
 				}
 				for _, name := range sortedKeys(queueEmptySecrets) {
@@ -119,7 +154,7 @@ func TestQueueCommand(t *testing.T) {
 						continue
 					}
 					t.Run(label+"/"+name, func(t *testing.T) {
-						refuseQueueCommand(t, server, busybox, scripts[label], c.files)
+						refuseQueueCommand(t, tools, scripts[label].command, c.files)
 					})
 				}
 			}
@@ -127,10 +162,10 @@ func TestQueueCommand(t *testing.T) {
 	}
 }
 
-// runQueueCommand runs script with secrets, under busybox's sh, od, tr and
-// sed when busybox is set, and checks the Redis it starts.
-func runQueueCommand(t *testing.T, server, busybox, script string, withExporter bool, secrets queueSecrets) {
-	q := startQueueCommand(t, server, busybox, script, secrets.files)
+// runQueueCommand runs scripts' command with secrets, with tools, and
+// checks the Redis it starts, then the healthchecks.
+func runQueueCommand(t *testing.T, tools queueTools, scripts queueScripts, withExporter bool, secrets queueSecrets) {
+	q := startQueueCommand(t, tools, scripts.command, secrets.files)
 	cmd, port := q.cmd, q.port
 	log := &q.log
 
@@ -191,13 +226,14 @@ func runQueueCommand(t *testing.T, server, busybox, script string, withExporter 
 			t.Errorf("redis-server's environment: holds %s", name)
 		}
 	}
+	q.checkHealth(t, scripts)
 }
 
 // refuseQueueCommand runs script with files as the secrets, as
 // runQueueCommand does, and checks that it exits with an error naming a
 // secret that holds no password, before redis-server was started.
-func refuseQueueCommand(t *testing.T, server, busybox, script string, files map[string]string) {
-	q := startQueueCommand(t, server, busybox, script, files)
+func refuseQueueCommand(t *testing.T, tools queueTools, script string, files map[string]string) {
+	q := startQueueCommand(t, tools, script, files)
 	// A command that starts redis-server instead never exits by itself:
 	// its arguments file says so at once. (A minute bounds a stuck test,
 	// it is not a timing assertion.)
@@ -238,14 +274,16 @@ type queueRun struct {
 	// arguments, one a line; secretsDir holds the secret files.
 	port                 int
 	argsFile, secretsDir string
+	// shell and env run a script as the container does.
+	shell, env []string
 }
 
 // startQueueCommand starts script as the queue's container does (sh -c,
-// files as the secrets in /run/secrets), under busybox's sh, od, tr and sed
-// when busybox is set, in front of the real redis-server (a shim that
-// records its arguments, then runs it on a free loopback port). The test's
-// cleanup kills it.
-func startQueueCommand(t *testing.T, server, busybox, script string, files map[string]string) *queueRun {
+// files as the secrets in /run/secrets), with tools, in front of the real
+// redis-server (a shim that records its arguments, then runs it on a free
+// loopback port; redis-cli's shim adds that port). The test's cleanup kills
+// it.
+func startQueueCommand(t *testing.T, tools queueTools, script string, files map[string]string) *queueRun {
 	t.Helper()
 	dir := t.TempDir()
 	q := &queueRun{exited: make(chan struct{}), port: testenv.FreePort(t),
@@ -261,23 +299,27 @@ func startQueueCommand(t *testing.T, server, busybox, script string, files map[s
 			t.Fatal(err)
 		}
 	}
-	shell := []string{"sh"}
-	if busybox != "" {
-		shell = []string{busybox, "sh"}
-		for _, applet := range []string{"od", "tr", "sed"} {
-			if err := os.Symlink(busybox, filepath.Join(bin, applet)); err != nil {
+	q.shell = []string{"sh"}
+	if tools.busybox != "" {
+		q.shell = []string{tools.busybox, "sh"}
+		for _, applet := range []string{"od", "tr", "sed", "grep"} {
+			if err := os.Symlink(tools.busybox, filepath.Join(bin, applet)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	shim := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\nexec %s \"$@\" --port %d --bind 127.0.0.1 --dir %s\n",
-		q.argsFile, server, q.port, dir)
-	if err := os.WriteFile(filepath.Join(bin, "redis-server"), []byte(shim), 0o700); err != nil {
-		t.Fatal(err)
+	shims := map[string]string{
+		"redis-server": fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\nexec %s \"$@\" --port %d --bind 127.0.0.1 --dir %s\n",
+			q.argsFile, tools.server, q.port, dir),
+		"redis-cli": fmt.Sprintf("#!/bin/sh\nexec %s -p %d \"$@\"\n", tools.cli, q.port),
 	}
-	script = strings.ReplaceAll(script, "/run/secrets/", q.secretsDir+"/")
-	q.cmd = exec.Command(shell[0], append(shell[1:], "-c", script)...)
-	q.cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	for name, shim := range shims {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(shim), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	q.cmd = q.script(script)
 	q.cmd.Stdout, q.cmd.Stderr = &q.log, &q.log
 	if err := q.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -289,4 +331,39 @@ func startQueueCommand(t *testing.T, server, busybox, script string, files map[s
 		<-q.exited
 	})
 	return q
+}
+
+// script is a command running script as the queue's container would: under
+// q's shell and PATH, its /run/secrets/ q's secrets.
+func (q *queueRun) script(script string) *exec.Cmd {
+	script = strings.ReplaceAll(script, "/run/secrets/", q.secretsDir+"/")
+	cmd := exec.Command(q.shell[0], append(q.shell[1:], "-c", script)...)
+	cmd.Env = q.env
+	return cmd
+}
+
+// checkHealth runs each healthcheck of scripts against q's Redis: each
+// passes with the secret q was started with, and fails once the secret
+// holds another password (Redis, started, keeps the one it read).
+func (q *queueRun) checkHealth(t *testing.T, scripts queueScripts) {
+	t.Helper()
+	for _, name := range sortedKeys(scripts.healthchecks) {
+		if out, err := q.script(scripts.healthchecks[name]).CombinedOutput(); err != nil {
+			t.Errorf("%s: got %v (%q), want it to pass", name, err, out)
+		}
+	}
+	path := filepath.Join(q.secretsDir, "redis_password")
+	pw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append([]byte("other"), pw...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(path, pw, 0o600)
+	for _, name := range sortedKeys(scripts.healthchecks) {
+		if out, err := q.script(scripts.healthchecks[name]).CombinedOutput(); err == nil {
+			t.Errorf("%s with another password in the secret: passed (%q), want it to fail", name, out)
+		}
+	}
 }
