@@ -101,25 +101,16 @@ func newHarness(t *testing.T) *harness {
 		need(t, err, ".secrets/"+s+" (make secrets)")
 	}
 
-	goroot, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Fatalf("go env GOROOT: %v", err)
-	}
-	caBundle := os.Getenv("SSL_CERT_FILE")
-	if caBundle == "" {
-		caBundle = "/etc/ssl/certs/ca-certificates.crt"
-	}
+	// The stand-ins as `make up STANDINS=1` gets them (cmd standinenv).
 	start := time.Now()
-	vars, probe, err := BuildImages(ctx, e, BuildOptions{
-		RepoRoot: root,
-		BinDir:   binDir,
-		Base:     BaseImage{Suite: "bookworm", Mirror: "http://deb.debian.org/debian"},
-		GOROOT:   strings.TrimSpace(string(goroot)),
-		CABundle: caBundle,
-		Parallel: 3,
-		Logf:     t.Logf,
-	})
+	opts, err := HostBuildOptions(ctx, os.Getenv, root, binDir, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, err := StandinImages(ctx, e, opts)
 	need(t, err, "stand-in images")
+	probe, err := ProbeImage(ctx, e, opts)
+	need(t, err, "probe image")
 	t.Logf("images: %v (built or reused)", time.Since(start).Round(time.Second))
 
 	h := &harness{root: root, engine: e, probe: probe, env: vars}
