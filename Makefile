@@ -328,6 +328,7 @@ standinenv: ## Build bin/standinenv alone (make up STANDINS=1 runs it)
 # Every variable given on make's command line reaches the script (k6's
 # __ENV): make load SCRIPT=load RATE=8 DURATION=5m.
 load: secrets ## Run a k6 script in compose against the stack (SCRIPT=smoke|load|stress|soak, default smoke; its variables on the command line, README "Load tests"); results on Grafana's k6 dashboard
+	$(if $(filter 1,$(STANDINS)),$(error load: STANDINS=1 is for up, down and logs; k6 has no stand-in (K6_IMAGE is pulled)))
 	@test -f scripts/k6/$(or $(SCRIPT),smoke).js || { echo 'load: no scripts/k6/$(SCRIPT).js' >&2; exit 1; }
 	$(COMPOSE) $(COMPOSE_FILES) --profile load run --rm \
 		$(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),-e '$(v)=$($(v))'))) \

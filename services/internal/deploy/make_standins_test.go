@@ -43,8 +43,9 @@ func composeLines(out string) []string {
 // compose with the environment bin/standinenv prints (up: the images, built
 // first with the tools the stand-ins are made of; down and logs: the project
 // name alone, nothing built) and the test's override file; with STANDINS=0
-// or unset they are make up's commands as before; any other value stops make
-// (`make -n`: the commands are printed, not run).
+// or unset they are make up's commands as before; any other value stops make,
+// and so does make load STANDINS=1 (k6 has no stand-in) (`make -n`: the
+// commands are printed, not run).
 func TestMakeStandinsCommands(t *testing.T) {
 	dir := t.TempDir()
 	fakeBin, binDir := fakePath(t, dir, map[string]string{"docker": fakeDocker}), filepath.Join(dir, "bin")
@@ -98,6 +99,9 @@ func TestMakeStandinsCommands(t *testing.T) {
 				}
 			}
 		})
+	}
+	if out, err := makeIn(t, env, "-n", "load", "BIN_DIR="+binDir, "STANDINS=1"); err == nil || !strings.Contains(out, "k6 has no stand-in") {
+		t.Errorf("make -n load STANDINS=1: got %v: %s, want an error: k6 has no stand-in", err, out)
 	}
 	for _, v := range []string{"yes", "true", "2"} {
 		out, err := makeIn(t, env, "-n", "up", "BIN_DIR="+binDir, "STANDINS="+v)
