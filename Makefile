@@ -303,7 +303,7 @@ bench: build tools jaeger otelcol ## Measure pgbench/accept/delivery/end-to-end/
 # stand-ins that are missing, as make test-compose does (root, debootstrap, a
 # Debian mirror), and prints their image variables and the project name
 # (carteiro-standins); down and logs take the name alone (-project-only), so
-# they build nothing. The test's override file is added to the compose files.
+# they build no image. The test's override file is added to the compose files.
 STANDINS ?= 0
 ifeq ($(filter 0 1,$(STANDINS)),)
 $(error STANDINS=$(STANDINS): give 0 (make up pulls the images of .env) or 1 (the stand-ins))
