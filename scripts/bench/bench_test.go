@@ -49,7 +49,7 @@ func TestLoadSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Duration.D() != 10*time.Second || s.N != 20000 || s.E2EDuration.D() != time.Minute || s.Rounds != 3 ||
-		strings.Join(s.Modes, ",") != "off,on,on-10" || s.WorkerConcurrency != 8 || s.DBName != "carteiro_bench" {
+		strings.Join(s.Modes, ",") != "off,on" || s.WorkerConcurrency != 8 || s.DBName != "carteiro_bench" {
 		t.Errorf("defaults = %+v", s)
 	}
 	s, err = loadSettings(env(map[string]string{"BENCH_DURATION": "3s", "BENCH_N": "2000",
@@ -65,9 +65,6 @@ func TestLoadSettings(t *testing.T) {
 		{"BENCH_DURATION": "ten"},
 		{"BENCH_N": "0"},
 		{"BENCH_MODES": "maybe"},
-		{"BENCH_MODES": "on-5"},
-		{"BENCH_MODES": "off,on,off"},
-		{"BENCH_MODES": "off,on-10", "BENCH_PHASES": "delivery"},
 		{"BENCH_ACCEPT_WORKER": "pause"},
 		{"BENCH_PHASES": "drain"},
 		{"DB_HOST": "10.0.0.5"},
@@ -81,22 +78,6 @@ func TestLoadSettings(t *testing.T) {
 		s, err := loadSettings(env(map[string]string{"BENCH_PHASES": phases}))
 		if err != nil || s.Phases != phases {
 			t.Errorf("BENCH_PHASES=%s: got %q, %v, want %q", phases, s.Phases, err, phases)
-		}
-	}
-	// The observability modes: on-10 (phases 1 and 2 at the production
-	// share) is in the default list unless the run measures delivery
-	// alone; any order and subset of the three.
-	for _, tc := range []struct{ modes, phases, want string }{
-		{"", "all", "off,on,on-10"},
-		{"", "accept", "off,on,on-10"},
-		{"", "delivery", "off,on"},
-		{"on-10", "", "on-10"},
-		{" off , on-10 ", "accept", "off,on-10"},
-		{"on,off", "delivery", "on,off"},
-	} {
-		s, err := loadSettings(env(map[string]string{"BENCH_MODES": tc.modes, "BENCH_PHASES": tc.phases}))
-		if got := strings.Join(s.Modes, ","); err != nil || got != tc.want {
-			t.Errorf("BENCH_MODES=%q BENCH_PHASES=%q: got %q, %v, want %q", tc.modes, tc.phases, got, err, tc.want)
 		}
 	}
 	for _, ok := range []string{"127.0.0.1", "localhost", "::1", "127.0.0.2"} {

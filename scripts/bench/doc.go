@@ -3,9 +3,8 @@
 // bench/results.json.
 //
 // For each observability mode (off, then on: make dev OBS=1's OpenTelemetry
-// Collector, Jaeger and Prometheus running, every trace sampled and kept;
-// then on-10, the same at the production share of ordinary traces kept,
-// OTELCOL_SAMPLE_PERCENT=10, for phases 1 and 2 alone) it starts a private native stack with package devstack,
+// Collector, Jaeger and Prometheus running, every trace sampled and kept)
+// it starts a private native stack with package devstack,
 // the launcher of make dev (RATE_LIMIT=0, its own DEV_DIR, free loopback
 // ports, a fresh database, a private redis-server without persistence,
 // Mailpit keeping every message) and runs:
@@ -93,12 +92,7 @@
 //	BENCH_E2E_MAX_IN_FLIGHT 256 phase 4's requests waiting for an answer at
 //	                            once; past it starts are late (counted),
 //	                            as a real client pool would queue them
-//	BENCH_MODES          off,on,on-10  observability modes, in order:
-//	                            off, on (every trace kept, make dev's
-//	                            OTELCOL_SAMPLE_PERCENT=100) and on-10 (the
-//	                            production share, 10 %: phases 1 and 2
-//	                            alone); off,on by default with
-//	                            BENCH_PHASES=delivery
+//	BENCH_MODES          off,on observability modes, in order
 //	BENCH_OUT            bench/results.json
 //	BENCH_ACCEPT_C64     json+key  the variants (comma-separated, all or
 //	                               none) also measured at 64 connections

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -201,7 +200,7 @@ func prerequisites(repo string, s settings) error {
 // stackBinaries are the programs of bin/ the stack runs.
 func stackBinaries(s settings) []string {
 	bins := []string{"api", "worker", "mailpit", "devstack"}
-	if slices.ContainsFunc(s.Modes, modeObservability) {
+	if contains(s.Modes, "on") {
 		bins = append(bins, "jaeger", "otelcol")
 	}
 	return bins
@@ -231,9 +230,7 @@ func method(s settings) map[string]string {
 			"(no persistence) flushed per mode; observability on = OBS=1 (the OpenTelemetry Collector, Jaeger, " +
 			"Prometheus, Alertmanager and the nginx, Postgres and Redis exporters; the services' default sampler " +
 			"parentbased_always_on: every trace sampled; the collector's tail sampling at its default " +
-			"OTELCOL_SAMPLE_PERCENT=100: every trace kept, sent to Jaeger after OTELCOL_DECISION_WAIT); on-10 = the same " +
-			"with OTELCOL_SAMPLE_PERCENT=10, the production share (errors, dead letters and slow traces still all kept), " +
-			"phases 1 and 2 alone",
+			"OTELCOL_SAMPLE_PERCENT=100: every trace kept, sent to Jaeger after OTELCOL_DECISION_WAIT)",
 		"settle": "before every measured run: wait until nothing is queued, sending, failed or unpublished, " +
 			"clear Mailpit, CHECKPOINT, VACUUM (ANALYZE) emails",
 		"phase1": fmt.Sprintf("pgbench -n -M prepared -c %d -j %d -T <duration>: one INSERT per transaction into emails "+

@@ -39,9 +39,6 @@ func (b *bench) runMode(ctx context.Context, mode string) *modeResult {
 
 func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error) {
 	s := b.s
-	if modeAcceptOnly(mode) {
-		s.Phases = "accept"
-	}
 	note := func(what string, e error) {
 		if e != nil {
 			msg := what + ": " + e.Error()
@@ -64,7 +61,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	// test runs share the machine) gets one more try on new ports.
 	var st *stack
 	for attempt := 1; ; attempt++ {
-		st, err = newStack(b.repo, b.binDir, filepath.Join(dir, "dev"), mode, b.redis.Addr, s, b.logFile)
+		st, err = newStack(b.repo, b.binDir, filepath.Join(dir, "dev"), mode == "on", b.redis.Addr, s, b.logFile)
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 // results is everything one `make bench` measured: bench/results.json.
@@ -212,62 +211,48 @@ func (r pgbenchRun) roundRate() (int, float64)  { return r.Round, r.TPS }
 func (r deliveryRun) roundRate() (int, float64) { return r.Round, r.Rate }
 func (r smtpRun) roundRate() (int, float64)     { return r.Round, r.Rate }
 
-// compare fills res.Comparison from the off mode and each mode with
-// observability on: on's keys are "..._on_over_off", on-10's
-// "..._on_10_over_off" (accept and pgbench; on-10 measures nothing else).
+// compare fills res.Comparison from the off and on modes.
 func (res *results) compare() {
-	var off *modeResult
+	var off, on *modeResult
 	for _, m := range res.Modes {
-		if m.Observability == modeOff {
+		switch m.Observability {
+		case "off":
 			off = m
+		case "on":
+			on = m
 		}
 	}
-	if off == nil {
+	if off == nil || on == nil {
 		return
 	}
-	for _, on := range res.Modes {
-		if !modeObservability(on.Observability) {
+	res.Comparison = map[string]float64{}
+	for _, a := range off.Accept {
+		b := on.findAccept(a.Variant, a.Connections)
+		if b == nil {
 			continue
 		}
-		if res.Comparison == nil {
-			res.Comparison = map[string]float64{}
+		r := ratio(b.MedianRPS, a.MedianRPS)
+		res.Comparison[comparisonKey(a.Variant, a.Connections)] = r
+		if a.Variant == acceptVariants[0] {
+			// The key of the time before variants: JSON without a key.
+			res.Comparison["accept"+strconv.Itoa(a.Connections)+"_rps_on_over_off"] = r
 		}
-		mode := on.Observability
-		for _, a := range off.Accept {
-			b := on.findAccept(a.Variant, a.Connections)
-			if b == nil {
-				continue
-			}
-			r := ratio(b.MedianRPS, a.MedianRPS)
-			res.Comparison[comparisonKey(mode, a.Variant, a.Connections)] = r
-			if a.Variant == acceptVariants[0] && mode == modeOn {
-				// The key of the time before variants: JSON without a key.
-				res.Comparison["accept"+strconv.Itoa(a.Connections)+"_rps_on_over_off"] = r
-			}
-		}
-		res.Comparison["pgbench_tps_"+comparisonMode(mode)+"_over_off"] = ratio(on.CeilingMedianTPS, off.CeilingMedianTPS)
-		if mode != modeOn {
-			continue
-		}
-		res.Comparison["delivery_rate_on_over_off"] = ratio(on.DeliveryMedian, off.DeliveryMedian)
-		if off.E2E != nil && on.E2E != nil {
-			res.Comparison["e2e_p99_on_over_off"] = ratio(on.E2E.AcceptedToSentMs.P99, off.E2E.AcceptedToSentMs.P99)
-		}
-		if off.E2ESustained != nil && on.E2ESustained != nil {
-			res.Comparison["e2e_sustained_p99_on_over_off"] = ratio(on.E2ESustained.AcceptedToSentMs.P99, off.E2ESustained.AcceptedToSentMs.P99)
-		}
+	}
+	res.Comparison["pgbench_tps_on_over_off"] = ratio(on.CeilingMedianTPS, off.CeilingMedianTPS)
+	res.Comparison["delivery_rate_on_over_off"] = ratio(on.DeliveryMedian, off.DeliveryMedian)
+	if off.E2E != nil && on.E2E != nil {
+		res.Comparison["e2e_p99_on_over_off"] = ratio(on.E2E.AcceptedToSentMs.P99, off.E2E.AcceptedToSentMs.P99)
+	}
+	if off.E2ESustained != nil && on.E2ESustained != nil {
+		res.Comparison["e2e_sustained_p99_on_over_off"] = ratio(on.E2ESustained.AcceptedToSentMs.P99, off.E2ESustained.AcceptedToSentMs.P99)
 	}
 }
 
-// comparisonKey is the Comparison key of one accept set's ratio of mode
-// (on or on-10) over off: "accept_json+key_c16_rps_on_over_off",
-// "accept_json+key_c16_rps_on_10_over_off".
-func comparisonKey(mode, variant string, conns int) string {
-	return fmt.Sprintf("accept_%s_c%d_rps_%s_over_off", variant, conns, comparisonMode(mode))
+// comparisonKey is the Comparison key of one accept set's on ÷ off ratio:
+// "accept_json+key_c16_rps_on_over_off".
+func comparisonKey(variant string, conns int) string {
+	return fmt.Sprintf("accept_%s_c%d_rps_on_over_off", variant, conns)
 }
-
-// comparisonMode is mode as it appears in Comparison keys: on, on_10.
-func comparisonMode(mode string) string { return strings.ReplaceAll(mode, "-", "_") }
 
 func (res *results) write(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

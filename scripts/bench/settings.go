@@ -125,25 +125,14 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	default:
 		s.Keep = true
 	}
-	// on-10 measures phases 1 and 2 alone: nothing to do in a delivery run.
-	defModes := modeOff + "," + modeOn + "," + modeOnProduction
-	if s.Phases == "delivery" {
-		defModes = modeOff + "," + modeOn
-	}
-	for m := range strings.SplitSeq(str("BENCH_MODES", defModes), ",") {
+	for m := range strings.SplitSeq(str("BENCH_MODES", "off,on"), ",") {
 		switch m = strings.TrimSpace(m); m {
-		case modeOff, modeOn, modeOnProduction:
-			if contains(s.Modes, m) {
-				fail("BENCH_MODES", "%q twice", m)
-			}
+		case "off", "on":
 			s.Modes = append(s.Modes, m)
 		case "":
 		default:
-			fail("BENCH_MODES", "want a list of off, on and on-10, got %q", m)
+			fail("BENCH_MODES", "want a list of off and on, got %q", m)
 		}
-	}
-	if s.Phases == "delivery" && contains(s.Modes, modeOnProduction) {
-		fail("BENCH_MODES", "on-10 measures phases 1 and 2 alone, and BENCH_PHASES=delivery runs neither")
 	}
 	if len(s.Modes) == 0 {
 		fail("BENCH_MODES", "no mode")

@@ -37,10 +37,8 @@ var (
 )
 
 // newStack prepares (does not start) a stack in dir with the programs of
-// binDir for an observability mode (obsmode.go); each port stays reserved
-// until its process starts.
-func newStack(repo, binDir, dir, mode string, redisAddr string, s settings, log io.Writer) (*stack, error) {
-	obs := modeObservability(mode)
+// binDir; each port stays reserved until its process starts.
+func newStack(repo, binDir, dir string, obs bool, redisAddr string, s settings, log io.Writer) (*stack, error) {
 	vars := append([]string(nil), stackAddrVars...)
 	if obs {
 		vars = append(vars, obsAddrVars...)
@@ -70,9 +68,6 @@ func newStack(repo, binDir, dir, mode string, redisAddr string, s settings, log 
 		"API_INSTANCES":    os.Getenv("API_INSTANCES"),
 		"PPROF":            map[bool]string{true: "1", false: os.Getenv("PPROF")}[s.Profile],
 		"WORKER_INSTANCES": os.Getenv("WORKER_INSTANCES"),
-		// The collector's share of ordinary traces kept (the stack's
-		// default, 100, when empty).
-		"OTELCOL_SAMPLE_PERCENT": modeSamplePercent(mode),
 	}
 	if obs {
 		// Nothing connects to the query gRPC API: any free port.

@@ -217,15 +217,9 @@ func printTable(w io.Writer, res *results) {
 	if len(res.Comparison) > 0 {
 		fmt.Fprintln(w)
 		for _, p := range s.AcceptRuns {
-			if r, ok := res.Comparison[comparisonKey(modeOn, p.Variant, p.Connections)]; ok && r > 0 {
+			if r, ok := res.Comparison[comparisonKey(p.Variant, p.Connections)]; ok && r > 0 {
 				fmt.Fprintf(w, "observability on vs off: accept %s c%d throughput %+.0f %% (on ÷ off %.2f; target: at most 15 %% less)\n",
 					p.Variant, p.Connections, (r-1)*100, r)
-			}
-		}
-		for _, p := range s.AcceptRuns {
-			if r, ok := res.Comparison[comparisonKey(modeOnProduction, p.Variant, p.Connections)]; ok && r > 0 {
-				fmt.Fprintf(w, "observability on at the production share (%s %%) vs off: accept %s c%d throughput %+.0f %% (on-10 ÷ off %.2f)\n",
-					productionSamplePercent, p.Variant, p.Connections, (r-1)*100, r)
 			}
 		}
 		if r := res.Comparison["delivery_rate_on_over_off"]; r > 0 {

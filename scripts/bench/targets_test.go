@@ -36,7 +36,7 @@ func benchResults() *results {
 	res := &results{Settings: settings{Conns: []int{16, 64}, AcceptRuns: plans}, Modes: []*modeResult{off, on}}
 	res.compare()
 	// json+key c64 with observability on: 20 % less.
-	res.Comparison[comparisonKey(modeOn, "json+key", 64)] = 0.8
+	res.Comparison[comparisonKey("json+key", 64)] = 0.8
 	return res
 }
 
@@ -127,67 +127,5 @@ func TestDrainFlatness(t *testing.T) {
 		if f.ratio != tc.ratio || f.met != tc.met || f.measured != tc.measured {
 			t.Errorf("%s: got %+v, want ratio %v met %v measured %v", tc.name, f, tc.ratio, tc.met, tc.measured)
 		}
-	}
-}
-
-// The on-10 mode (phases 1 and 2 at the production share of traces kept)
-// adds its on ÷ off per variant at 16 connections, beside on's, and no
-// per-mode target: it measures neither delivery nor phase 4.
-func TestEvaluateTargetsProductionShare(t *testing.T) {
-	res := benchResults()
-	var sets []*acceptSet
-	for _, a := range res.Modes[0].Accept {
-		rps := 1080.0 // 0.9 × off's 1200
-		if a.Variant == "form+key" {
-			rps = 960 // 0.8×
-		}
-		sets = append(sets, &acceptSet{Variant: a.Variant, Connections: a.Connections, Runs: []acceptRun{{Round: 1, RPS: rps}}, MedianRPS: rps})
-	}
-	res.Modes = append(res.Modes, &modeResult{Observability: modeOnProduction, CeilingMedianTPS: 800, Accept: sets})
-	res.Comparison = nil
-	res.compare()
-	for key, want := range map[string]float64{
-		"accept_json_c16_rps_on_over_off":        1100.0 / 1200,
-		"accept16_rps_on_over_off":               1100.0 / 1200,
-		"accept_json_c16_rps_on_10_over_off":     0.9,
-		"accept_form+key_c16_rps_on_10_over_off": 0.8,
-		"accept_json+key_c64_rps_on_10_over_off": 0.9,
-		"pgbench_tps_on_10_over_off":             0.8,
-		"delivery_rate_on_over_off":              70.0 / 95,
-	} {
-		if got := res.Comparison[key]; got != want {
-			t.Errorf("comparison %s: got %v, want %v", key, got, want)
-		}
-	}
-	if _, ok := res.Comparison["delivery_rate_on_10_over_off"]; ok {
-		t.Errorf("comparison: got a delivery ratio for on-10, which measures no delivery")
-	}
-	const name = "observability on, 10 % of traces kept (production): accept at most 15 % less"
-	got := map[string]target{}
-	for _, tg := range evaluateTargets(res) {
-		if tg.Observability == modeOnProduction {
-			t.Errorf("got target %q for on-10 alone, want none (it measures phases 1 and 2 only)", tg.Target)
-		}
-		if tg.Target == name {
-			got[tg.Subject] = tg
-		}
-	}
-	for subject, want := range map[string]struct {
-		status   string
-		measured float64
-	}{
-		"json c16": {statusMet, 0.9}, "json+key c16": {statusMet, 0.9}, "form c16": {statusMet, 0.9}, "form+key c16": {statusNotMet, 0.8},
-	} {
-		g, ok := got[subject]
-		if !ok {
-			t.Errorf("%s %s: missing", name, subject)
-			continue
-		}
-		if g.Status != want.status || g.Measured != want.measured || g.Observability != "on-10 ÷ off" {
-			t.Errorf("%s %s: got %s %v (%s, %s), want %s %v (on-10 ÷ off)", name, subject, g.Status, g.Measured, g.MeasuredText, g.Observability, want.status, want.measured)
-		}
-	}
-	if len(got) != 4 {
-		t.Errorf("got %d production-share targets, want the 4 variants at 16 connections", len(got))
 	}
 }
