@@ -50,7 +50,7 @@ KUBE_VERSION_LDFLAGS = $(foreach pkg,k8s.io/component-base/version k8s.io/client
 	-X $(pkg).gitTreeState=clean)
 KUBE_GO := cd $(KUBE_TOOLS_DIR) && GOWORK=off CGO_ENABLED=0 $(GO)
 
-.PHONY: help build devstack tools jaeger otelcol kubernetes test-kubernetes images docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
+.PHONY: help build devstack standinenv tools jaeger otelcol kubernetes test-kubernetes images docker-tools test-compose dev dev-down dev-status test fuzz bench chaos soak up down logs load fmt vet secrets clean
 
 help: ## List the targets
 	@echo 'usage: make TARGET [VAR=value]'
@@ -62,6 +62,8 @@ help: ## List the targets
 	@echo 'variables: OBS=1 (dev with Jaeger, Prometheus, Alertmanager and the exporters:'
 	@echo '                  make dev OBS=1; UIs on 127.0.0.1:16686, :9090 and :9093),'
 	@echo '           RATE_LIMIT=0 (dev without the nginx /api rate limit),'
+	@echo '           STANDINS=1 (up, down, logs on the compose test'"'"'s stand-in images, no registry:'
+	@echo '                  make up STANDINS=1; project carteiro-standins, no Grafana),'
 	@echo '           API_INSTANCES, WORKER_INSTANCES, DEV_DIR, listen addresses...'
 	@echo '                  (every knob of make dev: README "Configuration"),'
 	@echo '           GO_TEST_FLAGS (default: $(GO_TEST_FLAGS)),'
@@ -295,18 +297,38 @@ bench: build tools jaeger otelcol ## Measure pgbench/accept/delivery/end-to-end/
 	$(GO) build -o $(BIN_DIR)/bench ./scripts/bench
 	BENCH_COMMAND='make bench $(strip $(MAKEOVERRIDES))' $(BIN_DIR)/bench
 
-up: secrets ## Build images and start the compose stack (with the observability overlay); returns when every service is healthy
-	$(COMPOSE) $(COMPOSE_FILES) up -d --build --wait
+# STANDINS=1: make up, down and logs on the compose test's stand-in images,
+# for a machine that reaches no image registry (README "`make up` with no
+# registry"). bin/standinenv (deploy/composetest/standinenv) builds the
+# stand-ins that are missing, as make test-compose does (root, debootstrap, a
+# Debian mirror), and prints their image variables and the project name
+# (carteiro-standins); down and logs take the name alone (-project-only), so
+# they build no image. The test's override file is added to the compose files.
+STANDINS ?= 0
+ifeq ($(filter 0 1,$(STANDINS)),)
+$(error STANDINS=$(STANDINS): give 0 (make up pulls the images of .env) or 1 (the stand-ins))
+endif
+STANDINS_OVERRIDE := deploy/composetest/compose.test-override.yml
+# $(call standins,ARGS): what goes before $(COMPOSE) under STANDINS=1.
+standins = $(if $(filter 1,$(STANDINS)),vars=$$(BIN_DIR='$(abspath $(BIN_DIR))' $(BIN_DIR)/standinenv$(if $(1), $(1))) && env $$vars )
+standins_files = $(if $(filter 1,$(STANDINS)), -f $(STANDINS_OVERRIDE))
 
-down: ## Stop the compose stack
-	$(COMPOSE) $(COMPOSE_FILES) down
+up: secrets $(if $(filter 1,$(STANDINS)),standinenv tools jaeger otelcol docker-tools) ## Build images and start the compose stack (with the observability overlay); returns when every service is healthy (STANDINS=1: on the stand-ins, no registry)
+	$(call standins)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) up -d --build --wait
 
-logs: ## Follow the compose stack's logs
-	$(COMPOSE) $(COMPOSE_FILES) logs -f --tail=100
+down: $(if $(filter 1,$(STANDINS)),standinenv) ## Stop the compose stack (STANDINS=1: the one on the stand-ins)
+	$(call standins,-project-only)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) down
+
+logs: $(if $(filter 1,$(STANDINS)),standinenv) ## Follow the compose stack's logs (STANDINS=1: the one on the stand-ins)
+	$(call standins,-project-only)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) logs -f --tail=100
+
+standinenv: ## Build bin/standinenv alone (make up STANDINS=1 runs it)
+	$(GO) build -o $(BIN_DIR)/standinenv ./deploy/composetest/standinenv
 
 # Every variable given on make's command line reaches the script (k6's
 # __ENV): make load SCRIPT=load RATE=8 DURATION=5m.
 load: secrets ## Run a k6 script in compose against the stack (SCRIPT=smoke|load|stress|soak, default smoke; its variables on the command line, README "Load tests"); results on Grafana's k6 dashboard
+	$(if $(filter 1,$(STANDINS)),$(error load: STANDINS=1 is for up, down and logs; k6 has no stand-in (K6_IMAGE is pulled)))
 	@test -f scripts/k6/$(or $(SCRIPT),smoke).js || { echo 'load: no scripts/k6/$(SCRIPT).js' >&2; exit 1; }
 	$(COMPOSE) $(COMPOSE_FILES) --profile load run --rm \
 		$(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),-e '$(v)=$($(v))'))) \

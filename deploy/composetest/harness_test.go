@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,25 +102,17 @@ func newHarness(t *testing.T) *harness {
 		need(t, err, ".secrets/"+s+" (make secrets)")
 	}
 
-	goroot, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Fatalf("go env GOROOT: %v", err)
-	}
-	caBundle := os.Getenv("SSL_CERT_FILE")
-	if caBundle == "" {
-		caBundle = "/etc/ssl/certs/ca-certificates.crt"
-	}
+	// The stand-ins as `make up STANDINS=1` gets them (cmd standinenv).
 	start := time.Now()
-	vars, probe, err := BuildImages(ctx, e, BuildOptions{
-		RepoRoot: root,
-		BinDir:   binDir,
-		Base:     BaseImage{Suite: "bookworm", Mirror: "http://deb.debian.org/debian"},
-		GOROOT:   strings.TrimSpace(string(goroot)),
-		CABundle: caBundle,
-		Parallel: 3,
-		Logf:     t.Logf,
-	})
+	opts, err := HostBuildOptions(ctx, os.Getenv, root, binDir, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, err := StandinImages(ctx, e, opts)
 	need(t, err, "stand-in images")
+	probe, err := ProbeImage(ctx, e, opts)
+	need(t, err, "probe image")
+	checkStandinenv(t, root, binDir, vars)
 	t.Logf("images: %v (built or reused)", time.Since(start).Round(time.Second))
 
 	h := &harness{root: root, engine: e, probe: probe, env: vars}
@@ -191,6 +184,37 @@ func (h *harness) cleanup(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
+}
+
+// checkStandinenv runs cmd standinenv as `make up STANDINS=1` does and
+// checks that it prints the project name and exactly the images the test
+// runs (vars): the stack make up STANDINS=1 starts is the one tested here,
+// but for the project name, the ports and the subnet.
+func checkStandinenv(t *testing.T, root, binDir string, vars map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	bin := filepath.Join(t.TempDir(), "standinenv")
+	if err := goBuild(ctx, root, "./deploy/composetest/standinenv", bin); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "BIN_DIR="+binDir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("standinenv: %v: %s", err, stderr.String())
+	}
+	want := []string{"COMPOSE_PROJECT_NAME=carteiro-standins"}
+	for _, k := range sortedKeys(vars) {
+		want = append(want, k+"="+vars[k])
+	}
+	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); !slices.Equal(got, want) {
+		t.Errorf("standinenv (make up STANDINS=1): got %q, want %q (the test's images)", got, want)
+		return
+	}
+	t.Logf("standinenv (make up STANDINS=1) prints the project name and the same %d images", len(vars))
 }
 
 // freePorts returns n distinct TCP ports that are free on every interface

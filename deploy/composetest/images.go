@@ -48,11 +48,8 @@ func (e *Engine) EnsureBase(ctx context.Context, b BaseImage) (ref string, built
 	if id, err := e.ImageID(ctx, ref); err != nil || id != "" {
 		return ref, false, err
 	}
-	if os.Geteuid() != 0 {
-		return "", false, fmt.Errorf("base image %s: debootstrap needs root", ref)
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return "", false, fmt.Errorf("base image %s: %w (apt-get install debootstrap)", ref, err)
+	if missing := baseNeeds(os.Geteuid(), exec.LookPath); len(missing) > 0 {
+		return "", false, fmt.Errorf("base image %s is missing and building it needs %s", ref, strings.Join(missing, " and "))
 	}
 	dir, err := os.MkdirTemp("", "carteiro-rootfs-")
 	if err != nil {
@@ -104,6 +101,20 @@ func (e *Engine) EnsureBase(ctx context.Context, b BaseImage) (ref string, built
 		return "", false, fmt.Errorf("tar of %s: %w", root, tarErr)
 	}
 	return ref, true, nil
+}
+
+// baseNeeds names what EnsureBase needs to build the base image and this
+// machine lacks, given the effective user ID and a PATH lookup
+// (exec.LookPath): root, and debootstrap on PATH. Empty when it has both.
+func baseNeeds(euid int, lookPath func(string) (string, error)) []string {
+	var missing []string
+	if euid != 0 {
+		missing = append(missing, "root (debootstrap makes the root file system as root: run it as root, as make test-compose)")
+	}
+	if _, err := lookPath("debootstrap"); err != nil {
+		missing = append(missing, "debootstrap on PATH (apt-get install debootstrap)")
+	}
+	return missing
 }
 
 // BuildSpec is one image built from a context assembled from anywhere on

@@ -60,23 +60,50 @@ type BuildOptions struct {
 	Logf     func(string, ...any)
 }
 
-// BuildImages builds the base, every stand-in and the probe image, reusing
-// any whose inputs have not changed, and returns the image variables for
-// compose (Var → reference) and the probe image's reference.
-func BuildImages(ctx context.Context, e *Engine, o BuildOptions) (vars map[string]string, probe string, err error) {
+// HostBuildOptions are the BuildOptions of this machine, the same for the
+// compose test and `make up STANDINS=1`: Debian bookworm from
+// deb.debian.org as the base, the Go toolchain `go env GOROOT` names, the
+// CA bundle of getenv's SSL_CERT_FILE (default
+// /etc/ssl/certs/ca-certificates.crt) and 3 builds at once.
+func HostBuildOptions(ctx context.Context, getenv func(string) string, root, binDir string, logf func(string, ...any)) (BuildOptions, error) {
+	goroot, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
+	if err != nil {
+		return BuildOptions{}, fmt.Errorf("go env GOROOT (the golang stand-in copies this Go toolchain): %w", err)
+	}
+	caBundle := getenv("SSL_CERT_FILE")
+	if caBundle == "" {
+		caBundle = "/etc/ssl/certs/ca-certificates.crt"
+	}
+	return BuildOptions{
+		RepoRoot: root,
+		BinDir:   binDir,
+		Base:     BaseImage{Suite: "bookworm", Mirror: "http://deb.debian.org/debian"},
+		GOROOT:   strings.TrimSpace(string(goroot)),
+		CABundle: caBundle,
+		Parallel: 3,
+		Logf:     logf,
+	}, nil
+}
+
+// StandinImages builds the base and every stand-in, reusing any whose
+// inputs have not changed, and returns the image variables for compose:
+// each Standins entry's Var → the reference of the image its inputs give
+// (carteiro-standin/<Name>:<hash>). The compose test and `make up
+// STANDINS=1` (cmd deploy/composetest/standinenv) get their images here.
+func StandinImages(ctx context.Context, e *Engine, o BuildOptions) (map[string]string, error) {
 	base, built, err := e.EnsureBase(ctx, o.Base)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	o.Logf("image %s: %s", base, builtOrReused(built))
 	baseID, err := e.ImageID(ctx, base)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 
 	bins, err := os.MkdirTemp("", "carteiro-composetest-bin-")
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer os.RemoveAll(bins)
 
@@ -92,14 +119,14 @@ func BuildImages(ctx context.Context, e *Engine, o BuildOptions) (vars map[strin
 		for _, b := range s.Bins {
 			p := filepath.Join(o.BinDir, b)
 			if _, err := os.Stat(p); err != nil {
-				return nil, "", fmt.Errorf("stand-in %s needs %s (make tools jaeger otelcol docker-tools): %w", s.Name, p, err)
+				return nil, fmt.Errorf("stand-in %s needs %s (make tools jaeger otelcol docker-tools): %w", s.Name, p, err)
 			}
 			spec.Extra[b] = p
 		}
 		for name, pkg := range s.Commands {
 			out := filepath.Join(bins, name)
 			if err := goBuild(ctx, o.RepoRoot, pkg, out); err != nil {
-				return nil, "", err
+				return nil, err
 			}
 			spec.Extra[name] = out
 		}
@@ -115,17 +142,33 @@ func BuildImages(ctx context.Context, e *Engine, o BuildOptions) (vars map[strin
 		}
 		specs[s.Var] = spec
 	}
+	return buildAll(ctx, e, specs, o)
+}
+
+// ProbeImage builds the compose test's probe image (cmd probe/), unless
+// one with the same inputs exists, and returns its reference.
+func ProbeImage(ctx context.Context, e *Engine, o BuildOptions) (string, error) {
+	bins, err := os.MkdirTemp("", "carteiro-composetest-bin-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(bins)
 	probeBin := filepath.Join(bins, "probe")
 	if err := goBuild(ctx, o.RepoRoot, "./deploy/composetest/probe", probeBin); err != nil {
-		return nil, "", err
+		return "", err
 	}
-	specs["probe"] = BuildSpec{
+	refs, err := buildAll(ctx, e, map[string]BuildSpec{"probe": {
 		Repo:  "carteiro-composetest/probe",
 		Dir:   filepath.Join(o.RepoRoot, "deploy", "composetest", "probe", "image"),
 		Extra: map[string]string{"probe": probeBin},
-	}
+	}}, o)
+	return refs["probe"], err
+}
 
-	vars = map[string]string{}
+// buildAll builds specs, o.Parallel at once, and returns their references
+// by the same keys; any failure fails the whole.
+func buildAll(ctx context.Context, e *Engine, specs map[string]BuildSpec, o BuildOptions) (map[string]string, error) {
+	refs := map[string]string{}
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -144,16 +187,14 @@ func BuildImages(ctx context.Context, e *Engine, o BuildOptions) (vars map[strin
 				return
 			}
 			o.Logf("image %s: %s", ref, builtOrReused(built))
-			vars[key] = ref
+			refs[key] = ref
 		})
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return nil, "", fmt.Errorf("%d image(s) failed: %v", len(errs), errs)
+		return nil, fmt.Errorf("%d image(s) failed: %v", len(errs), errs)
 	}
-	probe = vars["probe"]
-	delete(vars, "probe")
-	return vars, probe, nil
+	return refs, nil
 }
 
 func builtOrReused(built bool) string {

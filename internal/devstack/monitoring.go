@@ -270,8 +270,10 @@ func (c Config) redisExporter() Component {
 	return comp
 }
 
-// readSecret is value, or the content of file (less a final newline) when
-// file is set; variable names the file's setting in errors.
+// readSecret is value, or the content of file (less its trailing CRs and
+// newlines) when file is set; variable names the file's setting in errors.
+// A file empty but for those is an error, as the services' *_FILE (see
+// services/internal/config), never an empty password.
 func readSecret(value, file, variable string) (string, error) {
 	if file == "" {
 		return value, nil
@@ -280,5 +282,9 @@ func readSecret(value, file, variable string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", variable, err)
 	}
-	return strings.TrimRight(string(b), "\r\n"), nil
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s: %s is empty: it must hold the password", variable, file)
+	}
+	return v, nil
 }

@@ -487,3 +487,32 @@ func TestAlertmanager(t *testing.T) {
 		}
 	}
 }
+
+// readSecret reads a password file less its trailing line ends, and fails,
+// naming the variable and the file, on one that holds no password.
+func TestReadSecret(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		content, want string
+		wantErr       bool
+	}{
+		{"pw\r\n", "pw", false},
+		{"p\nw\n\n", "p\nw", false},
+		{"", "", true},
+		{"\n", "", true},
+		{"\r\n\r\n", "", true},
+	} {
+		path := filepath.Join(dir, strconv.Quote(c.content))
+		if err := os.WriteFile(path, []byte(c.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readSecret("ignored", path, "REDIS_EXPORTER_PASSWORD_FILE")
+		if got != c.want || (err != nil) != c.wantErr ||
+			(c.wantErr && !strings.Contains(err.Error(), "REDIS_EXPORTER_PASSWORD_FILE: "+path+" is empty")) {
+			t.Errorf("file %q: got %q, %v; want %q, error %v (naming the variable and the file)", c.content, got, err, c.want, c.wantErr)
+		}
+	}
+	if got, err := readSecret("value", "", "X_FILE"); got != "value" || err != nil {
+		t.Errorf("no file: got %q, %v; want the value", got, err)
+	}
+}

@@ -68,11 +68,18 @@ func TestLoadSettings(t *testing.T) {
 		{"BENCH_MODES": "maybe"},
 		{"BENCH_ACCEPT_WORKER": "pause"},
 		{"BENCH_PHASES": "drain"},
+		{"BENCH_SMTP_SOURCE_WORKER_MESSAGE": "captured"},
 		{"DB_HOST": "10.0.0.5"},
 		{"DB_HOST": "db.example"},
 	} {
 		if _, err := loadSettings(env(bad)); err == nil {
 			t.Errorf("loadSettings(%v) accepted", bad)
+		}
+	}
+	for v, want := range map[string]bool{"": true, "1": true, "on": true, "0": false, "off": false, "false": false} {
+		s, err := loadSettings(env(map[string]string{"BENCH_SMTP_SOURCE_WORKER_MESSAGE": v}))
+		if err != nil || s.WorkerMessage != want {
+			t.Errorf("BENCH_SMTP_SOURCE_WORKER_MESSAGE=%q: got %v, %v, want %v", v, s.WorkerMessage, err, want)
 		}
 	}
 	for _, phases := range []string{"all", "accept", "delivery"} {

@@ -32,7 +32,10 @@
 //     connections as WORKER_CONCURRENCY, and Postfix's smtp-source -d -s
 //     WORKER_CONCURRENCY (the public one, which the drain's target is
 //     against), each pushing the same number of messages of the same size
-//     into the same Mailpit; alternated BENCH_ROUNDS times;
+//     into the same Mailpit; alternated BENCH_ROUNDS times; after each
+//     drain, for information, smtp-source again with a message the worker
+//     sent in it, taken back from Mailpit (its Received and Return-Path
+//     left out), and the drain's ratio to that run;
 //  4. end to end: an open-model (fixed rate) load of json+key (the page's
 //     path) for BENCH_E2E_DURATION at the rate delivery can keep up with:
 //     min(½ the highest median json+key accept rate of phase 2, 0.8 × the
@@ -126,6 +129,10 @@
 //	                            phase 4 the api's heap profile (at 90 % of
 //	                            its load), in <run dir>/<mode>/profiles
 //	                            (implies keeping the run directory)
+//	BENCH_SMTP_SOURCE_WORKER_MESSAGE 1  0: leave out, after each drain,
+//	                            smtp-source sending N copies of a message
+//	                            the drain delivered, taken back from
+//	                            Mailpit (information beside the ceiling)
 //	BENCH_KEEP           0      1: keep the run directory (logs) and the
 //	                            database afterwards (kept anyway on failure)
 //	BENCH_COMMAND               the command line recorded in the results

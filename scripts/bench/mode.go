@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -220,6 +221,25 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 
 	// Phase 3: plain SMTP ceiling, then the worker's drain, each round.
 	rss.setPhase("3")
+	// smtpInto clears Mailpit, then runs one SMTP ceiling run, with
+	// Mailpit's CPU per message, and adds it to runs once every message
+	// is in Mailpit; a failure is noted. Its error is the clearing's.
+	smtpInto := func(runs *[]smtpRun, what string, run func() (smtpRun, error)) (smtpRun, error) {
+		if err := mp.Clear(ctx); err != nil {
+			return smtpRun{}, err
+		}
+		mpCPU := stackCPU(st, "mailpit")
+		r, err := run()
+		r.MailpitCPUUs = cpuSince(mpCPU, stackCPU(st, "mailpit")) * 1e6 / float64(s.N)
+		note(what, err)
+		if err == nil {
+			got, merr := mp.expect(ctx, int64(s.N))
+			r.InMailpit = got
+			note(what, merr)
+			*runs = append(*runs, r)
+		}
+		return r, nil
+	}
 	for round := 1; round <= s.Rounds; round++ {
 		if err := settle(fmt.Sprintf("delivery round %d", round)); err != nil {
 			return err
@@ -236,36 +256,22 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		b.log.printf("[%s] round %d  queued %d (insert %.1f s), on the stream after %.1f s; worker stopped; %d rows in emails",
 			mode, round, s.N, d.QueueSeconds, d.PublishS, d.EmailsRows)
 
-		if err := mp.Clear(ctx); err != nil {
+		addr := st.addr["MAILPIT_SMTP_ADDR"]
+		c, err := smtpInto(&m.SMTPCeiling, fmt.Sprintf("smtp ceiling round %d", round), func() (smtpRun, error) {
+			return runSMTPCeiling(ctx, addr, runPrefix("smtp", mode, round), s.N, s.WorkerConcurrency, round)
+		})
+		if err != nil {
 			return err
-		}
-		mpCPU := stackCPU(st, "mailpit")
-		c, cerr := runSMTPCeiling(ctx, st.addr["MAILPIT_SMTP_ADDR"], runPrefix("smtp", mode, round), s.N, s.WorkerConcurrency, round)
-		c.MailpitCPUUs = cpuSince(mpCPU, stackCPU(st, "mailpit")) * 1e6 / float64(s.N)
-		note(fmt.Sprintf("smtp ceiling round %d", round), cerr)
-		if cerr == nil {
-			got, merr := mp.expect(ctx, int64(s.N))
-			c.InMailpit = got
-			note(fmt.Sprintf("smtp ceiling round %d", round), merr)
-			m.SMTPCeiling = append(m.SMTPCeiling, c)
 		}
 		b.log.printf("[%s] round %d  plain SMTP      %8.0f msg/s (%d connections, %d bytes each; Mailpit CPU %.0f µs per message)", mode, round, c.Rate, c.Connections, c.AvgBytes, c.MailpitCPUUs)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := mp.Clear(ctx); err != nil {
+		ss, err := smtpInto(&m.SMTPSource, fmt.Sprintf("smtp-source round %d", round), func() (smtpRun, error) {
+			return runSMTPSource(ctx, addr, dir, runPrefix("smtp-source", mode, round), s.N, s.WorkerConcurrency, round)
+		})
+		if err != nil {
 			return err
-		}
-		what := fmt.Sprintf("smtp-source round %d", round)
-		mpCPU = stackCPU(st, "mailpit")
-		ss, serr := runSMTPSource(ctx, st.addr["MAILPIT_SMTP_ADDR"], dir, runPrefix("smtp-source", mode, round), s.N, s.WorkerConcurrency, round)
-		ss.MailpitCPUUs = cpuSince(mpCPU, stackCPU(st, "mailpit")) * 1e6 / float64(s.N)
-		note(what, serr)
-		if serr == nil {
-			got, merr := mp.expect(ctx, int64(s.N))
-			ss.InMailpit = got
-			note(what, merr)
-			m.SMTPSource = append(m.SMTPSource, ss)
 		}
 		b.log.printf("[%s] round %d  smtp-source     %8.0f msg/s (%d sessions, %d bytes each; Mailpit CPU %.0f µs per message)", mode, round, ss.Rate, ss.Connections, ss.AvgBytes, ss.MailpitCPUUs)
 		if err := ctx.Err(); err != nil {
@@ -305,6 +311,27 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if s.WorkerMessage && derr == nil {
+			// Information beside the ceiling: smtp-source sending what
+			// the worker sent (workermessage.go); the worker is idle.
+			what := fmt.Sprintf("smtp-source (the worker's message) round %d", round)
+			msg, err := workerMessage(ctx, mp)
+			note(what, err)
+			if err == nil {
+				file := filepath.Join(dir, "smtp-source-worker-r"+strconv.Itoa(round)+".eml")
+				ws, err := smtpInto(&m.SMTPSourceWorker, what, func() (smtpRun, error) {
+					return smtpSourceFile(ctx, addr, file, msg, s.N, s.WorkerConcurrency, round)
+				})
+				if err != nil {
+					return err
+				}
+				b.log.printf("[%s] round %d  smtp-source, the worker's message %8.0f msg/s (%d sessions, %d bytes each; Mailpit CPU %.0f µs per message; information)",
+					mode, round, ws.Rate, ws.Connections, ws.AvgBytes, ws.MailpitCPUUs)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 	}
 	m.RSS = append(m.RSS, sampleRSS(st, "3"))

@@ -61,6 +61,14 @@ type modeResult struct {
 	SMTPSourceMedianRate    float64   `json:"phase3_smtp_source_median_per_s"`
 	DeliveryRatioSource     float64   `json:"phase3_ratio_delivery_to_smtp_source"`
 	DeliveryRoundRateSource []float64 `json:"phase3_round_ratios_smtp_source"`
+	// SMTPSourceWorker is smtp-source sending a message the worker sent,
+	// one run after each drain (BENCH_SMTP_SOURCE_WORKER_MESSAGE;
+	// workermessage.go), and the drain's ratios over it: information, the
+	// target's ratio is DeliveryRatioSource's.
+	SMTPSourceWorker              []smtpRun `json:"phase3_smtp_source_worker_message,omitempty"`
+	SMTPSourceWorkerMedianRate    float64   `json:"phase3_smtp_source_worker_message_median_per_s,omitempty"`
+	DeliveryRatioSourceWorker     float64   `json:"phase3_ratio_delivery_to_smtp_source_worker_message,omitempty"`
+	DeliveryRoundRateSourceWorker []float64 `json:"phase3_round_ratios_smtp_source_worker_message,omitempty"`
 
 	// E2E is phase 4 at issue 14's rate; E2ESustained the same load
 	// afterwards at the drain's pace (0.8 × the capacity to accept and
@@ -166,6 +174,9 @@ func (m *modeResult) finish() {
 	m.SMTPSourceMedianRate = median(pluck(m.SMTPSource, func(r smtpRun) float64 { return r.Rate }))
 	m.DeliveryRatioSource = ratio(m.DeliveryMedian, m.SMTPSourceMedianRate)
 	m.DeliveryRoundRateSource = ratioByRound(m.Delivery, m.SMTPSource)
+	m.SMTPSourceWorkerMedianRate = median(pluck(m.SMTPSourceWorker, func(r smtpRun) float64 { return r.Rate }))
+	m.DeliveryRatioSourceWorker = ratio(m.DeliveryMedian, m.SMTPSourceWorkerMedianRate)
+	m.DeliveryRoundRateSourceWorker = ratioByRound(m.Delivery, m.SMTPSourceWorker)
 }
 
 // medianCPUPerRequest is, per key of the runs' cpu_us_per_request, the

@@ -48,14 +48,18 @@ type settings struct {
 	// drain, the api's CPU profile of each accept run and its heap
 	// profile in phase 4 (BENCH_PROFILE; see profile.go), ProfileSeconds
 	// long.
-	Profile        bool   `json:"profile"`
-	ProfileSeconds int    `json:"profile_seconds"`
-	Out            string `json:"out"`
-	Keep           bool   `json:"keep"`
-	DBName         string `json:"db_name"`
-	DBHost         string `json:"db_host"`
-	DBPort         string `json:"db_port"`
-	DBAdmin        string `json:"db_admin_user"`
+	Profile        bool `json:"profile"`
+	ProfileSeconds int  `json:"profile_seconds"`
+	// WorkerMessage runs, after each drain, smtp-source with a message the
+	// worker sent in it (BENCH_SMTP_SOURCE_WORKER_MESSAGE, on by default;
+	// see workermessage.go): information beside the issue's ceiling.
+	WorkerMessage bool   `json:"smtp_source_worker_message"`
+	Out           string `json:"out"`
+	Keep          bool   `json:"keep"`
+	DBName        string `json:"db_name"`
+	DBHost        string `json:"db_host"`
+	DBPort        string `json:"db_port"`
+	DBAdmin       string `json:"db_admin_user"`
 	// Command is the command line recorded in the results.
 	Command string `json:"-"`
 }
@@ -126,6 +130,13 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	case "", "0", "false", "no", "off":
 	default:
 		s.Profile = true
+	}
+	switch v := strings.ToLower(strings.TrimSpace(getenv("BENCH_SMTP_SOURCE_WORKER_MESSAGE"))); v {
+	case "", "1", "true", "yes", "on":
+		s.WorkerMessage = true
+	case "0", "false", "no", "off":
+	default:
+		fail("BENCH_SMTP_SOURCE_WORKER_MESSAGE", "want 1 or 0, got %q", v)
 	}
 	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_KEEP"))) {
 	case "", "0", "false", "no", "off":

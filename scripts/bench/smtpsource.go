@@ -29,18 +29,26 @@ func smtpSourceBin() string {
 }
 
 // runSMTPSource sends n messages with smtp-source in conns sessions to
-// addr (host:port) and times the whole run. dir holds the message file.
+// addr (host:port) and times the whole run: the ceiling, each
+// message composed as the worker composes its messages (composeMail). dir
+// holds the message file.
 func runSMTPSource(ctx context.Context, addr, dir, prefix string, n, conns, round int) (smtpRun, error) {
-	r := smtpRun{Round: round, Messages: n, Connections: conns, Tool: "smtp-source"}
 	body, err := composeMail(prefix, 0)
 	if err != nil {
-		return r, err
+		return smtpRun{Round: round, Messages: n, Connections: conns, Tool: "smtp-source"}, err
 	}
+	return smtpSourceFile(ctx, addr, filepath.Join(dir, "smtp-source.eml"), body, n, conns, round)
+}
+
+// smtpSourceFile sends n copies of message (CRLF line ends, as on the
+// wire) with smtp-source in conns sessions to addr, through file, and
+// times the whole run.
+func smtpSourceFile(ctx context.Context, addr, file string, message []byte, n, conns, round int) (smtpRun, error) {
+	r := smtpRun{Round: round, Messages: n, Connections: conns, Tool: "smtp-source"}
 	// smtp-source ends each line it reads with CRLF itself (and escapes
 	// leading dots): the file has bare LFs.
-	body = bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n"))
+	body := bytes.ReplaceAll(message, []byte("\r\n"), []byte("\n"))
 	r.AvgBytes = len(body) + bytes.Count(body, []byte("\n")) // as sent, with CRLFs
-	file := filepath.Join(dir, "smtp-source.eml")
 	if err := os.WriteFile(file, body, 0o644); err != nil {
 		return r, err
 	}
@@ -51,7 +59,7 @@ func runSMTPSource(ctx context.Context, addr, dir, prefix string, n, conns, roun
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	r.Seconds = time.Since(start).Seconds()
 	if r.Seconds > 0 {
 		r.Rate = float64(n) / r.Seconds

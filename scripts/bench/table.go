@@ -83,6 +83,28 @@ func printTable(w io.Writer, res *results) {
 	perMode("", "drain ÷ smtp-source", func(m *modeResult) string {
 		return withRuns(m.DeliveryRatioSource, m.DeliveryRoundRateSource, "%.2f")
 	})
+	perMode("", "information: smtp-source, the worker's own message, msg/s", func(m *modeResult) string {
+		if len(m.SMTPSourceWorker) == 0 {
+			return "-"
+		}
+		return withRuns(m.SMTPSourceWorkerMedianRate, pluck(m.SMTPSourceWorker, func(r smtpRun) float64 { return r.Rate }), "%.0f")
+	})
+	perMode("", "information: drain ÷ that smtp-source", func(m *modeResult) string {
+		if len(m.SMTPSourceWorker) == 0 {
+			return "-"
+		}
+		return withRuns(m.DeliveryRatioSourceWorker, m.DeliveryRoundRateSourceWorker, "%.2f")
+	})
+	perMode("", "information: Mailpit CPU µs per msg under that smtp-source", func(m *modeResult) string {
+		var v []string
+		for _, r := range m.SMTPSourceWorker {
+			v = append(v, fmt.Sprintf("%.0f", r.MailpitCPUUs))
+		}
+		if len(v) == 0 {
+			return "-"
+		}
+		return strings.Join(v, ", ")
+	})
 	perMode("", "drain per msg: Postgres commits / Redis calls", func(m *modeResult) string {
 		var v []string
 		for _, d := range m.Delivery {

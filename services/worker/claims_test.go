@@ -117,8 +117,8 @@ func TestStaleOutcomeIsRefused(t *testing.T) {
 // An outcome write whose answer is lost after its commit (its COMMIT waits
 // past the try's deadline, then commits: testenv.StallOutcomes) is retried,
 // found done under its own token and reported applied: counted once, as
-// sent, never as stale, and its entry acknowledged then, not left pending
-// until a reclaim after the lease.
+// sent, never as stale, counted as found done, and its entry acknowledged
+// then, not left pending until a reclaim after the lease.
 func TestLostOutcomeAnswerIsAcknowledged(t *testing.T) {
 	r := newRig(t)
 	addr := r.metricAddr()
@@ -160,6 +160,12 @@ func TestLostOutcomeAnswerIsAcknowledged(t *testing.T) {
 	}
 	if got := metric("carteiro_messages_total", "sent"); got != 1 {
 		t.Errorf("sent: got %v, want 1", got)
+	}
+	for o, want := range map[string]float64{"sent": 1, "retry": 0, "dead": 0, "released": 0} {
+		v, err := testenv.Metric(addr, `carteiro_outcome_writes_found_done_total{outcome="`+o+`"}`)
+		if v != want {
+			t.Errorf("%s writes found done: got %v (%v), want %v", o, v, err, want)
+		}
 	}
 	if n := r.logs.Count("stale outcome refused"); n != 0 {
 		t.Errorf("stale outcome log lines: got %d, want 0", n)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,6 +171,43 @@ func TestSecretFromFile(t *testing.T) {
 	_, err = LoadAPI(env(map[string]string{"DB_PASSWORD_FILE": filepath.Join(t.TempDir(), "missing")}))
 	if err == nil || !strings.Contains(err.Error(), "DB_PASSWORD_FILE") {
 		t.Errorf("got %v, want an error naming DB_PASSWORD_FILE", err)
+	}
+}
+
+// A *_FILE naming a file that holds no password (empty, or only the line
+// ends the read drops) fails the configuration, naming the variable and
+// the file, in every service that reads one; a password with a line end
+// is read.
+func TestSecretFileEmpty(t *testing.T) {
+	loaders := map[string]func(func(string) string) error{
+		"api":    func(g func(string) string) error { _, err := LoadAPI(g); return err },
+		"worker": func(g func(string) string) error { _, err := LoadWorker(g); return err },
+	}
+	for _, c := range []struct{ service, variable string }{
+		{"api", "REDIS_PASSWORD_FILE"},
+		{"api", "DB_PASSWORD_FILE"},
+		{"worker", "REDIS_PASSWORD_FILE"},
+		{"worker", "DB_PASSWORD_FILE"},
+		{"worker", "SMTP_PASSWORD_FILE"},
+	} {
+		for _, content := range []string{"", "\n", "\r\n", "\n\n"} {
+			t.Run(fmt.Sprintf("%s %s %q", c.service, c.variable, content), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "pw")
+				if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				err := loaders[c.service](env(map[string]string{c.variable: path, strings.TrimSuffix(c.variable, "_FILE"): "ignored"}))
+				if err == nil || !strings.Contains(err.Error(), c.variable+": "+path+" is empty") {
+					t.Errorf("got %v, want an error naming %s and %s as empty", err, c.variable, path)
+				}
+				if err := os.WriteFile(path, []byte("pw"+content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := loaders[c.service](env(map[string]string{c.variable: path})); err != nil {
+					t.Errorf("the password %q: got %v, want nil", "pw"+content, err)
+				}
+			})
+		}
 	}
 }
 

@@ -202,8 +202,12 @@ func (r *reader) oneOf(name, def string, allowed ...string) string {
 }
 
 // secret reads NAME, or the file named by NAME_FILE when that is set (the
-// convention of compose secrets). The file wins and its trailing newline is
-// dropped.
+// convention of compose secrets). The file wins and its trailing CRs and
+// newlines are dropped. A file left empty by that (a secret created from
+// an empty value, or never filled in) is an error naming NAME_FILE, not
+// "no password": a service pointed at a secret file that holds none is
+// misconfigured, and for Redis it would mean talking to a server without
+// requirepass, or failing later with NOAUTH.
 func (r *reader) secret(name string) string {
 	path := strings.TrimSpace(r.getenv(name + "_FILE"))
 	if path == "" {
@@ -214,5 +218,9 @@ func (r *reader) secret(name string) string {
 		r.fail(name+"_FILE", "%v", err)
 		return ""
 	}
-	return strings.TrimRight(string(b), "\r\n")
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		r.fail(name+"_FILE", "%s is empty: it must hold the password", path)
+	}
+	return v
 }

@@ -19,13 +19,18 @@ type Metrics struct {
 	send     prometheus.Histogram
 	latency  prometheus.Histogram
 	outcomes *prometheus.CounterVec
-	// byOutcome and staleByOutcome are outcomes' and stale's counters,
-	// bound to each outcome once, so a message costs no label lookup.
-	byOutcome, staleByOutcome map[string]prometheus.Counter
-	inflight                  prometheus.Gauge
+	// byOutcome, staleByOutcome and foundDoneByOutcome are outcomes',
+	// stale's and foundDone's counters, bound to each outcome once, so a
+	// message costs no label lookup.
+	byOutcome, staleByOutcome, foundDoneByOutcome map[string]prometheus.Counter
+	inflight                                      prometheus.Gauge
 	// stale counts outcome writes refused because their claim was no
 	// longer held, by write (sent, retry, dead, released).
 	stale *prometheus.CounterVec
+	// foundDone counts outcome writes found already recorded under their
+	// own token and reported applied (store.Result.FoundDone), by write:
+	// mostly retries after a try committed but its answer was lost.
+	foundDone *prometheus.CounterVec
 	// takeovers counts claims that replaced one whose lease expired.
 	takeovers prometheus.Counter
 	// lost counts attempts stopped because a heartbeat found their claim
@@ -62,6 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "carteiro_stale_writes_total",
 			Help: "Outcome writes refused because another attempt had claimed the message since (fencing), by outcome.",
 		}, []string{"outcome"}),
+		foundDone: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "carteiro_outcome_writes_found_done_total",
+			Help: "Outcome writes the update refused yet found already recorded under their own fencing token, so counted as applied, by outcome: a retry after a try that committed but lost its answer (the connection broke after COMMIT); for released, also a sweep's dead an operator requeued.",
+		}, []string{"outcome"}),
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "carteiro_takeovers_total",
 			Help: "Claims that took a message over from an attempt whose lease had expired.",
@@ -81,11 +90,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Every outcome exists from the start, so rates and alerts see zeros
 	// rather than nothing.
-	m.byOutcome, m.staleByOutcome = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
+	m.byOutcome, m.staleByOutcome, m.foundDoneByOutcome = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
 	for _, o := range []string{OutcomeSent, OutcomeRetry, OutcomeDead, OutcomeReleased} {
 		m.byOutcome[o] = m.outcomes.WithLabelValues(o)
 		m.staleByOutcome[o] = m.stale.WithLabelValues(o)
+		m.foundDoneByOutcome[o] = m.foundDone.WithLabelValues(o)
 	}
-	reg.MustRegister(m.send, m.latency, m.outcomes, m.inflight, m.stale, m.takeovers, m.lost, m.renewFailures, m.poison)
+	reg.MustRegister(m.send, m.latency, m.outcomes, m.inflight, m.stale, m.foundDone, m.takeovers, m.lost, m.renewFailures, m.poison)
 	return m
 }

@@ -73,7 +73,8 @@ waiting:
 // those that applied. A try whose answer was lost after its commit is
 // safe to retry: the store reports a write it finds done under its token
 // as applied (see store.RecordOutcomes), so that outcome is counted once,
-// here, and its entry acknowledged. A refused (stale) outcome is counted
+// here, and its entry acknowledged; such a write is also counted as found
+// done (carteiro_outcome_writes_found_done_total). A refused (stale) outcome is counted
 // and logged; its entry is left to the attempt that holds the message. If
 // the batch cannot be written, its entries stay pending and are delivered
 // again after the lease.
@@ -93,7 +94,7 @@ func (p *Pool) record(batch []*job) {
 	defer done()
 	ctx, span := p.d.Tracer.Start(inTrace(ctx, batch), "record outcomes", batchSpan(batch,
 		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(batch))))...)
-	var results []error
+	var results []store.Result
 	err := retry(ctx, func(ctx context.Context) (err error) {
 		results, err = p.d.Store.RecordOutcomes(ctx, outcomes)
 		return err
@@ -114,7 +115,7 @@ func (p *Pool) record(batch []*job) {
 	applied := make([]*job, 0, len(batch))
 	for i, j := range batch {
 		var stale *store.StaleError
-		if errors.As(results[i], &stale) {
+		if errors.As(results[i].Err, &stale) {
 			p.d.Metrics.staleByOutcome[j.name].Inc()
 			attrs := []any{"outcome", j.name, "current_token", stale.Current, "current_status", stale.Status}
 			if stale.ReadErr != nil {
@@ -125,6 +126,9 @@ func (p *Pool) record(batch []*job) {
 			j.span.AddEvent("stale outcome refused", trace.WithAttributes(
 				attribute.String("carteiro.outcome", j.name), attribute.Int64("carteiro.current_token", stale.Current)))
 			continue
+		}
+		if results[i].FoundDone {
+			p.d.Metrics.foundDoneByOutcome[j.name].Inc()
 		}
 		p.d.Metrics.byOutcome[j.name].Inc()
 		if j.name == OutcomeSent {

@@ -14,17 +14,23 @@ import (
 // signal before SIGKILL when a service sets no stop_grace_period.
 const dockerStopGrace = 10 * time.Second
 
-// serviceStopTimes are the services whose shutdown carteiro's code bounds:
-// the longest each takes from SIGTERM to exit, read from the configuration
-// the service's environment gives it.
-var serviceStopTimes = map[string]func(getenv func(string) string) (time.Duration, error){
-	"app": func(getenv func(string) string) (time.Duration, error) {
+// serviceStopTimes are the services whose shutdown carteiro's
+// configuration bounds: the longest each takes from its stop signal to
+// exit, read from the configuration the service's environment gives it, or
+// for the frontend from nginx's: the image's SIGQUIT makes nginx finish its
+// requests in flight, the longest a proxied one waiting proxy_read_timeout
+// for the api.
+var serviceStopTimes = map[string]func(t *testing.T, getenv func(string) string) (time.Duration, error){
+	"app": func(_ *testing.T, getenv func(string) string) (time.Duration, error) {
 		c, err := config.LoadAPI(getenv)
 		return c.StopTime(), err
 	},
-	"worker": func(getenv func(string) string) (time.Duration, error) {
+	"worker": func(_ *testing.T, getenv func(string) string) (time.Duration, error) {
 		c, err := config.LoadWorker(getenv)
 		return c.ShutdownTimeout, err
+	},
+	"frontend": func(t *testing.T, _ func(string) string) (time.Duration, error) {
+		return nginxDuration(t, "proxy_read_timeout"), nil
 	},
 }
 
@@ -32,7 +38,7 @@ var serviceStopTimes = map[string]func(getenv func(string) string) (time.Duratio
 // service name, "" if it outlasts the service's configured shutdown.
 func stopGraceProblem(t *testing.T, name string, svc types.ServiceConfig) string {
 	t.Helper()
-	stop, err := serviceStopTimes[name](configEnv(t, composeEnv(svc)))
+	stop, err := serviceStopTimes[name](t, configEnv(t, composeEnv(svc)))
 	if err != nil {
 		return fmt.Sprintf("configuration: %v", err)
 	}
@@ -48,7 +54,8 @@ func stopGraceProblem(t *testing.T, name string, svc types.ServiceConfig) string
 
 // TestStopGracePeriods: Docker waits longer than each service's own
 // shutdown (the api's SHUTDOWN_DELAY, SHUTDOWN_DRAIN and requests in
-// flight; the worker's WORKER_SHUTDOWN_TIMEOUT) before SIGKILL, in the
+// flight; the worker's WORKER_SHUTDOWN_TIMEOUT; nginx's proxied requests in
+// flight) before SIGKILL, in the
 // base deployment and with the overlay. Each service without its
 // stop_grace_period (Docker's 10 s) must fail the check.
 func TestStopGracePeriods(t *testing.T) {

@@ -691,12 +691,20 @@ func TestSecretsAreFiles(t *testing.T) {
 // secret can end the line; trailing CRs and newlines are dropped, as the
 // services drop them (config's secret). The result goes to redis-server as
 // configuration on its standard input (`redis-server -`, a here-document),
-// never as an argument. The overlay adds the two exporter lines.
+// never as an argument. A password that is empty after that stops the
+// command with an error naming its secret (requirepass "" would turn
+// authentication off). The overlay adds the exporter's three lines.
 const (
-	queuePasswordLine    = `password=$(od -An -v -tx1 /run/secrets/redis_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
-	queueExporterLine    = `exporter=$(od -An -v -tx1 /run/secrets/redis_exporter_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
-	queueRequirepassLine = `requirepass "$password"`
-	queueUserPrefix      = `user carteiro-exporter on ">$exporter" `
+	queuePasswordLine      = `password=$(od -An -v -tx1 /run/secrets/redis_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
+	queuePasswordCheckLine = `[ -n "$password" ] || { echo 'queue: /run/secrets/redis_password is empty: it must hold the password' >&2; exit 1; }`
+	queueExporterLine      = `exporter=$(od -An -v -tx1 /run/secrets/redis_exporter_password | tr -d ' \n' | sed -e 's/../\\x&/g' -e 's/\(\\x0[ad]\)*$//') &&`
+	queueExporterCheckLine = `[ -n "$exporter" ] || { echo 'queue: /run/secrets/redis_exporter_password is empty: it must hold the password' >&2; exit 1; }`
+	queueRequirepassLine   = `requirepass "$password"`
+	// queueHealthLine follows queuePasswordLine in the healthcheck: AUTH
+	// with the same \xHH encoding, which redis-cli decodes inside double
+	// quotes as Redis' configuration does, on redis-cli's standard input.
+	queueHealthLine = `printf 'AUTH "%s"\nPING\n' "$password" | redis-cli -h 127.0.0.1 | grep -qx PONG`
+	queueUserPrefix = `user carteiro-exporter on ">$exporter" `
 )
 
 // queueScript is the queue's sh -c script in p.
@@ -741,8 +749,8 @@ func TestQueueConfig(t *testing.T) {
 			}
 			// The password is the secret's content, set once, and nothing
 			// turns authentication off again.
-			if lines[0] != queuePasswordLine {
-				t.Errorf("queue command: got first line %q, want %q", lines[0], queuePasswordLine)
+			if len(lines) < 2 || lines[0] != queuePasswordLine || lines[1] != queuePasswordCheckLine {
+				t.Errorf("queue command: got first lines %q, want %q then %q", lines[:min(2, len(lines))], queuePasswordLine, queuePasswordCheckLine)
 			}
 			if len(config) == 0 || config[0] != queueRequirepassLine || config[len(config)-1] != "EOF" {
 				t.Errorf("redis-server configuration: got %q, want %q first and EOF last", config, queueRequirepassLine)
@@ -752,15 +760,15 @@ func TestQueueConfig(t *testing.T) {
 				regexp.MustCompile(`(?i)nopass|protected-mode\s+no|enable-debug-command`).MatchString(script) {
 				t.Errorf("queue command: got %q, want one requirepass, no passwordless user, debug command or protected-mode off", script)
 			}
-			// redis-cli must take the password from REDISCLI_AUTH, filled from the
-			// secret, never from `-a` on its command line.
-			authFromSecret := regexp.MustCompile(`(^|\s)REDISCLI_AUTH="\$\(cat /run/secrets/redis_password\)"\s+redis-cli\s`)
-			test := "<none>"
+			// The healthcheck reads the password as the command does and
+			// gives redis-cli AUTH on its standard input, never `-a` on its
+			// command line.
+			var test []string
 			if q.HealthCheck != nil {
-				test = strings.Join(q.HealthCheck.Test, " ")
+				test = q.HealthCheck.Test
 			}
-			if !authFromSecret.MatchString(test) || regexp.MustCompile(`\s-a\s`).MatchString(test) {
-				t.Errorf("queue healthcheck: got %q, want redis-cli authenticated by REDISCLI_AUTH from /run/secrets/redis_password", test)
+			if want := []string{"CMD-SHELL", queuePasswordLine + "\n" + queueHealthLine}; !slices.Equal(test, want) {
+				t.Errorf("queue healthcheck: got %q, want %q", test, want)
 			}
 			var mounted []string
 			for _, s := range q.Secrets {
@@ -789,7 +797,7 @@ func TestQueueOverlay(t *testing.T) {
 	user := ""
 	for _, l := range strings.Split(queueScript(t, loadProject(t, baseFile, observabilityFile)), "\n") {
 		switch {
-		case l == queueExporterLine:
+		case l == queueExporterLine, l == queueExporterCheckLine:
 		case strings.HasPrefix(l, queueUserPrefix) && user == "":
 			user = strings.TrimPrefix(l, queueUserPrefix)
 		default:
@@ -797,8 +805,8 @@ func TestQueueOverlay(t *testing.T) {
 		}
 	}
 	if got := strings.Join(core, "\n"); got != base || user == "" {
-		t.Fatalf("queue command with overlay: got %q without the exporter's lines (user rules %q), want the core command %q with %q and %q<rules>",
-			got, user, base, queueExporterLine, queueUserPrefix)
+		t.Fatalf("queue command with overlay: got %q without the exporter's lines (user rules %q), want the core command %q with %q, %q and %q<rules>",
+			got, user, base, queueExporterLine, queueExporterCheckLine, queueUserPrefix)
 	}
 	var rules []string
 	for _, r := range strings.Fields(user) {

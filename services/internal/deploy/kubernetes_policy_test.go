@@ -193,6 +193,20 @@ func kubeRules() []kubeRule {
 			},
 		},
 		{
+			name:  "pods behind a Service wait as long as the endpoints take to catch up",
+			check: checkPreStop,
+			breaks: func(t *testing.T, m *manifest) {
+				m.editPod(t, "frontend", func(p *corev1.PodSpec) { p.Containers[0].Lifecycle.PreStop.Sleep.Seconds = 5 })
+			},
+		},
+		{
+			name:  "the frontend's grace period outlasts its preStop sleep and nginx's longest proxied request",
+			check: checkFrontendStop,
+			breaks: func(t *testing.T, m *manifest) {
+				m.editPod(t, "frontend", func(p *corev1.PodSpec) { p.TerminationGracePeriodSeconds = ptr[int64](20) })
+			},
+		},
+		{
 			name:  "the api waits once before closing its listener: the preStop sleep, SHUTDOWN_DELAY 0",
 			check: checkAPIStop,
 			breaks: func(t *testing.T, m *manifest) {
@@ -524,10 +538,7 @@ func checkAPIStop(t *testing.T, m *manifest) []string {
 		return []string{fmt.Sprintf("api configuration: %v", err)}
 	}
 	var out []string
-	var sleep time.Duration
-	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
-		sleep = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-	}
+	sleep := preStopSleep(c)
 	if sleep == 0 || cfg.ShutdownDelay != 0 {
 		out = append(out, fmt.Sprintf("preStop sleep %s, SHUTDOWN_DELAY %s: want the sleep alone", sleep, cfg.ShutdownDelay))
 	}
@@ -904,22 +915,54 @@ func fromMap(m map[string]any, v any) error {
 	return runtimeConverter.FromUnstructured(m, v)
 }
 
+// endpointsCatchUp is how long a pod behind a Service keeps accepting
+// after it leaves the endpoints (its preStop sleep): the time every node's
+// kube-proxy, and an ingress controller reading the endpoints, may take to
+// stop sending it new connections. A client of either Service has no other
+// pod to retry a refused connection on (nginx's only upstream is app:8080;
+// a load balancer reaches the frontend through kube-proxy), so 10 s rather
+// than 5 (README "Restarts without errors").
+const endpointsCatchUp = 10 * time.Second
+
 // checkPreStop: the pods of app and frontend (the ones Services send
-// traffic to) sleep before SIGTERM, so that connections opened before every
-// node removed them from the Service are still served; the grace period
-// covers the sleep.
+// traffic to) sleep endpointsCatchUp or longer before they are stopped, so
+// that connections opened before every node removed them from the Service
+// are still served; the grace period covers the sleep.
 func checkPreStop(t *testing.T, m *manifest) []string {
 	var out []string
 	for _, name := range []string{"app", "frontend"} {
 		w := m.workload(t, name)
 		c := w.pod.Spec.Containers[0]
-		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds < 1 {
-			out = append(out, name+": no preStop sleep")
+		sleep := preStopSleep(&c)
+		if sleep < endpointsCatchUp {
+			out = append(out, fmt.Sprintf("%s: preStop sleep %s, want %s or more", name, sleep, endpointsCatchUp))
 			continue
 		}
-		if g := w.pod.Spec.TerminationGracePeriodSeconds; g == nil || *g <= c.Lifecycle.PreStop.Sleep.Seconds {
+		if g := w.pod.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= sleep {
 			out = append(out, fmt.Sprintf("%s: grace period %v does not outlast the preStop sleep", name, g))
 		}
 	}
 	return out
+}
+
+// preStopSleep is c's preStop sleep, 0 when it has none.
+func preStopSleep(c *corev1.Container) time.Duration {
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+		return 0
+	}
+	return time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+}
+
+// checkFrontendStop: the frontend's grace period, which counts the preStop
+// sleep, outlasts the sleep and nginx's stop. The image's stop signal,
+// SIGQUIT, makes nginx close its listeners and finish the requests in
+// flight, the longest a proxied one waiting proxy_read_timeout for the api.
+func checkFrontendStop(t *testing.T, m *manifest) []string {
+	w := m.workload(t, "frontend")
+	sleep := preStopSleep(container(t, &w.pod.Spec, "nginx"))
+	need := sleep + nginxDuration(t, "proxy_read_timeout")
+	if grace := w.pod.Spec.TerminationGracePeriodSeconds; grace == nil || time.Duration(*grace)*time.Second <= need {
+		return []string{fmt.Sprintf("terminationGracePeriodSeconds %v: want more than the preStop sleep and nginx's longest proxied request, %s", grace, need)}
+	}
+	return nil
 }

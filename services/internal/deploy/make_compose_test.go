@@ -20,6 +20,22 @@ case "$1 $2" in
 esac
 `
 
+// fakePath writes scripts (name → text) as executables into dir/path and
+// returns that folder, to put in front of PATH.
+func fakePath(t *testing.T, dir string, scripts map[string]string) string {
+	t.Helper()
+	path := filepath.Join(dir, "path")
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range scripts {
+		if err := os.WriteFile(filepath.Join(path, name), []byte(text), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
 // TestMakeComposeCommand: make up, down, logs and load run the user's own
 // `docker compose` when their docker has one; else the plugin make
 // docker-tools builds, under the project's DOCKER_CONFIG and on the engine of
@@ -31,13 +47,7 @@ func TestMakeComposeCommand(t *testing.T) {
 		t.Fatalf("make: %v", err)
 	}
 	dir := t.TempDir()
-	fakeBin, binDir := filepath.Join(dir, "path"), filepath.Join(dir, "bin")
-	if err := os.MkdirAll(fakeBin, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(fakeBin, "docker"), []byte(fakeDocker), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	fakeBin, binDir := fakePath(t, dir, map[string]string{"docker": fakeDocker}), filepath.Join(dir, "bin")
 	plugin := filepath.Join(binDir, "docker-config", "cli-plugins", "docker-compose")
 	const host = "ssh://user@engine.example"
 	projectCompose := "DOCKER_HOST='" + host + "' DOCKER_CONTEXT= DOCKER_CONFIG='" + filepath.Join(binDir, "docker-config") + "' docker compose "

@@ -291,18 +291,30 @@ func TestNginxOwnErrors(t *testing.T) {
 // proxy_read_timeout would answer 504 while a request whose COMMIT is in
 // doubt still learns its outcome.
 func TestNginxWaitsForTheAPIsWriteTimeout(t *testing.T) {
+	for _, directive := range []string{"proxy_read_timeout", "proxy_send_timeout"} {
+		if got := nginxDuration(t, directive); got != config.WriteTimeout {
+			t.Errorf("%s: got %s, want %s (the api's WriteTimeout)", directive, got, config.WriteTimeout)
+		}
+	}
+}
+
+// nginxDuration is the time directive is set to in the proxy to the api
+// (nginx/snippets/proxy-api.conf.template, a line of its own; nginx's
+// units s and ms, as Go writes them); a directive not set or not a
+// duration fails t.
+func nginxDuration(t *testing.T, directive string) time.Duration {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "nginx", "snippets", "proxy-api.conf.template"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, directive := range []string{"proxy_read_timeout", "proxy_send_timeout"} {
-		m := regexp.MustCompile(`(?m)^` + directive + `\s+(\S+);`).FindSubmatch(b)
-		if m == nil {
-			t.Errorf("%s: not set", directive)
-			continue
-		}
-		if got, err := time.ParseDuration(string(m[1])); err != nil || got != config.WriteTimeout {
-			t.Errorf("%s: got %s, want %s (the api's WriteTimeout)", directive, m[1], config.WriteTimeout)
-		}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(directive) + `\s+(\S+);`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s: not set in proxy-api.conf.template", directive)
 	}
+	d, err := time.ParseDuration(string(m[1]))
+	if err != nil {
+		t.Fatalf("%s %s: %v", directive, m[1], err)
+	}
+	return d
 }

@@ -3,7 +3,9 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/carteiro/carteiro/services/internal/testenv"
 )
@@ -40,27 +43,73 @@ var queueSecretCases = map[string]queueSecrets{
 	},
 }
 
+// queueEmptySecrets are secret files that hold no password once their
+// trailing CRs and newlines are dropped (an empty file, or line ends
+// alone): the queue's command must refuse them, naming the file, rather
+// than start Redis with requirepass "" (no authentication) or an exporter
+// user without a password. exporter marks the exporter's secret, which
+// only the scripts that define its user read.
+var queueEmptySecrets = map[string]struct {
+	files    map[string]string
+	exporter bool
+}{
+	"redis_password empty":           {map[string]string{"redis_password": "", "redis_exporter_password": "exporter"}, false},
+	"redis_password CRLF":            {map[string]string{"redis_password": "\r\n", "redis_exporter_password": "exporter"}, false},
+	"redis_password newlines":        {map[string]string{"redis_password": "\n\n", "redis_exporter_password": "exporter"}, false},
+	"redis_exporter_password empty":  {map[string]string{"redis_password": "pw", "redis_exporter_password": ""}, true},
+	"redis_exporter_password CR":     {map[string]string{"redis_password": "pw", "redis_exporter_password": "\r"}, true},
+	"redis_exporter_password absent": {map[string]string{"redis_password": "pw"}, true},
+}
+
 func plainSecrets(redisPassword, exporterPassword string) queueSecrets {
 	pw := map[string]string{"redis_password": redisPassword, "redis_exporter_password": exporterPassword}
 	return queueSecrets{files: pw, passwords: pw}
 }
 
-// queueScripts are the queue's sh -c scripts: both compose files' and the
-// Kubernetes dev overlay's (which defines the exporter user, as compose's
-// overlay does).
-func queueScripts(t *testing.T) map[string]string {
+// queueScripts are one queue definition's shell scripts: its command
+// (sh -c) and its healthchecks (compose's CMD-SHELL; Kubernetes' startup,
+// readiness and liveness probes, sh -c), by name.
+type queueScripts struct {
+	command      string
+	healthchecks map[string]string
+}
+
+// allQueueScripts are the queue's scripts of both compose files and the
+// Kubernetes dev overlay (which defines the exporter user, as compose's
+// overlay does), by label.
+func allQueueScripts(t *testing.T) map[string]queueScripts {
 	t.Helper()
-	scripts := map[string]string{}
+	all := map[string]queueScripts{}
 	for label, p := range projects(t) {
-		scripts[label] = queueScript(t, p)
+		hc := p.Services["queue"].HealthCheck
+		if hc == nil || len(hc.Test) != 2 || hc.Test[0] != "CMD-SHELL" {
+			t.Fatalf("%s queue healthcheck: got %+v, want CMD-SHELL <script>", label, hc)
+		}
+		all[label] = queueScripts{queueScript(t, p), map[string]string{"healthcheck": hc.Test[1]}}
 	}
 	q := loadManifest(t, "dev").workload(t, "queue").pod.Spec.Containers[0]
-	cmd := slices.Concat(q.Command, q.Args)
-	if len(cmd) != 3 || cmd[0] != "sh" || cmd[1] != "-c" {
-		t.Fatalf("kubernetes dev queue command: got %q, want sh -c <script>", cmd)
+	shellScript := func(what string, cmd []string) string {
+		if len(cmd) != 3 || cmd[0] != "sh" || cmd[1] != "-c" {
+			t.Fatalf("kubernetes dev queue %s: got %q, want sh -c <script>", what, cmd)
+		}
+		return cmd[2]
 	}
-	scripts["kubernetes dev"] = cmd[2]
-	return scripts
+	k := queueScripts{shellScript("command", slices.Concat(q.Command, q.Args)), map[string]string{}}
+	for name, probe := range map[string]*corev1.Probe{"startupProbe": q.StartupProbe, "readinessProbe": q.ReadinessProbe, "livenessProbe": q.LivenessProbe} {
+		if probe == nil || probe.Exec == nil {
+			t.Fatalf("kubernetes dev queue %s: got %+v, want an exec probe", name, probe)
+		}
+		k.healthchecks[name] = shellScript(name, probe.Exec.Command)
+	}
+	all["kubernetes dev"] = k
+	return all
+}
+
+// queueTools are the programs the queue's scripts are run with:
+// redis-server and redis-cli, and busybox (for its sh, od, tr, sed and
+// grep, the redis alpine image's) or "" for the machine's own.
+type queueTools struct {
+	server, cli, busybox string
 }
 
 // TestQueueCommand runs the queue's command from each compose file and the
@@ -69,26 +118,43 @@ func queueScripts(t *testing.T) map[string]string {
 // busybox's sh, od, tr and sed (the redis alpine image's), with each of
 // queueSecretCases: Redis requires the password; the exporter user (compose
 // overlay, Kubernetes dev) logs in with its own, reads the stream and may
-// not write; the settings of the command line hold; and neither password is
-// in an argument redis-server was given, nor in its environment.
+// not write; the settings of the command line hold; neither password is
+// in an argument redis-server was given, nor in its environment; and each
+// healthcheck (compose's, the Kubernetes probes) passes, then fails once
+// the secret holds another password. With each of queueEmptySecrets the
+// command exits with an error naming the secret and never starts
+// redis-server.
 func TestQueueCommand(t *testing.T) {
-	server, err := exec.LookPath("redis-server")
-	if err != nil {
+	var tools queueTools
+	var err error
+	if tools.server, err = exec.LookPath("redis-server"); err != nil {
 		testenv.Missing(t, "redis-server: %v", err)
 	}
-	scripts := queueScripts(t)
+	if tools.cli, err = exec.LookPath("redis-cli"); err != nil {
+		testenv.Missing(t, "redis-cli: %v", err)
+	}
+	scripts := allQueueScripts(t)
 	for _, shell := range []string{"sh", "busybox"} {
 		t.Run(shell, func(t *testing.T) {
-			var busybox string
+			tools := tools
 			if shell == "busybox" {
-				if busybox, err = exec.LookPath("busybox"); err != nil {
+				if tools.busybox, err = exec.LookPath("busybox"); err != nil {
 					testenv.Missing(t, "busybox: %v (apt-get install busybox)", err)
 				}
 			}
 			for _, label := range sortedKeys(scripts) {
 				for _, name := range sortedKeys(queueSecretCases) {
 					t.Run(label+"/"+name, func(t *testing.T) {
-						runQueueCommand(t, server, busybox, scripts[label], label != "base", queueSecretCases[name])
+						runQueueCommand(t, tools, scripts[label], label != "base", queueSecretCases[name])
+					})
+				}
+				for _, name := range sortedKeys(queueEmptySecrets) {
+					c := queueEmptySecrets[name]
+					if c.exporter && label == "base" {
+						continue
+					}
+					t.Run(label+"/"+name, func(t *testing.T) {
+						refuseQueueCommand(t, tools, scripts[label].command, c.files)
 					})
 				}
 			}
@@ -96,56 +162,12 @@ func TestQueueCommand(t *testing.T) {
 	}
 }
 
-// runQueueCommand runs script with secrets, under busybox's sh, od, tr and
-// sed when busybox is set, and checks the Redis it starts.
-func runQueueCommand(t *testing.T, server, busybox, script string, withExporter bool, secrets queueSecrets) {
-	dir := t.TempDir()
-	secretsDir, bin := filepath.Join(dir, "secrets"), filepath.Join(dir, "bin")
-	for _, d := range []string{secretsDir, bin} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, content := range secrets.files {
-		if err := os.WriteFile(filepath.Join(secretsDir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	shell := []string{"sh"}
-	if busybox != "" {
-		shell = []string{busybox, "sh"}
-		for _, applet := range []string{"od", "tr", "sed"} {
-			if err := os.Symlink(busybox, filepath.Join(bin, applet)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	// In front of the real redis-server: records the arguments it is
-	// given, then runs it on a free loopback port in dir.
-	port := testenv.FreePort(t)
-	argsFile := filepath.Join(dir, "args")
-	shim := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\nexec %s \"$@\" --port %d --bind 127.0.0.1 --dir %s\n",
-		argsFile, server, port, dir)
-	if err := os.WriteFile(filepath.Join(bin, "redis-server"), []byte(shim), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	script = strings.ReplaceAll(script, "/run/secrets/", secretsDir+"/")
-	cmd := exec.Command(shell[0], append(shell[1:], "-c", script)...)
-	cmd.Env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// exited is closed once the command has ended, with its error in
-	// waitErr: the cleanup waits for it even after the loop below saw it.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+// runQueueCommand runs scripts' command with secrets, with tools, and
+// checks the Redis it starts, then the healthchecks.
+func runQueueCommand(t *testing.T, tools queueTools, scripts queueScripts, withExporter bool, secrets queueSecrets) {
+	q := startQueueCommand(t, tools, scripts.command, secrets.files)
+	cmd, port := q.cmd, q.port
+	log := &q.log
 
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	ctx := context.Background()
@@ -153,8 +175,8 @@ func runQueueCommand(t *testing.T, server, busybox, script string, withExporter 
 	defer admin.Close()
 	for i := 0; admin.Ping(ctx).Err() != nil; i++ {
 		select {
-		case <-exited:
-			t.Fatalf("the queue's command exited: %v: %s", waitErr, log.String())
+		case <-q.exited:
+			t.Fatalf("the queue's command exited: %v: %s", q.waitErr, log.String())
 		default:
 		}
 		if i == 200 {
@@ -188,7 +210,7 @@ func runQueueCommand(t *testing.T, server, busybox, script string, withExporter 
 		}
 	}
 
-	args, err := os.ReadFile(argsFile)
+	args, err := os.ReadFile(q.argsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +224,146 @@ func runQueueCommand(t *testing.T, server, busybox, script string, withExporter 
 		}
 		if bytes.Contains(environ, []byte(pw)) {
 			t.Errorf("redis-server's environment: holds %s", name)
+		}
+	}
+	q.checkHealth(t, scripts)
+}
+
+// refuseQueueCommand runs script with files as the secrets, as
+// runQueueCommand does, and checks that it exits with an error naming a
+// secret that holds no password, before redis-server was started.
+func refuseQueueCommand(t *testing.T, tools queueTools, script string, files map[string]string) {
+	q := startQueueCommand(t, tools, script, files)
+	// A command that starts redis-server instead never exits by itself:
+	// its arguments file says so at once. (A minute bounds a stuck test,
+	// it is not a timing assertion.)
+	for i := 0; ; i++ {
+		select {
+		case <-q.exited:
+		case <-time.After(50 * time.Millisecond):
+			if _, err := os.Stat(q.argsFile); err == nil || i == 1200 {
+				t.Fatalf("the queue's command started redis-server (or hung), want it refused: %s", q.argsFile)
+			}
+			continue
+		}
+		break
+	}
+	var empty []string
+	for _, name := range []string{"redis_password", "redis_exporter_password"} {
+		if content, ok := files[name]; !ok || strings.TrimRight(content, "\r\n") == "" {
+			empty = append(empty, q.secretsDir+"/"+name+" is empty")
+		}
+	}
+	if q.waitErr == nil || !slices.ContainsFunc(empty, func(e string) bool { return strings.Contains(q.log.String(), e) }) {
+		t.Errorf("the queue's command: got %v, output %q; want it to fail naming one of %q", q.waitErr, q.log.String(), empty)
+	}
+	if _, err := os.Stat(q.argsFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("redis-server: got started (%v), want never started", err)
+	}
+}
+
+// queueRun is the queue's command as startQueueCommand started it.
+type queueRun struct {
+	cmd *exec.Cmd
+	// exited is closed once the command has ended, with its error in
+	// waitErr and its output in log.
+	exited  chan struct{}
+	waitErr error
+	log     bytes.Buffer
+	// port is redis-server's; argsFile, once it started, holds its
+	// arguments, one a line; secretsDir holds the secret files.
+	port                 int
+	argsFile, secretsDir string
+	// shell and env run a script as the container does.
+	shell, env []string
+}
+
+// startQueueCommand starts script as the queue's container does (sh -c,
+// files as the secrets in /run/secrets), with tools, in front of the real
+// redis-server (a shim that records its arguments, then runs it on a free
+// loopback port; redis-cli's shim adds that port). The test's cleanup kills
+// it.
+func startQueueCommand(t *testing.T, tools queueTools, script string, files map[string]string) *queueRun {
+	t.Helper()
+	dir := t.TempDir()
+	q := &queueRun{exited: make(chan struct{}), port: testenv.FreePort(t),
+		argsFile: filepath.Join(dir, "args"), secretsDir: filepath.Join(dir, "secrets")}
+	bin := filepath.Join(dir, "bin")
+	for _, d := range []string{q.secretsDir, bin} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(q.secretsDir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.shell = []string{"sh"}
+	if tools.busybox != "" {
+		q.shell = []string{tools.busybox, "sh"}
+		for _, applet := range []string{"od", "tr", "sed", "grep"} {
+			if err := os.Symlink(tools.busybox, filepath.Join(bin, applet)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	shims := map[string]string{
+		"redis-server": fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\nexec %s \"$@\" --port %d --bind 127.0.0.1 --dir %s\n",
+			q.argsFile, tools.server, q.port, dir),
+		"redis-cli": fmt.Sprintf("#!/bin/sh\nexec %s -p %d \"$@\"\n", tools.cli, q.port),
+	}
+	for name, shim := range shims {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(shim), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.env = []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
+	q.cmd = q.script(script)
+	q.cmd.Stdout, q.cmd.Stderr = &q.log, &q.log
+	if err := q.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { q.waitErr = q.cmd.Wait(); close(q.exited) }()
+	// The cleanup waits for the command to end even after a caller saw it.
+	t.Cleanup(func() {
+		_ = q.cmd.Process.Kill()
+		<-q.exited
+	})
+	return q
+}
+
+// script is a command running script as the queue's container would: under
+// q's shell and PATH, its /run/secrets/ q's secrets.
+func (q *queueRun) script(script string) *exec.Cmd {
+	script = strings.ReplaceAll(script, "/run/secrets/", q.secretsDir+"/")
+	cmd := exec.Command(q.shell[0], append(q.shell[1:], "-c", script)...)
+	cmd.Env = q.env
+	return cmd
+}
+
+// checkHealth runs each healthcheck of scripts against q's Redis: each
+// passes with the secret q was started with, and fails once the secret
+// holds another password (Redis, started, keeps the one it read).
+func (q *queueRun) checkHealth(t *testing.T, scripts queueScripts) {
+	t.Helper()
+	for _, name := range sortedKeys(scripts.healthchecks) {
+		if out, err := q.script(scripts.healthchecks[name]).CombinedOutput(); err != nil {
+			t.Errorf("%s: got %v (%q), want it to pass", name, err, out)
+		}
+	}
+	path := filepath.Join(q.secretsDir, "redis_password")
+	pw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append([]byte("other"), pw...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(path, pw, 0o600)
+	for _, name := range sortedKeys(scripts.healthchecks) {
+		if out, err := q.script(scripts.healthchecks[name]).CombinedOutput(); err == nil {
+			t.Errorf("%s with another password in the secret: passed (%q), want it to fail", name, out)
 		}
 	}
 }

@@ -31,8 +31,8 @@ import (
 // attempt, DeadLetter's dead for a poison entry) do not take a new token:
 // should the attempt that held it still learn that the relay accepted the
 // message, its MarkSent wins, because that is what happened; should it
-// learn a permanent failure, its MarkDead finds its verdict recorded and
-// succeeds.
+// learn a permanent failure, its MarkDead finds the verdict recorded and
+// puts its own reason in last_error (see MarkDead).
 
 // ErrStale is matched (errors.Is) by every *StaleError.
 var ErrStale = errors.New("stale claim")
@@ -238,7 +238,21 @@ func (s *Store) MarkFailed(ctx context.Context, id string, token int64, reason s
 	return s.recordOne(ctx, Outcome{Lease: Lease{id, token}, Kind: OutcomeFailed, Reason: reason, Delay: delay})
 }
 
-// MarkDead records a permanent failure (or the last allowed attempt).
+// MarkDead records a permanent failure (or the last allowed attempt),
+// reason as last_error.
+//
+// A row a sweep recorded dead under the claim's token (ReleaseExpired
+// after the last attempt's lease expired, DeadLetter for a poison entry)
+// is the same verdict, yet MarkDead still writes reason over the sweep's
+// last_error: the sweep's is a presumption made without the attempt
+// ("whether the relay got the message is unknown", "delivered too many
+// times"), while reason is what actually ended the delivery (the relay's
+// permanent refusal with its reply, or the last attempt's failure). That
+// is what an operator reading the dead letter needs to decide whether to
+// requeue it (worker reprocess) or fix the address, and the sweep's guess
+// is then known wrong: the attempt was alive and got an answer. The write
+// is then applied, not found done; the same MarkDead again (a retry after
+// its answer was lost) finds its own reason and is found done.
 func (s *Store) MarkDead(ctx context.Context, id string, token int64, reason string) error {
 	return s.recordOne(ctx, Outcome{Lease: Lease{id, token}, Kind: OutcomeDead, Reason: reason})
 }
@@ -257,34 +271,48 @@ func (s *Store) recordOne(ctx context.Context, o Outcome) error {
 	if err != nil {
 		return err
 	}
-	return res[0]
+	return res[0].Err
+}
+
+// Result is what became of one outcome write (see RecordOutcomes).
+type Result struct {
+	// Err is nil when the write applied or was found done, else a
+	// *StaleError.
+	Err error
+	// FoundDone is set (Err nil) when the UPDATE refused the write but
+	// its row was already in the write's end state under the write's own
+	// token: the write's earlier commit whose answer was lost, or, for
+	// a release, a sweep's dead an operator requeued.
+	FoundDone bool
 }
 
 // RecordOutcomes applies outcome writes in one statement (one round trip,
 // one commit): a worker records the outcomes of the sends that finished
 // together at once. Each write applies only to its row while that row is
 // sending under the write's token (or, for OutcomeSent, dead under it: a
-// sweep's presumed dead keeps the token, and the truth wins); results[i]
-// is nil when outcomes[i] applied or was found done (below), else a
-// *StaleError naming the row's current token and status. err is set when
+// sweep's presumed dead keeps the token, and the truth wins);
+// results[i].Err is nil when outcomes[i] applied or was found done
+// (below; results[i].FoundDone then tells which), else a *StaleError
+// naming the row's current token and status. err is set when
 // the statement failed or its answer was lost: the writes may then have
 // committed or not, and calling again with the same outcomes is safe.
 //
 // A write is idempotent under its token. A write the UPDATE refuses
 // whose row is, under the write's own token, already in the status the
 // write leaves (sent; failed; dead; queued for OutcomeReleased) is
-// reported applied. Only the attempt given a token writes under it (Claim
-// never gives a token twice), and the sweeps keep the token, so that row
-// is the write's own earlier commit, whose answer was lost (a connection
-// that broke after COMMIT, before the RETURNING rows arrived; the caller
-// retried), or a sweep with the same verdict:
+// reported applied, found done. Only the attempt given a token writes
+// under it (Claim never gives a token twice), and the sweeps keep the
+// token, so that row is the write's own earlier commit, whose answer was
+// lost (a connection that broke after COMMIT, before the RETURNING rows
+// arrived; the caller retried), or a sweep with the same verdict:
 //   - sent and failed: only MarkSent, MarkFailed under the token make a
 //     row sent, failed under it. No sweep does.
-//   - dead: ReleaseExpired (the last allowed attempt's lease expired) and
-//     DeadLetter (a poison entry whose row is sending under an expired
-//     lease, queued or failed) record dead under the token the row holds.
-//     The attempt's verdict is the same; the row keeps the sweep's
-//     last_error.
+//   - dead: only MarkDead under the token makes a row dead under it with
+//     the write's reason as last_error. ReleaseExpired (the last allowed
+//     attempt's lease expired) and DeadLetter (a poison entry whose row is
+//     sending under an expired lease, queued or failed) record dead under
+//     the token the row holds with their own last_error: the UPDATE
+//     applies a MarkDead there, putting its reason in (see MarkDead).
 //   - released (queued): Requeue keeps the token, so a row a sweep recorded
 //     dead and an operator requeued is queued under the token. The message
 //     goes through delivery again, as Release asks.
@@ -305,7 +333,7 @@ func (s *Store) recordOne(ctx context.Context, o Outcome) error {
 // names what replaced that claim (a newer claim, or the outcome or sweep
 // that ended it) or finds the write done. Should that read fail, the
 // refusals stand and each *StaleError carries the read's error instead.
-func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results []error, err error) {
+func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results []Result, err error) {
 	if len(outcomes) == 0 {
 		return nil, nil
 	}
@@ -335,7 +363,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (results
 	}); err != nil {
 		return nil, fmt.Errorf("record %d outcome(s): %w", n, err)
 	}
-	results = make([]error, n)
+	results = make([]Result, n)
 	var refused []int
 	for i, ok := range applied {
 		switch {
@@ -369,28 +397,28 @@ func appliedTwin(outcomes []Outcome, applied []bool, i int) bool {
 	return false
 }
 
-// nameRefusals sets results[i], for each i of refused, to a *StaleError
-// naming the row's current token and status (none when the row is gone),
-// or the error of reading them; it leaves results[i] nil for a write
-// found done: its row is in outcomeStatus under the write's token (see
-// RecordOutcomes).
-func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []int, results []error) {
+// nameRefusals sets results[i].Err, for each i of refused, to a
+// *StaleError naming the row's current token and status (none when the row
+// is gone), or the error of reading them; for a write found done (its row
+// is in outcomeStatus under the write's token, with the write's reason
+// for a dead; see RecordOutcomes) it sets results[i].FoundDone instead.
+func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []int, results []Result) {
 	ids := make([]string, len(refused))
 	for k, i := range refused {
 		ids[k] = outcomes[i].ID
 	}
 	type current struct {
-		status string
-		token  int64
+		status, lastError string
+		token             int64
 	}
 	cur := make(map[int64]current, len(refused))
 	var k int64
 	var c current
 	rows, err := s.pool.Query(ctx, `
-		SELECT w.k, e.status, e.fencing_token
+		SELECT w.k, e.status, e.fencing_token, coalesce(e.last_error, '')
 		FROM unnest($1::uuid[]) WITH ORDINALITY AS w(id, k) JOIN emails e ON e.id = w.id`, ids)
 	if err == nil {
-		_, err = pgx.ForEachRow(rows, []any{&k, &c.status, &c.token}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&k, &c.status, &c.token, &c.lastError}, func() error {
 			cur[k-1] = c
 			return nil
 		})
@@ -401,14 +429,19 @@ func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []
 		if err != nil {
 			se.ReadErr = fmt.Errorf("read the refused row: %w", err)
 		} else if c, ok := cur[int64(at)]; ok {
-			if c.token == o.Token && c.status == outcomeStatus(o.Kind) {
+			// A sweep's dead under the token is found done only with the
+			// write's own reason: the UPDATE applies a MarkDead over any
+			// other (a sweep that came between the UPDATE and this read
+			// leaves the write refused).
+			if c.token == o.Token && c.status == outcomeStatus(o.Kind) && (o.Kind != OutcomeDead || c.lastError == o.Reason) {
 				s.log.Info("outcome write found done under its token, reported applied (an earlier commit whose answer was lost, or a sweep's same verdict)",
 					"message_id", o.ID, "token", o.Token, "outcome", o.Kind)
+				results[i].FoundDone = true
 				continue
 			}
 			se.Current, se.Status = c.token, c.status
 		}
-		results[i] = se
+		results[i].Err = se
 	}
 }
 
@@ -523,7 +556,10 @@ const leaseRenewal = `
 
 // outcomeWrite records outcomes ($1 ids, $2 tokens, $3 kinds, $4 reasons,
 // $5 retry delays in seconds) under their tokens and returns the
-// (1-based) positions of those that applied.
+// (1-based) positions of those that applied. Beside a sending row it takes
+// a sent over a sweep's dead (the truth wins) and a dead over a sweep's
+// dead whose last_error is not the write's own (the attempt's reason
+// wins; see MarkDead).
 const outcomeWrite = `
 		UPDATE emails e SET
 		    status = CASE o.kind WHEN 'released' THEN 'queued' ELSE o.kind END,
@@ -536,5 +572,6 @@ const outcomeWrite = `
 		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::float8[]) WITH ORDINALITY
 		    AS o(id, token, kind, reason, delay, i)
 		WHERE e.id = o.id AND e.fencing_token = o.token
-		  AND (e.status = 'sending' OR (o.kind = 'sent' AND e.status = 'dead'))
+		  AND (e.status = 'sending' OR (o.kind = 'sent' AND e.status = 'dead')
+		       OR (o.kind = 'dead' AND e.status = 'dead' AND e.last_error IS DISTINCT FROM o.reason))
 		RETURNING o.i`

@@ -156,8 +156,8 @@ func BenchmarkRecordOutcomes(b *testing.B) {
 					b.Fatal(err)
 				}
 				for _, r := range res {
-					if r != nil {
-						b.Fatal(r)
+					if r.Err != nil {
+						b.Fatal(r.Err)
 					}
 				}
 			}

@@ -134,9 +134,9 @@ func TestClaimsAreHOTUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, err := range res {
-		if err != nil {
-			t.Fatalf("outcome %d: %v", i, err)
+	for i, r := range res {
+		if r.Err != nil || r.FoundDone {
+			t.Fatalf("outcome %d: got %+v, want applied", i, r)
 		}
 	}
 	d, err := s.Depth(ctx)

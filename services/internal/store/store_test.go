@@ -490,8 +490,8 @@ func TestRecordOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var se *StaleError
-	if res[0] != nil || res[1] != nil || res[2] != nil || !errors.As(res[3], &se) || se.Current != newer.Token || se.Status != "sending" {
-		t.Fatalf("results: got %v, want nil, nil, nil and a stale error naming token %d", res, newer.Token)
+	if res[0] != (Result{}) || res[1] != (Result{}) || res[2] != (Result{}) || !errors.As(res[3].Err, &se) || se.Current != newer.Token || se.Status != "sending" || res[3].FoundDone {
+		t.Fatalf("results: got %v, want three applied and a stale error naming token %d", res, newer.Token)
 	}
 	for id, want := range map[string]message.Status{a: message.StatusSent, b: message.StatusFailed, c: message.StatusDead, d: message.StatusSending} {
 		if e, _ := s.Get(ctx, id); e.Status != want {
@@ -508,7 +508,7 @@ func TestRecordOutcomes(t *testing.T) {
 
 // An outcome write is idempotent under its token: written again after it
 // applied, as a retry after a lost answer writes it, it is reported
-// applied and changes nothing. Under its token after a newer claim it is
+// applied, found done, and changes nothing. Under its token after a newer claim it is
 // stale and names the newer claim, also once that claim ended in the
 // write's own status.
 func TestRecordOutcomesFoundDone(t *testing.T) {
@@ -526,7 +526,7 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 		t.Run(c.kind, func(t *testing.T) {
 			id := newRow(t, s)
 			first := claim(t, s, id)
-			write := func(token int64) error {
+			write := func(token int64) Result {
 				t.Helper()
 				res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, token}, Kind: c.kind, Reason: "451", Delay: time.Hour}})
 				if err != nil {
@@ -534,12 +534,12 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 				}
 				return res[0]
 			}
-			if err := write(first.Token); err != nil {
-				t.Fatalf("first write: %v", err)
+			if r := write(first.Token); r != (Result{}) {
+				t.Fatalf("first write: got %+v, want applied", r)
 			}
 			done := rowImage(t, s, id)
-			if err := write(first.Token); err != nil {
-				t.Errorf("the same write again: got %v, want nil (found done)", err)
+			if r := write(first.Token); r != (Result{FoundDone: true}) {
+				t.Errorf("the same write again: got %+v, want found done", r)
 			}
 			if again := rowImage(t, s, id); again != done {
 				t.Errorf("row after the write again: got %s, want it unchanged: %s", again, done)
@@ -551,13 +551,13 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 			newer := claim(t, s, id)
 			for _, newerStatus := range []message.Status{message.StatusSending, c.want} {
 				if newerStatus == c.want {
-					if err := write(newer.Token); err != nil {
-						t.Fatalf("newer %s: %v", c.kind, err)
+					if r := write(newer.Token); r != (Result{}) {
+						t.Fatalf("newer %s: got %+v, want applied", c.kind, r)
 					}
 				}
 				var se *StaleError
-				if err := write(first.Token); !errors.As(err, &se) || se.Token != first.Token || se.Current != newer.Token || se.Status != string(newerStatus) {
-					t.Errorf("older token, row %s under the newer claim: got %v, want a *StaleError naming token %d, %s", newerStatus, err, newer.Token, newerStatus)
+				if r := write(first.Token); !errors.As(r.Err, &se) || r.FoundDone || se.Token != first.Token || se.Current != newer.Token || se.Status != string(newerStatus) {
+					t.Errorf("older token, row %s under the newer claim: got %+v, want a *StaleError naming token %d, %s", newerStatus, r, newer.Token, newerStatus)
 				}
 			}
 		})
@@ -566,7 +566,9 @@ func TestRecordOutcomesFoundDone(t *testing.T) {
 
 // A sweep's verdict under the claim's token is the attempt's own when it
 // is the same (dead; queued after an operator's requeue, for a release),
-// and ends the claim when it is not.
+// and ends the claim when it is not. A dead applies over a sweep's dead:
+// the row gets the attempt's reason instead of the sweep's presumption
+// (see MarkDead), and the same dead again is then found done.
 func TestRecordOutcomesAfterASweep(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
@@ -602,31 +604,53 @@ func TestRecordOutcomesAfterASweep(t *testing.T) {
 		return id, c
 	}
 	for _, c := range []struct {
-		name  string
-		sweep func() (string, Claim)
-		kind  string
-		stale string // the status the refusal names; "" for none
+		name    string
+		sweep   func() (string, Claim)
+		kind    string
+		applied bool   // the write applies (else the row stays as the sweep left it)
+		stale   string // the status the refusal names; "" for none
 	}{
-		{"dead after ReleaseExpired's dead", presumedDead, OutcomeDead, ""},
-		{"dead after DeadLetter's dead", poisoned, OutcomeDead, ""},
-		{"released after ReleaseExpired's dead", presumedDead, OutcomeReleased, "dead"},
-		{"failed after ReleaseExpired's dead", presumedDead, OutcomeFailed, "dead"},
-		{"released after a requeue", requeued, OutcomeReleased, ""},
-		{"dead after a requeue", requeued, OutcomeDead, "queued"},
+		{"dead after ReleaseExpired's dead", presumedDead, OutcomeDead, true, ""},
+		{"dead after DeadLetter's dead", poisoned, OutcomeDead, true, ""},
+		{"released after ReleaseExpired's dead", presumedDead, OutcomeReleased, false, "dead"},
+		{"failed after ReleaseExpired's dead", presumedDead, OutcomeFailed, false, "dead"},
+		{"released after a requeue", requeued, OutcomeReleased, false, ""},
+		{"dead after a requeue", requeued, OutcomeDead, false, "queued"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id, cl := c.sweep()
 			swept := rowImage(t, s, id)
-			res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, cl.Token}, Kind: c.kind, Reason: "550", Delay: time.Hour}})
-			if err != nil {
-				t.Fatal(err)
+			write := func() Result {
+				t.Helper()
+				res, err := s.RecordOutcomes(ctx, []Outcome{{Lease: Lease{id, cl.Token}, Kind: c.kind, Reason: "550", Delay: time.Hour}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res[0]
 			}
+			r := write()
 			var se *StaleError
 			switch {
-			case c.stale == "" && res[0] != nil:
-				t.Errorf("got %v, want nil (the sweep's verdict is the write's)", res[0])
-			case c.stale != "" && (!errors.As(res[0], &se) || se.Current != cl.Token || se.Status != c.stale):
-				t.Errorf("got %v, want a *StaleError naming token %d, %s", res[0], cl.Token, c.stale)
+			case c.applied:
+				if r != (Result{}) {
+					t.Fatalf("got %+v, want applied (the attempt's reason over the sweep's)", r)
+				}
+				e, err := s.Get(ctx, id)
+				if err != nil || e.Status != message.StatusDead || e.Token != cl.Token || e.LastError != "550" {
+					t.Fatalf("row: got %s, token %d, last_error %q (%v); want dead, %d, the attempt's 550", e.Status, e.Token, e.LastError, err, cl.Token)
+				}
+				done := rowImage(t, s, id)
+				if again := write(); again != (Result{FoundDone: true}) {
+					t.Errorf("the same write again: got %+v, want found done", again)
+				}
+				if got := rowImage(t, s, id); got != done {
+					t.Errorf("row after the write again: got %s, want it unchanged: %s", got, done)
+				}
+				return
+			case c.stale == "" && r != (Result{FoundDone: true}):
+				t.Errorf("got %+v, want found done (the sweep's verdict is the write's)", r)
+			case c.stale != "" && (!errors.As(r.Err, &se) || r.FoundDone || se.Current != cl.Token || se.Status != c.stale):
+				t.Errorf("got %+v, want a *StaleError naming token %d, %s", r, cl.Token, c.stale)
 			}
 			if got := rowImage(t, s, id); got != swept {
 				t.Errorf("row after the write: got %s, want it as the sweep left it: %s", got, swept)
@@ -660,8 +684,8 @@ func TestRecordOutcomesSameClaimTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0] != nil || res[1] != nil {
-		t.Errorf("results: got %v, want nil, nil", res)
+	if res[0] != (Result{}) || res[1] != (Result{}) {
+		t.Errorf("results: got %+v, want both applied", res)
 	}
 	if e, _ := s.Get(ctx, id); e.Status != message.StatusSent {
 		t.Errorf("row: got %s, want sent", e.Status)
@@ -697,11 +721,11 @@ func TestRecordOutcomesRefusalUnread(t *testing.T) {
 		t.Fatalf("got %v, want no error: the update committed", err)
 	}
 	var se, done *StaleError
-	if res[0] != nil || !errors.As(res[1], &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) ||
-		!errors.As(res[2], &done) || done.ReadErr == nil {
+	if res[0] != (Result{}) || !errors.As(res[1].Err, &se) || se.ReadErr == nil || !errors.Is(se.ReadErr, context.Canceled) ||
+		!errors.As(res[2].Err, &done) || done.ReadErr == nil || res[2].FoundDone {
 		t.Fatalf("results: got %v, want nil and two stale errors carrying the read's error", res)
 	}
-	if !strings.Contains(se.Error(), "refused") || !errors.Is(res[1], ErrStale) {
+	if !strings.Contains(se.Error(), "refused") || !errors.Is(res[1].Err, ErrStale) {
 		t.Errorf("stale error: got %q, want it to say refused and match ErrStale", se.Error())
 	}
 	if e, _ := s.Get(context.Background(), a); e.Status != message.StatusSent {
