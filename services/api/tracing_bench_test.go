@@ -43,16 +43,16 @@ func BenchmarkAcceptTracing(b *testing.B) {
 				b.Fatal(err)
 			}
 			h := NewServer(slog.New(slog.DiscardHandler), &memStore{}, nopNotifier{}, tel, "", config.TraceContextLink)
-			benchAccept(b, tel, h)
+			benchAccept(b, tel, h, nil)
 		})
 	}
 }
 
-// benchAccept posts an accepted JSON message to h, from parallel
-// goroutines, b.N times; then shuts tel down, so everything recorded is
+// benchAccept posts an accepted JSON message to h (with header's fields
+// besides the usual ones), from parallel goroutines, b.N times; then shuts tel down, so everything recorded is
 // exported within the measurement, and reports the process's CPU per
 // request (cpu-µs/op: getrusage, every goroutine included).
-func benchAccept(b *testing.B, tel *telemetry.Telemetry, h http.Handler) {
+func benchAccept(b *testing.B, tel *telemetry.Telemetry, h http.Handler, header http.Header) {
 	body := jsonBody("Olá", "Tudo bem?")
 	before := cpuTime()
 	b.ReportAllocs()
@@ -64,6 +64,9 @@ func benchAccept(b *testing.B, tel *telemetry.Telemetry, h http.Handler) {
 			req.Header.Set("Accept", "application/json")
 			req.Header.Set("User-Agent", "wrk")
 			req.Header.Set("X-Forwarded-For", "203.0.113.7")
+			for k, v := range header {
+				req.Header[k] = v
+			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			if rec.Code != http.StatusAccepted {

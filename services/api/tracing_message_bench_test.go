@@ -39,6 +39,8 @@ import (
 //     the attributes cost beyond their computation
 //   - http-server-only: the server span alone (BenchmarkAcceptTracing's
 //     set, with this sink)
+//   - http-traceparent: http with a caller's traceparent, as nginx sends
+//     one: the server span links it (config.TraceContextLink)
 //
 // It reports the process's CPU per request (getrusage: the exporter's
 // goroutines and the sink included) and allocations per request.
@@ -71,13 +73,16 @@ func BenchmarkAcceptMessageSpans(b *testing.B) {
 		env        map[string]string
 		osEnv      map[string]string
 		serverOnly bool
+		header     http.Header
 	}{
-		{"off", nil, nil, false},
-		{"http", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, false},
-		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + lis.Addr().String(), "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, nil, false},
+		{"off", nil, nil, false, nil},
+		{"http", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, false, nil},
+		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + lis.Addr().String(), "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, nil, false, nil},
 		{"http-noattrs", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL},
-			map[string]string{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "0"}, false},
-		{"http-server-only", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, true},
+			map[string]string{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "0"}, false, nil},
+		{"http-server-only", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, true, nil},
+		{"http-traceparent", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, false,
+			http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			for k, v := range mode.osEnv {
@@ -93,7 +98,7 @@ func BenchmarkAcceptMessageSpans(b *testing.B) {
 				messages = &st.memStore
 			}
 			h := NewServer(slog.New(slog.DiscardHandler), messages, nopNotifier{}, tel, "", config.TraceContextLink)
-			benchAccept(b, tel, h)
+			benchAccept(b, tel, h, mode.header)
 		})
 	}
 }
