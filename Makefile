@@ -304,8 +304,10 @@ bench: build tools jaeger otelcol ## Measure pgbench/accept/delivery/end-to-end/
 # Debian mirror), and prints their image variables and the project name
 # (carteiro-standins); down and logs take the name alone (-project-only), so
 # they build no image. The test's override file is added to the compose files.
+# Empty (STANDINS= in the environment or on the command line) is 0, as unset:
+# only another value stops make, for every target.
 STANDINS ?= 0
-ifeq ($(filter 0 1,$(STANDINS)),)
+ifeq ($(filter 0 1,$(or $(strip $(STANDINS)),0)),)
 $(error STANDINS=$(STANDINS): give 0 (make up pulls the images of .env) or 1 (the stand-ins))
 endif
 STANDINS_OVERRIDE := deploy/composetest/compose.test-override.yml

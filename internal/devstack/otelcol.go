@@ -75,7 +75,13 @@ func loadOtelcol(e *env, c *Config) {
 // OTELCOL_NUM_TRACES held traces need (observability/otelcol/config.yaml,
 // "Sizing OTELCOL_NUM_TRACES"). bench/README.md has the measurements.
 const (
-	OtelcolGOGC       = "200"
+	// OtelcolGOGC is the collector's GOGC: a percentage of heap growth
+	// between collections (the runtime's default is 100).
+	OtelcolGOGC = "200"
+	// OtelcolGOMEMLIMIT is the collector's GOMEMLIMIT, in the runtime's
+	// syntax: at least what OTELCOL_NUM_TRACES held traces need, below
+	// memory_limiter's soft limit (services/internal/deploy's
+	// TestOtelcolGoRuntime holds both).
 	OtelcolGOMEMLIMIT = "600MiB"
 )
 

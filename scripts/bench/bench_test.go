@@ -151,20 +151,32 @@ carteiro_outbox_published_total 900
 
 // TestDepthPollSamples polls a /metrics whose queue grows by one each
 // scrape: every scrape's waiting is kept in order, timed from the start
-// given, and the maxima are the last scrape's.
+// given, and the maxima are the last scrape's. It stops the poll once the
+// fourth scrape reached the server (the poll scrapes one at a time, so the
+// first three were kept), not after a sleep that a loaded machine could
+// fill with fewer scrapes.
 func TestDepthPollSamples(t *testing.T) {
 	var mu sync.Mutex
 	n := 0
+	fourth := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		n++
+		if n == 4 {
+			close(fourth)
+		}
 		fmt.Fprintf(w, "carteiro_queue_depth{state=\"queued\"} %d\ncarteiro_queue_depth{state=\"sending\"} 1\n", n)
 		mu.Unlock()
 	}))
 	defer srv.Close()
 	start := time.Now()
 	p := startDepthPoll(context.Background(), srv.URL, 5*time.Millisecond)
-	time.Sleep(60 * time.Millisecond)
+	select {
+	case <-fourth:
+	case <-time.After(time.Minute): // bounds a stuck test; not a timing assertion
+		p.stop()
+		t.Fatal("the poll never scraped four times")
+	}
 	m, scrapes := p.stop()
 	s := p.since(start)
 	if scrapes < 3 || len(s) != scrapes {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/carteiro/carteiro/internal/devstack"
@@ -13,7 +14,8 @@ import (
 
 // TestKubernetesExporters: the exporters of components/exporters run as
 // compose's and the native stack's do: the same images (.env), users,
-// logins and flags; the dev queue defines the same ACL user, the dev init
+// logins and flags; the dev queue defines the same ACL user and probes
+// with the same script as compose's healthcheck, the dev init
 // container makes the same role; the PodMonitors give the jobs the rules
 // select on.
 func TestKubernetesExporters(t *testing.T) {
@@ -88,6 +90,19 @@ func TestKubernetesExporters(t *testing.T) {
 				got := strings.Join(slices.Concat(q.Command, q.Args), " ")
 				if want := strings.Join(compose.Services["queue"].Command, " "); got != want {
 					t.Errorf("dev queue command: got %q, want compose's %q", got, want)
+				}
+				// Its probes: compose's healthcheck script (the password
+				// read as the command reads it, AUTH on redis-cli's
+				// standard input), which TestQueueConfig holds and
+				// TestQueueCommand runs.
+				hc := compose.Services["queue"].HealthCheck
+				if hc == nil || len(hc.Test) != 2 || hc.Test[0] != "CMD-SHELL" {
+					t.Fatalf("compose queue healthcheck: got %+v, want CMD-SHELL <script>", hc)
+				}
+				for name, p := range map[string]*corev1.Probe{"startupProbe": q.StartupProbe, "readinessProbe": q.ReadinessProbe, "livenessProbe": q.LivenessProbe} {
+					if want := []string{"sh", "-c", hc.Test[1]}; p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, want) {
+						t.Errorf("dev queue %s: got %+v, want exec %q (compose's healthcheck)", name, p, want)
+					}
 				}
 				init := pg.pod.Spec.InitContainers
 				if len(init) != 1 || init[0].Image != env["POSTGRES_IMAGE"] ||

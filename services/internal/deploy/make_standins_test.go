@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -107,6 +108,24 @@ func TestMakeStandinsCommands(t *testing.T) {
 		out, err := makeIn(t, env, "-n", "up", "BIN_DIR="+binDir, "STANDINS="+v)
 		if err == nil || !strings.Contains(out, "STANDINS="+v+": give 0") {
 			t.Errorf("make -n up STANDINS=%s: got %v: %s, want an error naming STANDINS", v, err, out)
+		}
+	}
+	// An empty STANDINS, exported or on the command line, is unset: make
+	// help and plain make up still run.
+	for _, c := range []struct {
+		env, args []string
+	}{
+		{append(slices.Clone(env), "STANDINS="), nil},
+		{env, []string{"STANDINS="}},
+		{env, []string{"STANDINS= "}},
+	} {
+		if out, err := makeIn(t, c.env, append([]string{"help"}, c.args...)...); err != nil || !strings.Contains(out, "usage: make") {
+			t.Errorf("make help, STANDINS empty (%q, %q): got %v: %s, want the help", c.env[len(c.env)-1], c.args, err, out)
+		}
+		out, err := makeIn(t, c.env, append([]string{"-n", "up", "BIN_DIR=" + binDir}, c.args...)...)
+		want := "docker compose " + makeComposeFiles + " up -d --build --wait"
+		if compose := composeLines(out); err != nil || !slices.Equal(compose, []string{want}) {
+			t.Errorf("make -n up, STANDINS empty (%q, %q): got %v: %q, want [%q]", c.env[len(c.env)-1], c.args, err, compose, want)
 		}
 	}
 }

@@ -120,7 +120,8 @@ type queueTools struct {
 // overlay, Kubernetes dev) logs in with its own, reads the stream and may
 // not write; the settings of the command line hold; neither password is
 // in an argument redis-server was given, nor in its environment; and each
-// healthcheck (compose's, the Kubernetes probes) passes, then fails once
+// healthcheck (compose's, the Kubernetes probes) passes, giving redis-cli
+// the password in no argument and not in its environment, then fails once
 // the secret holds another password. With each of queueEmptySecrets the
 // command exits with an error naming the secret and never starts
 // redis-server.
@@ -226,7 +227,7 @@ func runQueueCommand(t *testing.T, tools queueTools, scripts queueScripts, withE
 			t.Errorf("redis-server's environment: holds %s", name)
 		}
 	}
-	q.checkHealth(t, scripts)
+	q.checkHealth(t, scripts, secrets.passwords["redis_password"])
 }
 
 // refuseQueueCommand runs script with files as the secrets, as
@@ -271,9 +272,11 @@ type queueRun struct {
 	waitErr error
 	log     bytes.Buffer
 	// port is redis-server's; argsFile, once it started, holds its
-	// arguments, one a line; secretsDir holds the secret files.
-	port                 int
-	argsFile, secretsDir string
+	// arguments, one a line; cliFile, each redis-cli's arguments and
+	// environment (a healthcheck's), appended; secretsDir holds the secret
+	// files.
+	port                          int
+	argsFile, cliFile, secretsDir string
 	// shell and env run a script as the container does.
 	shell, env []string
 }
@@ -287,7 +290,7 @@ func startQueueCommand(t *testing.T, tools queueTools, script string, files map[
 	t.Helper()
 	dir := t.TempDir()
 	q := &queueRun{exited: make(chan struct{}), port: testenv.FreePort(t),
-		argsFile: filepath.Join(dir, "args"), secretsDir: filepath.Join(dir, "secrets")}
+		argsFile: filepath.Join(dir, "args"), cliFile: filepath.Join(dir, "cli"), secretsDir: filepath.Join(dir, "secrets")}
 	bin := filepath.Join(dir, "bin")
 	for _, d := range []string{q.secretsDir, bin} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -311,7 +314,7 @@ func startQueueCommand(t *testing.T, tools queueTools, script string, files map[
 	shims := map[string]string{
 		"redis-server": fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\nexec %s \"$@\" --port %d --bind 127.0.0.1 --dir %s\n",
 			q.argsFile, tools.server, q.port, dir),
-		"redis-cli": fmt.Sprintf("#!/bin/sh\nexec %s -p %d \"$@\"\n", tools.cli, q.port),
+		"redis-cli": fmt.Sprintf("#!/bin/sh\n{ printf '%%s\\n' \"$@\"; env; } >> %s\nexec %s -p %d \"$@\"\n", q.cliFile, tools.cli, q.port),
 	}
 	for name, shim := range shims {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(shim), 0o700); err != nil {
@@ -343,13 +346,28 @@ func (q *queueRun) script(script string) *exec.Cmd {
 }
 
 // checkHealth runs each healthcheck of scripts against q's Redis: each
-// passes with the secret q was started with, and fails once the secret
+// passes with the secret q was started with, never giving redis-cli
+// password (as read, or \xHH-encoded as the scripts encode it) in an
+// argument or its environment (REDISCLI_AUTH), and fails once the secret
 // holds another password (Redis, started, keeps the one it read).
-func (q *queueRun) checkHealth(t *testing.T, scripts queueScripts) {
+func (q *queueRun) checkHealth(t *testing.T, scripts queueScripts, password string) {
 	t.Helper()
+	var encoded strings.Builder
+	for _, b := range []byte(password) {
+		fmt.Fprintf(&encoded, `\x%02x`, b)
+	}
 	for _, name := range sortedKeys(scripts.healthchecks) {
+		_ = os.Remove(q.cliFile)
 		if out, err := q.script(scripts.healthchecks[name]).CombinedOutput(); err != nil {
 			t.Errorf("%s: got %v (%q), want it to pass", name, err, out)
+		}
+		cli, err := os.ReadFile(q.cliFile)
+		if err != nil {
+			t.Errorf("%s: redis-cli never ran: %v", name, err)
+			continue
+		}
+		if bytes.Contains(cli, []byte(password)) || bytes.Contains(cli, []byte(encoded.String())) {
+			t.Errorf("%s: redis-cli's arguments or environment hold the password: %q", name, cli)
 		}
 	}
 	path := filepath.Join(q.secretsDir, "redis_password")

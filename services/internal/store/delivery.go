@@ -434,7 +434,7 @@ func (s *Store) nameRefusals(ctx context.Context, outcomes []Outcome, refused []
 			// other (a sweep that came between the UPDATE and this read
 			// leaves the write refused).
 			if c.token == o.Token && c.status == outcomeStatus(o.Kind) && (o.Kind != OutcomeDead || c.lastError == o.Reason) {
-				s.log.Info("outcome write found done under its token, reported applied (an earlier commit whose answer was lost, or a sweep's same verdict)",
+				s.log.Info("outcome write found done under its token, reported applied (its own earlier commit whose answer was lost; for a release, also a sweep's dead an operator requeued)",
 					"message_id", o.ID, "token", o.Token, "outcome", o.Kind)
 				results[i].FoundDone = true
 				continue
