@@ -127,8 +127,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}
 }
 
-// Every api and worker, and nothing else, gets GOMEMLIMIT: 40MiB by
-// default, SERVICES_GOMEMLIMIT's value, or none with off.
+// Every api and worker gets GOMEMLIMIT: 40MiB by default,
+// SERVICES_GOMEMLIMIT's value, or none with off; the collector its own
+// (OtelcolGOMEMLIMIT, whatever SERVICES_GOMEMLIMIT says); nothing else one.
 func TestServiceMemLimit(t *testing.T) {
 	for _, c := range []struct{ env, want string }{
 		{"", "GOMEMLIMIT=40MiB"},
@@ -145,6 +146,9 @@ func TestServiceMemLimit(t *testing.T) {
 			var want []string
 			if c.want != "" && (kindOf(x.Name) == "api" || kindOf(x.Name) == "worker") {
 				want = []string{c.want}
+			}
+			if x.Name == "otelcol" {
+				want = []string{"GOMEMLIMIT=" + OtelcolGOMEMLIMIT}
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("%q: %s: got %v, want %v", c.env, x.Name, got, want)
@@ -205,7 +209,8 @@ func TestStandardComponents(t *testing.T) {
 			t.Errorf("otelcol: env %v, depends on %v; want Jaeger's OTLP/gRPC receiver, 100 %% kept, after jaeger", x.Env, x.DependsOn)
 		}
 		if x.Name == "otelcol" {
-			for _, want := range []string{"OTELCOL_NUM_TRACES=100000", "OTELCOL_TELEMETRY_HOST=127.0.0.1", "OTELCOL_TELEMETRY_PORT=8888"} {
+			for _, want := range []string{"OTELCOL_NUM_TRACES=100000", "OTELCOL_TELEMETRY_HOST=127.0.0.1", "OTELCOL_TELEMETRY_PORT=8888",
+				"GOGC=200", "GOMEMLIMIT=600MiB"} {
 				if !slices.Contains(x.Env, want) {
 					t.Errorf("otelcol: env %v, want %s", x.Env, want)
 				}

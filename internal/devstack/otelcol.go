@@ -65,6 +65,20 @@ func loadOtelcol(e *env, c *Config) {
 	c.Otelcol.SamplePercent = p
 }
 
+// The collector's Go runtime settings (its GOGC and GOMEMLIMIT), the same
+// in compose (docker-compose.observability.yml). Its garbage collector was
+// a third of its CPU: GOGC 200 collects half as often while the heap is
+// small (a few hundred traces a second), and the memory limit makes the
+// runtime collect harder before the heap reaches memory_limiter's soft
+// limit (OTELCOL_MEMORY_LIMIT_MIB − OTELCOL_MEMORY_SPIKE_MIB, 640 MiB),
+// above which every span would be refused; it is above what
+// OTELCOL_NUM_TRACES held traces need (observability/otelcol/config.yaml,
+// "Sizing OTELCOL_NUM_TRACES"). bench/README.md has the measurements.
+const (
+	OtelcolGOGC       = "200"
+	OtelcolGOMEMLIMIT = "600MiB"
+)
+
 // otelcol is the collector between the services and Jaeger: it starts
 // after Jaeger (where it sends the traces it keeps) and stops before it,
 // after the services, so their last spans are sampled and sent.
@@ -82,7 +96,8 @@ func (c Config) otelcol() Component {
 		"OTELCOL_JAEGER_ENDPOINT=" + DialAddr(c.Jaeger.OTLPGRPCAddr),
 		"OTELCOL_SAMPLE_PERCENT=" + strconv.FormatFloat(o.SamplePercent, 'f', -1, 64),
 		"OTELCOL_DECISION_WAIT=" + o.DecisionWait.String(),
-		"OTELCOL_NUM_TRACES=" + strconv.Itoa(o.NumTraces)}
+		"OTELCOL_NUM_TRACES=" + strconv.Itoa(o.NumTraces),
+		"GOGC=" + OtelcolGOGC, "GOMEMLIMIT=" + OtelcolGOMEMLIMIT}
 	return Component{
 		Name: "otelcol", Path: filepath.Join(c.BinDir, "otelcol"), Args: []string{"--config", "file:" + o.Config},
 		Env:    env,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -145,6 +146,37 @@ carteiro_outbox_published_total 900
 	}
 	if len(m) != len(want) {
 		t.Errorf("got %v, want %v", m, want)
+	}
+}
+
+// TestDepthPollSamples polls a /metrics whose queue grows by one each
+// scrape: every scrape's waiting is kept in order, timed from the start
+// given, and the maxima are the last scrape's.
+func TestDepthPollSamples(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		fmt.Fprintf(w, "carteiro_queue_depth{state=\"queued\"} %d\ncarteiro_queue_depth{state=\"sending\"} 1\n", n)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	start := time.Now()
+	p := startDepthPoll(context.Background(), srv.URL, 5*time.Millisecond)
+	time.Sleep(60 * time.Millisecond)
+	m, scrapes := p.stop()
+	s := p.since(start)
+	if scrapes < 3 || len(s) != scrapes {
+		t.Fatalf("got %d scrapes and %d samples, want at least 3 and as many samples", scrapes, len(s))
+	}
+	for i, x := range s {
+		if x.Waiting != float64(i+2) || x.AtS < 0 || (i > 0 && x.AtS <= s[i-1].AtS) {
+			t.Errorf("sample %d: got %+v, want waiting %d, after the one before", i, x, i+2)
+		}
+	}
+	if got, want := m["waiting"], s[len(s)-1].Waiting; got != want {
+		t.Errorf("max waiting: got %v, want %v", got, want)
 	}
 }
 

@@ -51,7 +51,17 @@
 //     drain sustains on the machine, and then its p99 measures the run's
 //     length). That run is information beside the targets, with no
 //     target of its own; it is skipped, with the reason printed and
-//     recorded, when phase 3 recorded no drain or a rate below 1/s;
+//     recorded, when phase 3 recorded no drain or a rate below 1/s.
+//     Then a search for the highest offered rate at which the stack,
+//     accepting and delivering at once, keeps its queue bounded (in the
+//     last half of the load, waiting at most a second of arrivals and
+//     growing by at most half a second of arrivals; every message sent
+//     within 2 s of the load's end; see e2eCriterion): short trials (BENCH_E2E_SEARCH_DURATION) bisected
+//     between the lowest of the runs above judged not bounded (else the
+//     highest accept rate) and the highest judged bounded (else a quarter
+//     of the capacity estimate), at most BENCH_E2E_SEARCH_TRIALS; then one
+//     run of BENCH_E2E_DURATION at the rate found, with its accepted →
+//     sent percentiles, deepest queue and errors: information, no target;
 //  5. RSS of api and worker: VmRSS and VmHWM (the kernel's peak) of every
 //     api and worker process sampled every second throughout the mode by
 //     a goroutine (peaks, and the phase the highest VmRSS was seen in),
@@ -75,8 +85,9 @@
 // throughput per accept run; drain ≥ 0.8× smtp-source; the third drain
 // round within 10 % of the first with 100,000+ rows in emails; accepted →
 // sent p99 ≤ 500 ms at issue 14's rate (phase 4's first run); api and
-// worker RSS ≤ 64 MiB. Phase 4's p99 at the drain's pace is shown in the
-// block for information (status "information"), with nothing wanted of it.
+// worker RSS ≤ 64 MiB. Phase 4's p99 at the drain's pace and at the
+// highest bounded rate the search found are shown in the block for
+// information (status "information"), with nothing wanted of them.
 //
 // Timings are figures, never pass/fail: the exit status is non-zero only
 // when something broke (a component did not start, a request failed, a
@@ -97,6 +108,10 @@
 //	                            as a real client pool would queue them
 //	BENCH_MODES          off,on observability modes, in order
 //	BENCH_OUT            bench/results.json
+//	BENCH_E2E_SEARCH_TRIALS   5   phase 4's search for the highest bounded
+//	                              rate: at most this many trials (0: no
+//	                              search and no run at its rate)
+//	BENCH_E2E_SEARCH_DURATION 10s each trial (at least 4s)
 //	BENCH_ACCEPT_C64     json+key  the variants (comma-separated, all or
 //	                               none) also measured at 64 connections
 //	BENCH_ACCEPT_WORKER  stop   stop: the worker is stopped during each

@@ -17,24 +17,27 @@ import (
 
 // Phase 4, end to end: an open-model load (requests start on a fixed
 // schedule whether or not earlier ones were answered) at a fixed rate
-// through nginx (issue 14's rate, then the drain's pace), then the
-// accepted → sent latency of exactly those rows (sent_at - created_at,
+// through nginx (issue 14's rate, then the drain's pace, then the
+// search's trials and the rate it found: e2esearch.go), then the accepted
+// → sent latency of exactly those rows (sent_at - created_at,
 // percentile_cont in Postgres) and the deepest queue seen by polling the
-// api's /metrics every second.
+// api's /metrics (every second, every e2eSearchPoll in the search's runs).
 
 type e2eRun struct {
-	// TargetRate is the offered rate; RateChoice (issue 14's run) or
-	// DrainRateChoice (the run at the drain's pace) says why.
-	TargetRate      float64       `json:"target_rps"`
-	RateChoice      *e2eRate      `json:"rate_choice,omitempty"`
-	DrainRateChoice *e2eDrainRate `json:"drain_rate_choice,omitempty"`
-	Variant         string        `json:"variant"`
-	DurationS       float64       `json:"duration_s"`
-	Requests        int64         `json:"requests"`
-	AchievedRate    float64       `json:"achieved_rps"`
-	Accepted        int64         `json:"accepted"`
-	Non202          int64         `json:"non_202"`
-	Transport       int64         `json:"transport_errors"`
+	// TargetRate is the offered rate; RateChoice (issue 14's run),
+	// DrainRateChoice (the run at the drain's pace) or SearchChoice (the
+	// run at the rate the search found) says why.
+	TargetRate      float64          `json:"target_rps"`
+	RateChoice      *e2eRate         `json:"rate_choice,omitempty"`
+	DrainRateChoice *e2eDrainRate    `json:"drain_rate_choice,omitempty"`
+	SearchChoice    *e2eSearchChoice `json:"search_choice,omitempty"`
+	Variant         string           `json:"variant"`
+	DurationS       float64          `json:"duration_s"`
+	Requests        int64            `json:"requests"`
+	AchievedRate    float64          `json:"achieved_rps"`
+	Accepted        int64            `json:"accepted"`
+	Non202          int64            `json:"non_202"`
+	Transport       int64            `json:"transport_errors"`
 	// MaxInFlight caps the requests waiting for an answer at once (a
 	// load generator's clients; nginx's worker_connections is finite too).
 	// Late counts requests that started behind schedule because the cap
@@ -55,6 +58,13 @@ type e2eRun struct {
 	MaxDepth map[string]float64 `json:"max_queue_depth"`
 	Scrapes  int                `json:"depth_scrapes"`
 	Codes    map[string]int64   `json:"codes"`
+
+	// waiting are the depth polls (seconds after the load's start), and
+	// sentAfterLoadS the last row's sent_at less the load's end: what the
+	// search's criterion reads (e2eRun.observe), kept out of the results
+	// of the runs that do not judge them.
+	waiting        []depthSample
+	sentAfterLoadS float64
 }
 
 // e2eVariant is what phase 4 posts: the page's own path (JSON with a key
@@ -160,9 +170,10 @@ func chooseDrainE2ERate(drains []deliveryRun, maxAccept float64) (r e2eDrainRate
 func (r e2eRun) Errors() int64 { return r.Non202 + r.Transport }
 
 // runE2E offers e2eVariant at rate requests/s for dur and waits until
-// every accepted message is sent and in Mailpit; the caller records how
-// the rate was chosen (RateChoice or DrainRateChoice).
-func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix string, rate float64, dur time.Duration, maxInFlight int) (e2eRun, error) {
+// every accepted message is sent and in Mailpit, polling the queue's depth
+// every pollEvery; the caller records how the rate was chosen
+// (RateChoice, DrainRateChoice or SearchChoice).
+func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix string, rate float64, dur time.Duration, maxInFlight int, pollEvery time.Duration) (e2eRun, error) {
 	r := e2eRun{TargetRate: rate, Variant: e2eVariant, DurationS: dur.Seconds(), MaxInFlight: maxInFlight,
 		MaxDepth: map[string]float64{}, Codes: map[string]int64{}}
 	if rate < 1 {
@@ -177,7 +188,7 @@ func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix str
 	}
 
 	// Depth polling, from the start of the load until the drain is over.
-	poll := startDepthPoll(ctx, st.url("API_INTERNAL_ADDR", "/metrics"))
+	poll := startDepthPoll(ctx, st.url("API_INTERNAL_ADDR", "/metrics"), pollEvery)
 	defer poll.stop()
 
 	tr := &http.Transport{MaxIdleConns: maxInFlight, MaxIdleConnsPerHost: maxInFlight, IdleConnTimeout: 90 * time.Second}
@@ -253,6 +264,10 @@ func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix str
 	d, err := db.waitSent(ctx, prefix, r.Accepted, 10*time.Minute+time.Duration(r.Accepted/50)*time.Second)
 	r.DrainAfterLoadS = time.Since(loadEnd).Seconds()
 	r.MaxDepth, r.Scrapes = poll.stop()
+	r.waiting = poll.since(start)
+	if !d.LastSent.IsZero() {
+		r.sentAfterLoadS = d.LastSent.Sub(loadEnd).Seconds()
+	}
 	r.Rows, r.Sent = d.Rows, d.Sent
 	r.AcceptedToSentMs = latencyMs{Min: d.Min * 1000, Mean: d.Mean * 1000, P50: d.P50 * 1000,
 		P90: d.P90 * 1000, P99: d.P99 * 1000, Max: d.Max * 1000}
@@ -271,30 +286,39 @@ func runE2E(ctx context.Context, st *stack, db *benchDB, mp *mailpit, prefix str
 	return r, nil
 }
 
-// depthPoll scrapes the api's /metrics every second and keeps the
-// highest value of each queue-depth series.
+// depthPoll scrapes the api's /metrics every interval and keeps the
+// highest value of each queue-depth series, and each scrape's waiting.
 type depthPoll struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	max     map[string]float64
 	scrapes int
+	waiting []timedDepth
 }
 
-func startDepthPoll(ctx context.Context, url string) *depthPoll {
+// timedDepth is one scrape's waiting and when it was asked for.
+type timedDepth struct {
+	at      time.Time
+	waiting float64
+}
+
+func startDepthPoll(ctx context.Context, url string, every time.Duration) *depthPoll {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &depthPoll{cancel: cancel, max: map[string]float64{}}
 	c := &http.Client{Timeout: 3 * time.Second}
 	p.wg.Go(func() {
-		tick := time.NewTicker(time.Second)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
+			at := time.Now()
 			if m, err := scrapeDepth(ctx, c, url); err == nil {
 				p.mu.Lock()
 				p.scrapes++
 				for k, v := range m {
 					p.max[k] = max(p.max[k], v)
 				}
+				p.waiting = append(p.waiting, timedDepth{at, m["waiting"]})
 				p.mu.Unlock()
 			}
 			select {
@@ -305,6 +329,17 @@ func startDepthPoll(ctx context.Context, url string) *depthPoll {
 		}
 	})
 	return p
+}
+
+// since is every scrape's waiting, timed in seconds from start.
+func (p *depthPoll) since(start time.Time) []depthSample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]depthSample, len(p.waiting))
+	for i, w := range p.waiting {
+		out[i] = depthSample{AtS: w.at.Sub(start).Seconds(), Waiting: w.waiting}
+	}
+	return out
 }
 
 // stop ends the polling (again: a no-op) and returns a copy of the maxima

@@ -270,6 +270,19 @@ func method(s settings) map[string]string {
 			"median msg/s of phase 3's drains of queued rows), the stack's capacity to accept and deliver at once on the same cores, " +
 			"(phase4_end_to_end_sustained, drain_rate_choice; information, no target; skipped with the reason recorded " +
 			"when phase 3 recorded no drain)",
+		"phase4_search": fmt.Sprintf("the highest offered rate at which the queue stays bounded (information, no target): "+
+			"at most %d trials of %s each (BENCH_E2E_SEARCH_TRIALS, BENCH_E2E_SEARCH_DURATION; 0 trials: none), the same load "+
+			"as phase 4's other runs (a settle before each, the queue's depth polled every %s), bisected geometrically "+
+			"between a high bound (the lowest rate of phase 4's two runs judged not bounded, else phase 2's highest median "+
+			"json+key accept rate) and a low bound (the highest of them judged bounded, else %.2f × the capacity estimate "+
+			"1 ÷ (1 ÷ accept + 1 ÷ drain)) until the high bound is within %.0f %% of the low; bounded = in the last %.0f %% of "+
+			"the load waiting (queued + sending + failed) at most %.0f s of arrivals and growing over it (least squares) by at "+
+			"most %.1f s of arrivals, the last row sent at most %.0f s after the load ended, at most %.0f %% late "+
+			"starts, no failed request; then one run of BENCH_E2E_DURATION at the highest rate judged bounded "+
+			"(phase4_end_to_end_bounded), judged by the same criterion",
+			s.E2ESearchTrials, s.E2ESearchDuration, e2eSearchPoll, e2eSearchLowShare, e2eSearchPrecision*100,
+			boundedCriterion().TailShare*100, boundedCriterion().MaxWaitingS, boundedCriterion().MaxGrowthS,
+			boundedCriterion().MaxSentAfterLoadS, boundedCriterion().MaxLateShare*100),
 		"phase5": "VmRSS (and VmHWM, the peak) from /proc/<pid>/status of the api and worker processes named by " +
 			"DEV_DIR's pid files, at the end of each phase; the worker restarts in phase 3",
 	}

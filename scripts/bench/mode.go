@@ -352,7 +352,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	if s.Profile {
 		heap = profileHeap(ctx, st.addr["API_INTERNAL_ADDR"], filepath.Join(dir, "profiles"), "e2e", s.E2EDuration.D()*9/10)
 	}
-	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), choice.Rate, s.E2EDuration.D(), s.E2EMaxInFlight)
+	e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e", mode, 1), choice.Rate, s.E2EDuration.D(), s.E2EMaxInFlight, time.Second)
 	e.RateChoice = &choice
 	if heap != nil {
 		note("end to end api heap profile", heap())
@@ -380,7 +380,7 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 	} else {
 		b.log.printf("[%s] %s at %.0f req/s for %s: %.1f × 1 ÷ (1 ÷ accept %.0f + 1 ÷ drain %s) = %.1f × %.0f msg/s (information, not issue 14's rate)",
 			mode, sustained, pace.Rate, s.E2EDuration, pace.Factor, pace.MaxAccept, withRuns(pace.DrainMedian, pace.Drains, "%.0f"), pace.Factor, pace.Capacity)
-		e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e-sustained", mode, 1), pace.Rate, s.E2EDuration.D(), s.E2EMaxInFlight)
+		e, eerr := runE2E(ctx, st, db, mp, runPrefix("e2e-sustained", mode, 1), pace.Rate, s.E2EDuration.D(), s.E2EMaxInFlight, time.Second)
 		e.DrainRateChoice = &pace
 		m.E2ESustained = &e
 		note(sustained, eerr)
@@ -388,6 +388,12 @@ func (b *bench) mode(ctx context.Context, mode string, m *modeResult) (err error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+
+	// Phase 4's search: the highest rate at which the queue stays
+	// bounded, and one run at it (information).
+	if err := b.searchE2E(ctx, st, db, mp, mode, m, pace.Capacity, choice.MaxAccept, settle, note); err != nil {
+		return err
 	}
 	m.RSS = append(m.RSS, sampleRSS(st, "4"))
 

@@ -77,6 +77,12 @@ type modeResult struct {
 	E2E                 *e2eRun `json:"phase4_end_to_end,omitempty"`
 	E2ESustained        *e2eRun `json:"phase4_end_to_end_sustained,omitempty"`
 	E2ESustainedSkipped string  `json:"phase4_end_to_end_sustained_skipped,omitempty"`
+	// E2ESearch is the search for the highest rate at which the queue
+	// stays bounded (e2esearch.go), E2EBounded the run at the rate it
+	// found, or E2ESearchSkipped why there was no search (information).
+	E2ESearch        *e2eSearch `json:"phase4_end_to_end_search,omitempty"`
+	E2EBounded       *e2eRun    `json:"phase4_end_to_end_bounded,omitempty"`
+	E2ESearchSkipped string     `json:"phase4_end_to_end_search_skipped,omitempty"`
 
 	RSS []rssSample `json:"phase5_rss"`
 	// RSSSampled is every api and worker process sampled every second
@@ -256,6 +262,10 @@ func (res *results) compare() {
 	}
 	if off.E2ESustained != nil && on.E2ESustained != nil {
 		res.Comparison["e2e_sustained_p99_on_over_off"] = ratio(on.E2ESustained.AcceptedToSentMs.P99, off.E2ESustained.AcceptedToSentMs.P99)
+	}
+	if off.E2EBounded != nil && on.E2EBounded != nil {
+		res.Comparison["e2e_bounded_rate_on_over_off"] = ratio(on.E2EBounded.TargetRate, off.E2EBounded.TargetRate)
+		res.Comparison["e2e_bounded_p99_on_over_off"] = ratio(on.E2EBounded.AcceptedToSentMs.P99, off.E2EBounded.AcceptedToSentMs.P99)
 	}
 }
 

@@ -155,6 +155,25 @@ func TestE2ESustainedResults(t *testing.T) {
 			t.Errorf("phase4_end_to_end_sustained: %s missing", k)
 		}
 	}
+	var bounded map[string]json.RawMessage
+	if err := json.Unmarshal(modes[0]["phase4_end_to_end_bounded"], &bounded); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := bounded["search_choice"]; !ok {
+		t.Errorf("phase4_end_to_end_bounded: got keys %v, want search_choice", slices.Sorted(maps.Keys(bounded)))
+	}
+	if _, ok := modes[0]["phase4_end_to_end_search"]; !ok {
+		t.Errorf("off: phase4_end_to_end_search missing")
+	}
+	for name, run := range map[string]map[string]json.RawMessage{"phase4_end_to_end": issue, "phase4_end_to_end_sustained": pace} {
+		if _, ok := run["search_choice"]; ok {
+			t.Errorf("%s has the search's search_choice", name)
+		}
+	}
+	var searchSkipped string
+	if err := json.Unmarshal(modes[1]["phase4_end_to_end_search_skipped"], &searchSkipped); err != nil || searchSkipped == "" {
+		t.Errorf("on: got search skip reason %q (%v), want one", searchSkipped, err)
+	}
 	var skipped string
 	if err := json.Unmarshal(modes[1]["phase4_end_to_end_sustained_skipped"], &skipped); err != nil || skipped == "" {
 		t.Errorf("on: got skip reason %q (%v), want one", skipped, err)
@@ -165,10 +184,16 @@ func TestE2ESustainedResults(t *testing.T) {
 	if _, ok := res.Comparison["e2e_sustained_p99_on_over_off"]; ok {
 		t.Errorf("on ÷ off of the drain's pace without an on run")
 	}
+	if _, ok := res.Comparison["e2e_bounded_p99_on_over_off"]; ok {
+		t.Errorf("on ÷ off of the highest bounded rate without an on run")
+	}
 	res.Modes[1].E2ESustained = &e2eRun{AcceptedToSentMs: latencyMs{P99: 120}}
+	res.Modes[1].E2EBounded = &e2eRun{TargetRate: 36, AcceptedToSentMs: latencyMs{P99: 91.5}}
 	res.compare()
-	if got := res.Comparison["e2e_sustained_p99_on_over_off"]; got != 1.5 {
-		t.Errorf("e2e_sustained_p99_on_over_off: got %v, want 1.5", got)
+	for k, want := range map[string]float64{"e2e_sustained_p99_on_over_off": 1.5, "e2e_bounded_rate_on_over_off": 0.8, "e2e_bounded_p99_on_over_off": 1.5} {
+		if got := res.Comparison[k]; got != want {
+			t.Errorf("%s: got %v, want %v", k, got, want)
+		}
 	}
 }
 
@@ -189,6 +214,12 @@ func TestPrintTableE2E(t *testing.T) {
 		"30 / 60 / 80 / 95",
 		"80 ms at 76 req/s",
 		statusInformation,
+		"4 highest bounded rate",
+		"45 (3 trials from 24..76; judged bounded in the search)",
+		"45 yes, 60 no, 52 no (3 trials run (BENCH_E2E_SEARCH_TRIALS))",
+		"20 / 40 / 61 / 70",
+		"no: the last message sent 2.5 s after the load ended",
+		"skipped: BENCH_E2E_SEARCH_TRIALS=0",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table: %q missing in\n%s", want, out)

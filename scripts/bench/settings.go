@@ -33,6 +33,11 @@ type settings struct {
 	WorkerConcurrency int `json:"worker_concurrency"`
 	// E2EMaxInFlight caps phase 4's requests in flight.
 	E2EMaxInFlight int `json:"e2e_max_in_flight"`
+	// E2ESearchTrials is the most trial runs phase 4's search for the
+	// highest bounded rate makes (0: no search, and no run at its rate);
+	// E2ESearchDuration each trial's length.
+	E2ESearchTrials   int          `json:"e2e_search_trials"`
+	E2ESearchDuration jsonDuration `json:"e2e_search_duration"`
 	// AcceptWorker is "run" or "stop": the worker during phase 2.
 	AcceptWorker string `json:"accept_worker"`
 	// Phases is "all", "accept" or "delivery" (BENCH_PHASES): accept runs
@@ -103,6 +108,8 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		E2EDuration:       dur("BENCH_E2E_DURATION", 60*time.Second),
 		Rounds:            num("BENCH_ROUNDS", 3, 1, 99),
 		E2EMaxInFlight:    num("BENCH_E2E_MAX_IN_FLIGHT", 256, 1, 4096),
+		E2ESearchTrials:   num("BENCH_E2E_SEARCH_TRIALS", 5, 0, 20),
+		E2ESearchDuration: dur("BENCH_E2E_SEARCH_DURATION", 10*time.Second),
 		Conns:             []int{16, 64},
 		PgbenchClients:    16,
 		PgbenchThreads:    2,
@@ -148,6 +155,10 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	if len(s.Modes) == 0 {
 		fail("BENCH_MODES", "no mode")
 	}
+	if d := s.E2ESearchDuration.D(); d < minE2ESearchDuration {
+		fail("BENCH_E2E_SEARCH_DURATION", "want at least %s (the criterion reads the depth polls of a trial's last half, every %s), got %s",
+			minE2ESearchDuration, e2eSearchPoll, d)
+	}
 	s.AcceptRuns, err = acceptPlans(s.Conns, str("BENCH_ACCEPT_C64", "json+key"))
 	if err != nil {
 		fail("BENCH_ACCEPT_C64", "%v", err)
@@ -171,6 +182,10 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	}
 	return s, nil
 }
+
+// minE2ESearchDuration is the shortest search trial: its last half holds
+// at least the criterion's MinTailSamples polls with a margin.
+const minE2ESearchDuration = 4 * time.Second
 
 // acceptPlan is one accept run of a round: a variant at a connection count.
 type acceptPlan struct {

@@ -188,6 +188,31 @@ func printTable(w io.Writer, res *results) {
 			}
 			return fmt.Sprintf("%.0f = %.1f × 1 ÷ (1 ÷ %.0f + 1 ÷ %s)", c.Rate, c.Factor, c.MaxAccept, withRuns(c.DrainMedian, c.Drains, "%.0f"))
 		})
+	e2eRows("4 highest bounded rate", "offered rate, information: the highest the queue stayed bounded at, by a search of short trials",
+		func(m *modeResult) (*e2eRun, string) { return m.E2EBounded, m.E2ESearchSkipped },
+		func(e *e2eRun) string {
+			c := e.SearchChoice
+			if c == nil {
+				return fmt.Sprintf("%.0f", e.TargetRate)
+			}
+			verified := "judged bounded in the search"
+			if !c.Verified {
+				verified = "no trial judged bounded"
+			}
+			return fmt.Sprintf("%.0f (%d trials from %.0f..%.0f; %s)", c.Rate, c.Trials, c.StartLow, c.StartHigh, verified)
+		})
+	perMode("", "search trials req/s: bounded", func(m *modeResult) string {
+		if m.E2ESearch == nil {
+			return "-"
+		}
+		return m.E2ESearch.trialsText() + " (" + m.E2ESearch.Stopped + ")"
+	})
+	perMode("", "this run bounded (criterion)", func(m *modeResult) string {
+		if m.E2EBounded == nil || m.E2EBounded.SearchChoice == nil {
+			return "-"
+		}
+		return judgementText(m.E2EBounded.SearchChoice.Judgement)
+	})
 	var after []string
 	for _, m := range res.Modes {
 		for _, r := range m.RSS {
@@ -274,6 +299,14 @@ func printTargets(w io.Writer, targets []target) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Target, subject, t.Observability, t.Want, t.MeasuredText, t.Status)
 	}
 	tw.Flush()
+}
+
+// judgementText is "yes" or "no: " and the conditions not met.
+func judgementText(j e2eJudgement) string {
+	if j.Bounded {
+		return "yes"
+	}
+	return "no: " + strings.Join(j.Failed, "; ")
 }
 
 // withRuns formats a median followed by each run's value.

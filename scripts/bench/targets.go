@@ -141,8 +141,9 @@ func evaluateTargets(res *results) []target {
 		}
 		add("accepted → sent p99 ≤ 500 ms", "", mode, fmt.Sprintf("≤ %.0f ms", targetE2EP99Ms), p99, text, p99 <= targetE2EP99Ms, ok)
 
-		// End to end at the drain's pace: information, no target.
-		out = append(out, drainPaceFigure(m))
+		// End to end at the drain's pace and at the highest bounded
+		// rate: information, no target.
+		out = append(out, drainPaceFigure(m), boundedRateFigure(m))
 
 		// Memory.
 		for _, kind := range []string{"api", "worker"} {
@@ -165,26 +166,48 @@ func evaluateTargets(res *results) []target {
 }
 
 // drainPaceFigure is phase 4's run at the drain's pace beside the
-// targets: its accepted → sent p99, status information (not measured when
-// it did not run), wanting nothing: issue 14 sets no target at that rate.
+// targets (e2eFigure).
 func drainPaceFigure(m *modeResult) target {
-	t := target{Target: "accepted → sent p99 at the drain's pace (not issue 14's rate)", Observability: m.Observability,
-		Want: "none (information)", MeasuredText: "-", Status: statusNotMeasured}
-	e := m.E2ESustained
+	return e2eFigure(m, "accepted → sent p99 at the drain's pace (not issue 14's rate)", m.E2ESustained, m.E2ESustainedSkipped,
+		func(e *e2eRun) string {
+			c := e.DrainRateChoice
+			switch {
+			case c == nil:
+				return ""
+			case c.MaxAccept > 0:
+				return fmt.Sprintf(" (%.1f × 1 ÷ (1 ÷ accept %.0f + 1 ÷ drain %.0f msg/s) = %.1f × %.0f msg/s)",
+					c.Factor, c.MaxAccept, c.DrainMedian, c.Factor, c.Capacity)
+			}
+			return fmt.Sprintf(" (%.1f × drain %.0f msg/s; no accept rate measured)", c.Factor, c.DrainMedian)
+		})
+}
+
+// boundedRateFigure is phase 4's run at the highest rate the search found
+// bounded beside the targets (e2eFigure), with the trials it took and
+// whether the run itself met the criterion.
+func boundedRateFigure(m *modeResult) target {
+	return e2eFigure(m, "accepted → sent p99 at the highest bounded rate (search; not issue 14's rate)", m.E2EBounded, m.E2ESearchSkipped,
+		func(e *e2eRun) string {
+			if c := e.SearchChoice; c != nil {
+				return fmt.Sprintf(" (%d trials; this run bounded: %s)", c.Trials, judgementText(c.Judgement))
+			}
+			return ""
+		})
+}
+
+// e2eFigure is one of phase 4's runs for information beside the targets
+// under name: its accepted → sent p99 at its rate and what detail says of
+// how the rate was chosen, status information (not measured, with
+// skipped's reason, when it did not run), wanting nothing: issue 14 sets
+// no target at that rate.
+func e2eFigure(m *modeResult, name string, e *e2eRun, skipped string, detail func(e *e2eRun) string) target {
+	t := target{Target: name, Observability: m.Observability, Want: "none (information)", MeasuredText: "-", Status: statusNotMeasured}
 	switch {
 	case e != nil && e.Sent > 0:
 		t.Measured, t.Status = e.AcceptedToSentMs.P99, statusInformation
-		t.MeasuredText = fmt.Sprintf("%.0f ms at %.0f req/s", t.Measured, e.TargetRate)
-		if c := e.DrainRateChoice; c != nil {
-			if c.MaxAccept > 0 {
-				t.MeasuredText += fmt.Sprintf(" (%.1f × 1 ÷ (1 ÷ accept %.0f + 1 ÷ drain %.0f msg/s) = %.1f × %.0f msg/s)",
-					c.Factor, c.MaxAccept, c.DrainMedian, c.Factor, c.Capacity)
-			} else {
-				t.MeasuredText += fmt.Sprintf(" (%.1f × drain %.0f msg/s; no accept rate measured)", c.Factor, c.DrainMedian)
-			}
-		}
-	case m.E2ESustainedSkipped != "":
-		t.MeasuredText = "- (skipped: " + m.E2ESustainedSkipped + ")"
+		t.MeasuredText = fmt.Sprintf("%.0f ms at %.0f req/s", t.Measured, e.TargetRate) + detail(e)
+	case skipped != "":
+		t.MeasuredText = "- (skipped: " + skipped + ")"
 	}
 	return t
 }

@@ -25,6 +25,11 @@ func benchResults() *results {
 		E2ESustained: &e2eRun{TargetRate: 76, Sent: 1520, AcceptedToSentMs: latencyMs{P50: 30, P90: 60, P99: 80, Max: 95},
 			DrainRateChoice: &e2eDrainRate{Rate: 76, Source: e2eDrainSource, Factor: 0.8, Capacity: 95, MaxAccept: 1200,
 				DrainMedian: 103.17, Drains: []float64{110, 103.17, 98}}},
+		E2ESearch: &e2eSearch{Trials: []e2eTrial{{Rate: 45, Judgement: e2eJudgement{Bounded: true}}, {Rate: 60, Judgement: e2eJudgement{Failed: []string{"grew"}}},
+			{Rate: 52}}, Stopped: "3 trials run (BENCH_E2E_SEARCH_TRIALS)", Rate: 45, Verified: true},
+		E2EBounded: &e2eRun{TargetRate: 45, Sent: 900, AcceptedToSentMs: latencyMs{P50: 20, P90: 40, P99: 61, Max: 70},
+			SearchChoice: &e2eSearchChoice{Rate: 45, Trials: 3, StartLow: 24, StartHigh: 76, Verified: true,
+				Judgement: e2eJudgement{Failed: []string{"the last message sent 2.5 s after the load ended (at most 2.0 s)"}}}},
 		RSSSampled: &rssSampled{Processes: map[string]*rssPeak{"api": {RSSMiB: 40, HWMMiB: 41}, "worker": {RSSMiB: 30, HWMMiB: 65}}},
 		// A snapshot after the last sample saw more.
 		RSS: []rssSample{{After: "4", Procs: map[string]procMem{"api": {RSSMiB: 44, HWMMiB: 45}}}}}
@@ -32,6 +37,7 @@ func benchResults() *results {
 		Delivery: drains[:1], DeliveryMedian: 70, SMTPSourceMedianRate: 100, DeliveryRatioSource: 0.7,
 		E2E:                 &e2eRun{TargetRate: 40, Sent: 400, AcceptedToSentMs: latencyMs{P99: 900}},
 		E2ESustainedSkipped: "phase 3 recorded no drain (it did not run, or no drain delivered every message)",
+		E2ESearchSkipped:    "BENCH_E2E_SEARCH_TRIALS=0",
 		RSS:                 []rssSample{{After: "4", Procs: map[string]procMem{"api": {RSSMiB: 50, HWMMiB: 60}, "api-2": {HWMMiB: 70}}}}}
 	res := &results{Settings: settings{Conns: []int{16, 64}, AcceptRuns: plans}, Modes: []*modeResult{off, on}}
 	res.compare()
@@ -66,6 +72,8 @@ func TestEvaluateTargets(t *testing.T) {
 		{"accepted → sent p99 ≤ 500 ms |  | on", statusNotMet, 900},
 		{"accepted → sent p99 at the drain's pace (not issue 14's rate) |  | off", statusInformation, 80},
 		{"accepted → sent p99 at the drain's pace (not issue 14's rate) |  | on", statusNotMeasured, 0},
+		{"accepted → sent p99 at the highest bounded rate (search; not issue 14's rate) |  | off", statusInformation, 61},
+		{"accepted → sent p99 at the highest bounded rate (search; not issue 14's rate) |  | on", statusNotMeasured, 0},
 		{"RSS ≤ 64 MiB throughout | api | off", statusMet, 45},
 		{"RSS ≤ 64 MiB throughout | worker | off", statusNotMet, 65},
 		{"RSS ≤ 64 MiB throughout | api | on", statusNotMet, 70},        // from the snapshots, api-2 included
@@ -80,8 +88,8 @@ func TestEvaluateTargets(t *testing.T) {
 			t.Errorf("%s: got %s %v (%s), want %s %v", tc.key, g.Status, g.Measured, g.MeasuredText, tc.status, tc.measured)
 		}
 	}
-	if n := len(got); n != 4*2+5+2*(1+1+1+1+2) {
-		t.Errorf("got %d targets, want %d", n, 4*2+5+2*(1+1+1+1+2))
+	if n := len(got); n != 4*2+5+2*(1+1+1+1+1+2) {
+		t.Errorf("got %d targets, want %d", n, 4*2+5+2*(1+1+1+1+1+2))
 	}
 	if g := got["accepted → sent p99 ≤ 500 ms |  | off"]; !strings.Contains(g.MeasuredText, "at 40 req/s (chosen by smtp-source)") {
 		t.Errorf("e2e text %q does not give the rate and its term", g.MeasuredText)
@@ -92,6 +100,13 @@ func TestEvaluateTargets(t *testing.T) {
 	}
 	if g := got["accepted → sent p99 at the drain's pace (not issue 14's rate) |  | on"]; !strings.Contains(g.MeasuredText, "skipped: phase 3 recorded no drain") {
 		t.Errorf("drain's pace skipped: got %q, want the reason", g.MeasuredText)
+	}
+	if g := got["accepted → sent p99 at the highest bounded rate (search; not issue 14's rate) |  | off"]; g.Want != "none (information)" ||
+		!strings.Contains(g.MeasuredText, "61 ms at 45 req/s (3 trials; this run bounded: no: the last message sent 2.5 s after") {
+		t.Errorf("highest bounded rate: got want %q, text %q; want no target, the rate, the trials and the run's judgement", g.Want, g.MeasuredText)
+	}
+	if g := got["accepted → sent p99 at the highest bounded rate (search; not issue 14's rate) |  | on"]; g.MeasuredText != "- (skipped: BENCH_E2E_SEARCH_TRIALS=0)" {
+		t.Errorf("highest bounded rate skipped: got %q, want the reason", g.MeasuredText)
 	}
 }
 

@@ -261,17 +261,7 @@ func TestOtelcolPipeline(t *testing.T) {
 		t.Errorf("tail_sampling num_traces: got %d by default, want at least %d (%d new traces a second × %v): more evict traces before their decision",
 			numTraces, need, otelcolRatedTracesPerSecond, wait)
 	}
-	var limiter struct {
-		Limit string `yaml:"limit_mib"`
-		Spike string `yaml:"spike_limit_mib"`
-	}
-	limiterNode := cfg.Processors["memory_limiter"]
-	if err := limiterNode.Decode(&limiter); err != nil {
-		t.Fatal(err)
-	}
-	soft := otelcolDefaultInt(t, "memory_limiter limit_mib", limiter.Limit, "OTELCOL_MEMORY_LIMIT_MIB") -
-		otelcolDefaultInt(t, "memory_limiter spike_limit_mib", limiter.Spike, "OTELCOL_MEMORY_SPIKE_MIB")
-	if held := numTraces*otelcolHeldTraceBytes/(1<<20) + otelcolBaseHeapMiB; held > soft {
+	if held, soft := otelcolHeapNeed(numTraces), otelcolSoftLimitMiB(t, cfg); held > soft {
 		t.Errorf("memory_limiter: soft limit %d MiB by default, want at least %d (num_traces %d × %d bytes + %d MiB for the rest): above it every span is refused",
 			soft, held, numTraces, otelcolHeldTraceBytes, otelcolBaseHeapMiB)
 	}
@@ -305,6 +295,62 @@ const (
 	// idle; the decision cache, batches in flight).
 	otelcolBaseHeapMiB = 64
 )
+
+// otelcolHeapNeed is the heap, in MiB, of numTraces traces held by tail
+// sampling and the rest of the collector.
+func otelcolHeapNeed(numTraces int) int {
+	return numTraces*otelcolHeldTraceBytes/(1<<20) + otelcolBaseHeapMiB
+}
+
+// otelcolSoftLimitMiB is memory_limiter's soft limit by default (limit_mib −
+// spike_limit_mib): above it the collector refuses every span.
+func otelcolSoftLimitMiB(t *testing.T, cfg otelcolConfigFile) int {
+	t.Helper()
+	var limiter struct {
+		Limit string `yaml:"limit_mib"`
+		Spike string `yaml:"spike_limit_mib"`
+	}
+	limiterNode := cfg.Processors["memory_limiter"]
+	if err := limiterNode.Decode(&limiter); err != nil {
+		t.Fatal(err)
+	}
+	return otelcolDefaultInt(t, "memory_limiter limit_mib", limiter.Limit, "OTELCOL_MEMORY_LIMIT_MIB") -
+		otelcolDefaultInt(t, "memory_limiter spike_limit_mib", limiter.Spike, "OTELCOL_MEMORY_SPIKE_MIB")
+}
+
+// TestOtelcolGoRuntime: compose runs the collector with the Go runtime
+// settings the native stack gives it (devstack.OtelcolGOGC and
+// OtelcolGOMEMLIMIT), and the memory limit lies between what the held
+// traces need by default and memory_limiter's soft limit: below the need
+// the runtime would collect without end while tail sampling is full; above
+// the soft limit memory_limiter would refuse spans before the runtime
+// collects harder.
+func TestOtelcolGoRuntime(t *testing.T) {
+	otelcol := loadProject(t, baseFile, observabilityFile).Services["otelcol"]
+	for key, want := range map[string]string{"GOGC": devstack.OtelcolGOGC, "GOMEMLIMIT": devstack.OtelcolGOMEMLIMIT} {
+		if got, _ := envValue(otelcol, key); got != want {
+			t.Errorf("compose otelcol %s: got %q, want %q (as natively, internal/devstack)", key, got, want)
+		}
+	}
+	limit, ok := strings.CutSuffix(devstack.OtelcolGOMEMLIMIT, "MiB")
+	mib, err := strconv.Atoi(limit)
+	if !ok || err != nil {
+		t.Fatalf("devstack.OtelcolGOMEMLIMIT: got %q, want a whole number of MiB such as 600MiB", devstack.OtelcolGOMEMLIMIT)
+	}
+	cfg := readOtelcolConfig(t)
+	var ts struct {
+		NumTraces string `yaml:"num_traces"`
+	}
+	node := cfg.Processors["tail_sampling"]
+	if err := node.Decode(&ts); err != nil {
+		t.Fatal(err)
+	}
+	numTraces := otelcolDefaultInt(t, "num_traces", ts.NumTraces, "OTELCOL_NUM_TRACES")
+	if held, soft := otelcolHeapNeed(numTraces), otelcolSoftLimitMiB(t, cfg); mib < held || mib >= soft {
+		t.Errorf("GOMEMLIMIT %d MiB: want at least the %d MiB that %d held traces and the rest need, and below memory_limiter's soft limit of %d MiB",
+			mib, held, numTraces, soft)
+	}
+}
 
 // otelcolDefaultRe is a whole-value ${env:NAME:-default}.
 var otelcolDefaultRe = regexp.MustCompile(`^\$\{env:([A-Z0-9_]+):-([^}]*)\}$`)

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/carteiro/carteiro/services/internal/config"
+	"github.com/carteiro/carteiro/services/internal/message"
+	"github.com/carteiro/carteiro/services/internal/store"
+	"github.com/carteiro/carteiro/services/internal/telemetry"
+)
+
+// BenchmarkAcceptMessageSpans is BenchmarkAcceptTracing with the whole span
+// set one accepted message makes in the api: otelhttp's server span, the
+// group commit's INSERT span (its five attributes, as store.insertGrouped
+// and insertBatch set them) and the outbox relay's producer span (its five,
+// as outbox.Relay.publish sets them, parented by the stored traceparent),
+// exported by the BatchSpanProcessor to a sink that decodes each export as
+// the collector would (protobuf), over OTLP/HTTP or OTLP/gRPC. The two
+// client spans are made here rather than by the store and the relay, which
+// need Postgres and Redis; what they record is the same. Modes:
+//
+//   - off: no exporter (ids only)
+//   - http, grpc: OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf or grpc
+//   - http-noattrs: OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=0, every span
+//     attribute computed but dropped by the SDK: an upper bound on what
+//     the attributes cost beyond their computation
+//   - http-server-only: the server span alone (BenchmarkAcceptTracing's
+//     set, with this sink)
+//   - http-traceparent: http with a caller's traceparent, as nginx sends
+//     one: the server span links it (config.TraceContextLink)
+//
+// It reports the process's CPU per request (getrusage: the exporter's
+// goroutines and the sink included) and allocations per request.
+// go test ./services/api -run '^$' -bench AcceptMessageSpans -benchmem.
+func BenchmarkAcceptMessageSpans(b *testing.B) {
+	httpSink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			err = proto.Unmarshal(body, &coltracepb.ExportTraceServiceRequest{})
+		}
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer httpSink.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	grpcSink := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(grpcSink, traceSink{})
+	go func() { _ = grpcSink.Serve(lis) }()
+	defer grpcSink.Stop()
+
+	for _, mode := range []struct {
+		name       string
+		env        map[string]string
+		osEnv      map[string]string
+		serverOnly bool
+		header     http.Header
+	}{
+		{"off", nil, nil, false, nil},
+		{"http", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, false, nil},
+		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + lis.Addr().String(), "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, nil, false, nil},
+		{"http-noattrs", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL},
+			map[string]string{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "0"}, false, nil},
+		{"http-server-only", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, true, nil},
+		{"http-traceparent", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": httpSink.URL}, nil, false,
+			http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			for k, v := range mode.osEnv {
+				b.Setenv(k, v) // the SDK reads its span limits from the process's environment
+			}
+			tel, err := telemetry.Setup(context.Background(), "carteiro-api", func(k string) string { return mode.env[k] })
+			if err != nil {
+				b.Fatal(err)
+			}
+			st := &spanStore{tracer: tel.Tracer("carteiro/store"), relay: tel.Tracer("carteiro/outbox"), propagator: tel.Propagator}
+			var messages messageStore = st
+			if mode.serverOnly {
+				messages = &st.memStore
+			}
+			h := NewServer(slog.New(slog.DiscardHandler), messages, nopNotifier{}, tel, "", config.TraceContextLink)
+			benchAccept(b, tel, h, mode.header)
+		})
+	}
+}
+
+// traceSink is an OTLP/gRPC trace receiver that decodes and discards.
+type traceSink struct {
+	coltracepb.UnimplementedTraceServiceServer
+}
+
+func (traceSink) Export(context.Context, *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// spanStore is memStore plus the spans the group commit and the relay
+// record for each message (see BenchmarkAcceptMessageSpans).
+type spanStore struct {
+	memStore
+	tracer, relay trace.Tracer
+	propagator    propagation.TextMapPropagator
+}
+
+func (s *spanStore) Insert(ctx context.Context, in message.Input, tp, ts string) (store.Email, error) {
+	_, span := s.tracer.Start(ctx, "INSERT", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("db.system.name", "postgresql"),
+			attribute.String("db.operation.name", "INSERT"),
+			attribute.String("db.collection.name", "emails"),
+			attribute.Bool("carteiro.group_commit", true),
+		))
+	span.SetAttributes(attribute.Int("db.operation.batch.size", 8))
+	e, err := s.memStore.Insert(ctx, in, tp, ts)
+	span.End()
+	parent := s.propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp, "tracestate": ts})
+	spanCtx, producer := s.relay.Start(parent, "send emails",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.destination.name", "carteiro:emails"),
+			attribute.String("messaging.operation.name", "send"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.message.id", e.ID),
+		))
+	s.propagator.Inject(spanCtx, propagation.MapCarrier{})
+	producer.End()
+	return e, err
+}
