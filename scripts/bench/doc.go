@@ -124,7 +124,8 @@
 //	BENCH_PROFILE        0      1: the stack runs with PPROF=1 and each
 //	                            drain keeps the worker's CPU profile (its
 //	                            first BENCH_PROFILE_SECONDS, 5), block and
-//	                            mutex profiles, each accept run the api's
+//	                            mutex profiles and an execution trace (2 s,
+//	                            from 1 s in), each accept run the api's
 //	                            CPU profile (as long, within the run), and
 //	                            phase 4 the api's heap profile (at 90 % of
 //	                            its load), in <run dir>/<mode>/profiles

@@ -15,7 +15,10 @@ import (
 // worker's profiles of each drain in the run directory: a CPU profile of
 // its first BENCH_PROFILE_SECONDS, then the block and mutex profiles
 // (cumulative since the worker started, so the whole drain). Read them
-// with `go tool pprof -top bin/worker FILE`. It also keeps the api's CPU
+// with `go tool pprof -top bin/worker FILE`. Beside them, an execution
+// trace of the drain's second and third seconds (worker-trace-r<round>.out:
+// where each goroutine waits, `go tool trace` or its -pprof=sched|net|sync
+// views). It also keeps the api's CPU
 // profile of each accept run (its first BENCH_PROFILE_SECONDS, at most the
 // run's length less a second) and the api's heap profile near the end of
 // phase 4.
@@ -31,10 +34,21 @@ func profileDrain(ctx context.Context, addr, dir string, round int, seconds int)
 	go func() {
 		cpu <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds), name("cpu"))
 	}()
+	trace := make(chan error, 1)
+	go func() {
+		if err := sleep(ctx, traceAfter); err != nil {
+			trace <- err
+			return
+		}
+		trace <- fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", addr, traceSeconds),
+			filepath.Join(dir, fmt.Sprintf("worker-trace-r%d.out", round)))
+	}()
 	return func() []string {
 		var errs []string
-		if err := <-cpu; err != nil {
-			errs = append(errs, err.Error())
+		for _, c := range []chan error{cpu, trace} {
+			if err := <-c; err != nil {
+				errs = append(errs, err.Error())
+			}
 		}
 		for _, kind := range []string{"block", "mutex"} {
 			if err := fetch(ctx, "http://"+addr+"/debug/pprof/"+kind, name(kind)); err != nil {
@@ -44,6 +58,14 @@ func profileDrain(ctx context.Context, addr, dir string, round int, seconds int)
 		return errs
 	}
 }
+
+// The drain's execution trace starts traceAfter into it (past the
+// first claims) and lasts traceSeconds: a drain of BENCH_N=10,000 lasts
+// about 5 s on two cores.
+const (
+	traceAfter   = time.Second
+	traceSeconds = 2
+)
 
 func fetch(ctx context.Context, url, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)

@@ -73,6 +73,9 @@ type Pool struct {
 	done        chan struct{}
 	// inflight are the attempts being made, which the heartbeat renews.
 	inflight inflight
+	// lowWater is the number of claimed messages waiting for a sender at
+	// or below which a reader claims what it holds (see acquire).
+	lowWater int
 }
 
 // claimAhead is how many claimed messages may wait for a sender, at
@@ -101,6 +104,10 @@ func NewPool(d Deps) *Pool {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		inflight: inflight{byEntry: map[string]*attempt{}},
+		// Two messages a sender: the time a claim takes (a read, the
+		// statement and its commit, milliseconds) is covered by what the
+		// senders still have to send.
+		lowWater: 2 * n,
 	}
 	p.work, p.hardStop = context.WithCancelCause(context.Background())
 	p.final, p.cancelFinal = context.WithCancel(context.Background())
@@ -207,10 +214,16 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 }
 
 // acquire takes up to want idle slots, waiting for the first one. While
-// the senders still have claimed messages queued, it waits for half of
-// want, so that the next claim is a batch rather than a row: every claim
-// costs a commit, and taking slots one by one as senders free them would
-// make claims of one row each.
+// the senders still have more than lowWater claimed messages queued, it
+// waits for half of want, so that the next claim is a batch rather than a
+// row: every claim costs a commit, and taking slots one by one as senders
+// free them would make claims of one row each. Once the queue is down to
+// lowWater it returns what it holds, so that the claim's round trips and
+// commit overlap the sends of the messages still queued: the readers
+// acquire at once and share the slots freed, so waiting for half of want
+// each let the queue run dry before either claimed, and the senders then
+// waited for the claim (an execution trace of a drain: 1.6 to 1.8 % of
+// their time, about 80 such waits a second).
 func (p *Pool) acquire(ctx context.Context, want int) int {
 	select {
 	case <-p.slots:
@@ -225,7 +238,7 @@ func (p *Pool) acquire(ctx context.Context, want int) int {
 			continue
 		default:
 		}
-		if len(p.jobs) == 0 || n >= want/2 {
+		if len(p.jobs) <= p.lowWater || n >= want/2 {
 			return n
 		}
 		select {
