@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,7 +39,7 @@ func (m *mailpit) Count(ctx context.Context) (int64, error) {
 	var body struct {
 		Total int64 `json:"total"`
 	}
-	if err := m.get(ctx, "/api/v1/messages?limit=1", func(r io.Reader) error { return json.NewDecoder(r).Decode(&body) }); err != nil {
+	if err := get(ctx, m.c, m.base+"/api/v1/messages?limit=1", decodeJSON(&body)); err != nil {
 		return 0, fmt.Errorf("mailpit: count: %w", err)
 	}
 	return body.Total, nil
@@ -54,34 +53,20 @@ func (m *mailpit) LatestRaw(ctx context.Context) ([]byte, error) {
 			ID string `json:"ID"`
 		} `json:"messages"`
 	}
-	if err := m.get(ctx, "/api/v1/messages?limit=1", func(r io.Reader) error { return json.NewDecoder(r).Decode(&list) }); err != nil {
+	if err := get(ctx, m.c, m.base+"/api/v1/messages?limit=1", decodeJSON(&list)); err != nil {
 		return nil, fmt.Errorf("mailpit: newest message: %w", err)
 	}
 	if len(list.Messages) == 0 || list.Messages[0].ID == "" {
 		return nil, fmt.Errorf("mailpit: newest message: Mailpit holds none")
 	}
 	var raw []byte
-	if err := m.get(ctx, "/api/v1/message/"+url.PathEscape(list.Messages[0].ID)+"/raw", func(r io.Reader) (err error) {
+	if err := get(ctx, m.c, m.base+"/api/v1/message/"+url.PathEscape(list.Messages[0].ID)+"/raw", func(r io.Reader) (err error) {
 		raw, err = io.ReadAll(r)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("mailpit: newest message: %w", err)
 	}
 	return raw, nil
-}
-
-// get GETs path and hands a 200 answer's body to read.
-func (m *mailpit) get(ctx context.Context, path string, read func(io.Reader) error) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.base+path, nil)
-	resp, err := m.c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return read(resp.Body)
 }
 
 // expect checks that Mailpit holds want messages (more means a message was
