@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"time"
 )
 
@@ -46,21 +45,10 @@ func (m *mailpit) Count(ctx context.Context) (int64, error) {
 }
 
 // LatestRaw is the newest message Mailpit holds, as it stored it (its
-// Received and Return-Path fields included).
-func (m *mailpit) LatestRaw(ctx context.Context) ([]byte, error) {
-	var list struct {
-		Messages []struct {
-			ID string `json:"ID"`
-		} `json:"messages"`
-	}
-	if err := get(ctx, m.c, m.base+"/api/v1/messages?limit=1", decodeJSON(&list)); err != nil {
-		return nil, fmt.Errorf("mailpit: newest message: %w", err)
-	}
-	if len(list.Messages) == 0 || list.Messages[0].ID == "" {
-		return nil, fmt.Errorf("mailpit: newest message: Mailpit holds none")
-	}
-	var raw []byte
-	if err := get(ctx, m.c, m.base+"/api/v1/message/"+url.PathEscape(list.Messages[0].ID)+"/raw", func(r io.Reader) (err error) {
+// Received and Return-Path fields included): Mailpit's ID "latest" (since
+// v1.11), which answers 404 when it holds none.
+func (m *mailpit) LatestRaw(ctx context.Context) (raw []byte, err error) {
+	if err := get(ctx, m.c, m.base+"/api/v1/message/latest/raw", func(r io.Reader) (err error) {
 		raw, err = io.ReadAll(r)
 		return err
 	}); err != nil {
