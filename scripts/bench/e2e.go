@@ -293,8 +293,7 @@ type depthPoll struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	max     map[string]float64
-	scrapes int
-	waiting []timedDepth
+	waiting []timedDepth // one per scrape
 }
 
 // timedDepth is one scrape's waiting and when it was asked for.
@@ -314,7 +313,6 @@ func startDepthPoll(ctx context.Context, url string, every time.Duration) *depth
 			at := time.Now()
 			if m, err := scrapeDepth(ctx, c, url); err == nil {
 				p.mu.Lock()
-				p.scrapes++
 				for k, v := range m {
 					p.max[k] = max(p.max[k], v)
 				}
@@ -353,7 +351,7 @@ func (p *depthPoll) stop() (map[string]float64, int) {
 	for k, v := range p.max {
 		m[k] = v
 	}
-	return m, p.scrapes
+	return m, len(p.waiting)
 }
 
 // scrapeDepth GETs a /metrics page at url and reads its depths (parseDepth).
