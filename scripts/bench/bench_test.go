@@ -69,6 +69,8 @@ func TestLoadSettings(t *testing.T) {
 		{"BENCH_ACCEPT_WORKER": "pause"},
 		{"BENCH_PHASES": "drain"},
 		{"BENCH_SMTP_SOURCE_WORKER_MESSAGE": "captured"},
+		{"BENCH_PROFILE": "cpu"},
+		{"BENCH_KEEP": "always"},
 		{"DB_HOST": "10.0.0.5"},
 		{"DB_HOST": "db.example"},
 	} {
@@ -80,6 +82,12 @@ func TestLoadSettings(t *testing.T) {
 		s, err := loadSettings(env(map[string]string{"BENCH_SMTP_SOURCE_WORKER_MESSAGE": v}))
 		if err != nil || s.WorkerMessage != want {
 			t.Errorf("BENCH_SMTP_SOURCE_WORKER_MESSAGE=%q: got %v, %v, want %v", v, s.WorkerMessage, err, want)
+		}
+	}
+	for v, want := range map[string]bool{"": false, "1": true, "yes": true, "0": false, "off": false} {
+		s, err := loadSettings(env(map[string]string{"BENCH_PROFILE": v, "BENCH_KEEP": v}))
+		if err != nil || s.Profile != want || s.Keep != want {
+			t.Errorf("BENCH_PROFILE=BENCH_KEEP=%q: got %v, %v, %v, want %v", v, s.Profile, s.Keep, err, want)
 		}
 	}
 	for _, phases := range []string{"all", "accept", "delivery"} {

@@ -293,8 +293,7 @@ type depthPoll struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	max     map[string]float64
-	scrapes int
-	waiting []timedDepth
+	waiting []timedDepth // one per scrape
 }
 
 // timedDepth is one scrape's waiting and when it was asked for.
@@ -314,7 +313,6 @@ func startDepthPoll(ctx context.Context, url string, every time.Duration) *depth
 			at := time.Now()
 			if m, err := scrapeDepth(ctx, c, url); err == nil {
 				p.mu.Lock()
-				p.scrapes++
 				for k, v := range m {
 					p.max[k] = max(p.max[k], v)
 				}
@@ -353,21 +351,24 @@ func (p *depthPoll) stop() (map[string]float64, int) {
 	for k, v := range p.max {
 		m[k] = v
 	}
-	return m, p.scrapes
+	return m, len(p.waiting)
 }
 
-func scrapeDepth(ctx context.Context, c *http.Client, url string) (map[string]float64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
+// scrapeDepth GETs a /metrics page at url and reads its depths (parseDepth).
+func scrapeDepth(ctx context.Context, c *http.Client, url string) (m map[string]float64, err error) {
+	err = get(ctx, c, url, func(r io.Reader) (err error) {
+		m, err = parseDepth(r)
+		return err
+	})
+	return m, err
+}
+
+// parseDepth reads the queue's depths from a Prometheus text exposition:
+// carteiro_queue_depth by state, carteiro_outbox_unpublished, and waiting
+// (queued + sending + failed).
+func parseDepth(r io.Reader) (map[string]float64, error) {
 	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

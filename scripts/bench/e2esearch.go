@@ -173,6 +173,17 @@ func (c e2eCriterion) judge(o e2eObservation) e2eJudgement {
 	return j
 }
 
+// judgeRun applies c to run e, which err broke when not nil: a broken
+// run is not bounded whatever its figures, and says so.
+func (c e2eCriterion) judgeRun(e e2eRun, err error) e2eJudgement {
+	j := c.judge(e.observe())
+	if err != nil {
+		j.Bounded = false
+		j.Failed = append(j.Failed, "the run broke: "+err.Error())
+	}
+	return j
+}
+
 // slope is the least-squares slope of Waiting over AtS (0 for fewer than
 // two samples or no spread in time).
 func slope(s []depthSample) float64 {
@@ -436,11 +447,9 @@ func (b *bench) searchE2E(ctx context.Context, st *stack, db *benchDB, mp *mailp
 		}
 		e, err := runE2E(ctx, st, db, mp, runPrefix("e2e-search", mode, i), rate, s.E2ESearchDuration.D(), s.E2EMaxInFlight, e2eSearchPoll)
 		t := e2eTrial{Rate: rate, DurationS: e.DurationS, AchievedRate: e.AchievedRate, Late: e.Late, Errors: e.Errors(),
-			AcceptedToSentMs: e.AcceptedToSentMs, MaxWaiting: e.MaxDepth["waiting"], Judgement: c.judge(e.observe()), Waiting: e.waiting}
+			AcceptedToSentMs: e.AcceptedToSentMs, MaxWaiting: e.MaxDepth["waiting"], Judgement: c.judgeRun(e, err), Waiting: e.waiting}
 		if err != nil {
 			t.Error = err.Error()
-			t.Judgement.Bounded = false
-			t.Judgement.Failed = append(t.Judgement.Failed, "the run broke: "+err.Error())
 			note(what, err)
 		}
 		sr.Trials = append(sr.Trials, t)
@@ -461,11 +470,7 @@ func (b *bench) searchE2E(ctx context.Context, st *stack, db *benchDB, mp *mailp
 	}
 	e, err := runE2E(ctx, st, db, mp, runPrefix("e2e-bounded", mode, 1), sr.Rate, s.E2EDuration.D(), s.E2EMaxInFlight, e2eSearchPoll)
 	e.SearchChoice = &e2eSearchChoice{Rate: sr.Rate, Trials: len(sr.Trials), StartLow: sr.Start.Lo, StartHigh: sr.Start.Hi,
-		Verified: sr.Verified, Judgement: c.judge(e.observe()), Waiting: e.waiting}
-	if err != nil {
-		e.SearchChoice.Judgement.Bounded = false
-		e.SearchChoice.Judgement.Failed = append(e.SearchChoice.Judgement.Failed, "the run broke: "+err.Error())
-	}
+		Verified: sr.Verified, Judgement: c.judgeRun(e, err), Waiting: e.waiting}
 	m.E2EBounded = &e
 	note(what, err)
 	b.logE2E(mode, "rate found", e)

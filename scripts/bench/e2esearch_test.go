@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -75,6 +76,14 @@ func TestCriterionJudge(t *testing.T) {
 				t.Errorf("%s: failed[%d] got %q, want %q in it", tc.name, i, j.Failed[i], want)
 			}
 		}
+	}
+	run := e2eRun{TargetRate: base.Rate, DurationS: base.DurationS, Requests: base.Requests, Accepted: base.Accepted,
+		waiting: base.Waiting, sentAfterLoadS: base.SentAfterLoadS}
+	if j := c.judgeRun(run, nil); !j.Bounded || len(j.Failed) != 0 {
+		t.Errorf("a run that did not break: got bounded %v, failed %q, want bounded", j.Bounded, j.Failed)
+	}
+	if j := c.judgeRun(run, errors.New("stack down")); j.Bounded || len(j.Failed) != 1 || j.Failed[0] != "the run broke: stack down" {
+		t.Errorf("a run that broke: got bounded %v, failed %q, want not bounded, failed [the run broke: stack down]", j.Bounded, j.Failed)
 	}
 	j := c.judge(base)
 	if j.TailFromS != 5 || j.TailSamples != 11 || j.TailMaxWaiting != 300 || j.WaitingLimit != 1000 || j.GrowthLimitPerS != 100 || j.TailGrowthPerS != 0 {

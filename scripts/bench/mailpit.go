@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"time"
 )
 
@@ -40,48 +38,23 @@ func (m *mailpit) Count(ctx context.Context) (int64, error) {
 	var body struct {
 		Total int64 `json:"total"`
 	}
-	if err := m.get(ctx, "/api/v1/messages?limit=1", func(r io.Reader) error { return json.NewDecoder(r).Decode(&body) }); err != nil {
+	if err := get(ctx, m.c, m.base+"/api/v1/messages?limit=1", decodeJSON(&body)); err != nil {
 		return 0, fmt.Errorf("mailpit: count: %w", err)
 	}
 	return body.Total, nil
 }
 
 // LatestRaw is the newest message Mailpit holds, as it stored it (its
-// Received and Return-Path fields included).
-func (m *mailpit) LatestRaw(ctx context.Context) ([]byte, error) {
-	var list struct {
-		Messages []struct {
-			ID string `json:"ID"`
-		} `json:"messages"`
-	}
-	if err := m.get(ctx, "/api/v1/messages?limit=1", func(r io.Reader) error { return json.NewDecoder(r).Decode(&list) }); err != nil {
-		return nil, fmt.Errorf("mailpit: newest message: %w", err)
-	}
-	if len(list.Messages) == 0 || list.Messages[0].ID == "" {
-		return nil, fmt.Errorf("mailpit: newest message: Mailpit holds none")
-	}
-	var raw []byte
-	if err := m.get(ctx, "/api/v1/message/"+url.PathEscape(list.Messages[0].ID)+"/raw", func(r io.Reader) (err error) {
+// Received and Return-Path fields included): Mailpit's ID "latest" (since
+// v1.11), which answers 404 when it holds none.
+func (m *mailpit) LatestRaw(ctx context.Context) (raw []byte, err error) {
+	if err := get(ctx, m.c, m.base+"/api/v1/message/latest/raw", func(r io.Reader) (err error) {
 		raw, err = io.ReadAll(r)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("mailpit: newest message: %w", err)
 	}
 	return raw, nil
-}
-
-// get GETs path and hands a 200 answer's body to read.
-func (m *mailpit) get(ctx context.Context, path string, read func(io.Reader) error) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.base+path, nil)
-	resp, err := m.c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return read(resp.Body)
 }
 
 // expect checks that Mailpit holds want messages (more means a message was

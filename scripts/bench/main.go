@@ -253,7 +253,7 @@ func method(s settings) map[string]string {
 			"does, LF line ends: smtp-source sends CRLF>, into the same Mailpit, timed from its start to its exit, all N " +
 			"counted in Mailpit; after the net/smtp ceiling, before the drain, each round; the drain's ratio to it is the target's",
 		"phase3_smtp_source_worker_message": "information, no target: after each drain (the worker idle), the newest message in " +
-			"Mailpit (one the worker sent in that drain) taken back through Mailpit's API (/api/v1/message/<ID>/raw), the " +
+			"Mailpit (one the worker sent in that drain) taken back through Mailpit's API (/api/v1/message/latest/raw), the " +
 			"Received and Return-Path fields Mailpit added on receipt left out, Mailpit cleared, then the same smtp-source " +
 			"command with it as the -F file (LF line ends), into the same Mailpit; ratio = median drain ÷ its median",
 		"phase3": "N messages queued by one direct INSERT (queued, unpublished, with a traceparent sampled only with observability on, as the api stores it) while the worker " +

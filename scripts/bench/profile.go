@@ -70,22 +70,18 @@ const (
 func fetch(ctx context.Context, url, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("profile %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile %s: %s", url, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
+	if err := get(ctx, http.DefaultClient, url, func(r io.Reader) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(f, r)
 		return err
+	}); err != nil {
+		return fmt.Errorf("profile: %w", err)
 	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
+	return nil
 }
 
 // profileAccept starts a CPU profile of the api at addr (its internal

@@ -95,6 +95,19 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		}
 		return n
 	}
+	flag := func(name string, def bool) bool {
+		switch v := strings.ToLower(strings.TrimSpace(getenv(name))); v {
+		case "":
+			return def
+		case "1", "true", "yes", "on":
+			return true
+		case "0", "false", "no", "off":
+			return false
+		default:
+			fail(name, "want 1 or 0 (true/false, yes/no, on/off), got %q", v)
+			return def
+		}
+	}
 	str := func(name, def string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
@@ -126,23 +139,9 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	}
 	var err error
 	s.ProfileSeconds = num("BENCH_PROFILE_SECONDS", 5, 1, 600)
-	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_PROFILE"))) {
-	case "", "0", "false", "no", "off":
-	default:
-		s.Profile = true
-	}
-	switch v := strings.ToLower(strings.TrimSpace(getenv("BENCH_SMTP_SOURCE_WORKER_MESSAGE"))); v {
-	case "", "1", "true", "yes", "on":
-		s.WorkerMessage = true
-	case "0", "false", "no", "off":
-	default:
-		fail("BENCH_SMTP_SOURCE_WORKER_MESSAGE", "want 1 or 0, got %q", v)
-	}
-	switch strings.ToLower(strings.TrimSpace(getenv("BENCH_KEEP"))) {
-	case "", "0", "false", "no", "off":
-	default:
-		s.Keep = true
-	}
+	s.Profile = flag("BENCH_PROFILE", false)
+	s.WorkerMessage = flag("BENCH_SMTP_SOURCE_WORKER_MESSAGE", true)
+	s.Keep = flag("BENCH_KEEP", false)
 	for m := range strings.SplitSeq(str("BENCH_MODES", "off,on"), ",") {
 		switch m = strings.TrimSpace(m); m {
 		case "off", "on":

@@ -62,14 +62,11 @@ func TestSMTPSourceSendsTheWorkersMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/messages" && r.URL.Query().Get("limit") == "1":
-			w.Write([]byte(`{"total":3,"messages":[{"ID":"a/b c"}]}`))
-		case r.Method == http.MethodGet && r.URL.EscapedPath() == "/api/v1/message/a%2Fb%20c/raw":
-			w.Write(raw)
-		default:
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v1/message/latest/raw" {
 			http.NotFound(w, r)
+			return
 		}
+		w.Write(raw)
 	}))
 	defer api.Close()
 	sink, addr := startSMTPSink(t)
@@ -101,17 +98,14 @@ func TestSMTPSourceSendsTheWorkersMessage(t *testing.T) {
 		t.Errorf("run %+v", r)
 	}
 
-	// A Mailpit that holds nothing, or answers with an error: no message.
-	for _, answer := range []string{`{"total":0,"messages":[]}`, "fail"} {
+	// A Mailpit that holds nothing (404, as Mailpit answers "latest"
+	// then), or answers with an error: no message.
+	for _, status := range []int{http.StatusNotFound, http.StatusInternalServerError} {
 		empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if answer == "fail" {
-				http.Error(w, "no", http.StatusInternalServerError)
-				return
-			}
-			w.Write([]byte(answer))
+			http.Error(w, "Message not found", status)
 		}))
 		if _, err := workerMessage(context.Background(), newMailpit(empty.URL)); err == nil {
-			t.Errorf("Mailpit answering %q: no error", answer)
+			t.Errorf("Mailpit answering %d: no error", status)
 		}
 		empty.Close()
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -46,15 +47,19 @@ import (
 // goroutines and the sink included) and allocations per request.
 // go test ./services/api -run '^$' -bench AcceptMessageSpans -benchmem.
 func BenchmarkAcceptMessageSpans(b *testing.B) {
+	received := &traceSink{}
 	httpSink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
 		if err == nil {
-			err = proto.Unmarshal(body, &coltracepb.ExportTraceServiceRequest{})
+			err = proto.Unmarshal(body, &req)
 		}
 		if err != nil {
+			received.bad.Add(1)
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		received.Export(r.Context(), &req)
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		w.WriteHeader(http.StatusOK)
 	}))
@@ -64,7 +69,7 @@ func BenchmarkAcceptMessageSpans(b *testing.B) {
 		b.Fatal(err)
 	}
 	grpcSink := grpc.NewServer()
-	coltracepb.RegisterTraceServiceServer(grpcSink, traceSink{})
+	coltracepb.RegisterTraceServiceServer(grpcSink, received)
 	go func() { _ = grpcSink.Serve(lis) }()
 	defer grpcSink.Stop()
 
@@ -98,17 +103,40 @@ func BenchmarkAcceptMessageSpans(b *testing.B) {
 				messages = &st.memStore
 			}
 			h := NewServer(slog.New(slog.DiscardHandler), messages, nopNotifier{}, tel, "", config.TraceContextLink)
+			received.spans.Store(0)
+			received.bad.Store(0)
 			benchAccept(b, tel, h, mode.header)
+			// Every export is over (tel shut down): the exporter really
+			// exported, and the sink could decode each export.
+			spans, bad := received.spans.Load(), received.bad.Load()
+			switch {
+			case bad > 0:
+				b.Fatalf("%d export(s) the sink could not decode", bad)
+			case mode.env == nil && spans != 0:
+				b.Fatalf("%d span(s) exported with no exporter", spans)
+			case mode.env != nil && spans == 0:
+				b.Fatal("no span reached the sink")
+			}
+			b.ReportMetric(float64(spans)/float64(b.N), "spans/op")
 		})
 	}
 }
 
-// traceSink is an OTLP/gRPC trace receiver that decodes and discards.
+// traceSink is an OTLP trace receiver (gRPC, and the HTTP sink's decoded
+// exports) that counts the spans it received and discards them; bad
+// counts the exports the HTTP sink could not decode.
 type traceSink struct {
 	coltracepb.UnimplementedTraceServiceServer
+	spans, bad atomic.Int64
 }
 
-func (traceSink) Export(context.Context, *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+// Export counts req's spans.
+func (s *traceSink) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			s.spans.Add(int64(len(ss.GetSpans())))
+		}
+	}
 	return &coltracepb.ExportTraceServiceResponse{}, nil
 }
 
