@@ -57,9 +57,6 @@ func (p Postgres) URL() string {
 // its default port.
 func (p Postgres) netloc() string {
 	port := strconv.Itoa(p.Port)
-	if !strings.Contains(p.Host, ",") {
-		return net.JoinHostPort(p.Host, port)
-	}
 	hosts := strings.Split(p.Host, ",")
 	for i, h := range hosts {
 		hosts[i] = net.JoinHostPort(h, port)
