@@ -66,7 +66,7 @@ func (p Postgres) netloc() string {
 
 // String describes the database without its password, for logs.
 func (p Postgres) String() string {
-	return fmt.Sprintf("postgres://%s@%s:%d/%s", p.User, p.Host, p.Port, p.Name)
+	return fmt.Sprintf("postgres://%s@%s/%s", p.User, p.netloc(), p.Name)
 }
 
 func readPostgres(r *reader) Postgres {
