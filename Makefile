@@ -311,17 +311,19 @@ ifeq ($(filter 0 1,$(or $(strip $(STANDINS)),0)),)
 $(error STANDINS=$(STANDINS): give 0 (make up pulls the images of .env) or 1 (the stand-ins))
 endif
 STANDINS_OVERRIDE := deploy/composetest/compose.test-override.yml
+# standins_on is 1 under STANDINS=1, else empty.
+standins_on := $(filter 1,$(STANDINS))
 # $(call standins,ARGS): what goes before $(COMPOSE) under STANDINS=1.
-standins = $(if $(filter 1,$(STANDINS)),vars=$$(BIN_DIR='$(abspath $(BIN_DIR))' $(BIN_DIR)/standinenv$(if $(1), $(1))) && env $$vars )
-standins_files = $(if $(filter 1,$(STANDINS)), -f $(STANDINS_OVERRIDE))
+standins = $(if $(standins_on),vars=$$(BIN_DIR='$(abspath $(BIN_DIR))' $(BIN_DIR)/standinenv$(if $(1), $(1))) && env $$vars )
+standins_files = $(if $(standins_on), -f $(STANDINS_OVERRIDE))
 
-up: secrets $(if $(filter 1,$(STANDINS)),standinenv tools jaeger otelcol docker-tools) ## Build images and start the compose stack (with the observability overlay); returns when every service is healthy (STANDINS=1: on the stand-ins, no registry)
+up: secrets $(if $(standins_on),standinenv tools jaeger otelcol docker-tools) ## Build images and start the compose stack (with the observability overlay); returns when every service is healthy (STANDINS=1: on the stand-ins, no registry)
 	$(call standins)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) up -d --build --wait
 
-down: $(if $(filter 1,$(STANDINS)),standinenv) ## Stop the compose stack (STANDINS=1: the one on the stand-ins)
+down: $(if $(standins_on),standinenv) ## Stop the compose stack (STANDINS=1: the one on the stand-ins)
 	$(call standins,-project-only)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) down
 
-logs: $(if $(filter 1,$(STANDINS)),standinenv) ## Follow the compose stack's logs (STANDINS=1: the one on the stand-ins)
+logs: $(if $(standins_on),standinenv) ## Follow the compose stack's logs (STANDINS=1: the one on the stand-ins)
 	$(call standins,-project-only)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) logs -f --tail=100
 
 standinenv: ## Build bin/standinenv alone (make up STANDINS=1 runs it)
@@ -330,7 +332,7 @@ standinenv: ## Build bin/standinenv alone (make up STANDINS=1 runs it)
 # Every variable given on make's command line reaches the script (k6's
 # __ENV): make load SCRIPT=load RATE=8 DURATION=5m.
 load: secrets ## Run a k6 script in compose against the stack (SCRIPT=smoke|load|stress|soak, default smoke; its variables on the command line, README "Load tests"); results on Grafana's k6 dashboard
-	$(if $(filter 1,$(STANDINS)),$(error load: STANDINS=1 is for up, down and logs; k6 has no stand-in (K6_IMAGE is pulled)))
+	$(if $(standins_on),$(error load: STANDINS=1 is for up, down and logs; k6 has no stand-in (K6_IMAGE is pulled)))
 	@test -f scripts/k6/$(or $(SCRIPT),smoke).js || { echo 'load: no scripts/k6/$(SCRIPT).js' >&2; exit 1; }
 	$(COMPOSE) $(COMPOSE_FILES) --profile load run --rm \
 		$(strip $(foreach v,$(sort $(.VARIABLES)),$(if $(filter command line,$(origin $(v))),-e '$(v)=$($(v))'))) \

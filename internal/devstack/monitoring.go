@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/carteiro/carteiro/internal/nginxtemplate"
+	"github.com/carteiro/carteiro/internal/secretfile"
 )
 
 // DevOnlyExporterPassword is the password the stack gives the exporters'
@@ -270,21 +270,16 @@ func (c Config) redisExporter() Component {
 	return comp
 }
 
-// readSecret is value, or the content of file (less its trailing CRs and
-// newlines) when file is set; variable names the file's setting in errors.
-// A file empty but for those is an error, as the services' *_FILE (see
-// services/internal/config), never an empty password.
+// readSecret is value, or the password in file (secretfile.Read, as the
+// services' *_FILE) when file is set; variable names the file's setting in
+// errors.
 func readSecret(value, file, variable string) (string, error) {
 	if file == "" {
 		return value, nil
 	}
-	b, err := os.ReadFile(file)
+	v, err := secretfile.Read(file)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", variable, err)
-	}
-	v := strings.TrimRight(string(b), "\r\n")
-	if v == "" {
-		return "", fmt.Errorf("%s: %s is empty: it must hold the password", variable, file)
 	}
 	return v, nil
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -100,12 +101,7 @@ func assignments(vars map[string]string) ([]string, error) {
 			errs = append(errs, fmt.Errorf("no image for %s (stand-in %s)", s.Var, s.Name))
 		}
 	}
-	var names []string
-	for k := range vars {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
 		switch v := vars[k]; {
 		case !want[k]:
 			errs = append(errs, fmt.Errorf("%s is no stand-in's variable", k))

@@ -329,12 +329,10 @@ func TestAddressesAndHostsKeepTheirValues(t *testing.T) {
 }
 
 // A request whose COMMIT is in doubt may take 8 × DB_QUERY_TIMEOUT, which
-// must fit the api's WriteTimeout: the api refuses longer ones, the worker
-// (no request waits on it) does not.
+// must fit the api's WriteTimeout less the second kept to reach the store
+// and write the answer, (15 s − 1 s) / 8 = 1.75 s: the api refuses longer
+// ones, the worker (no request waits on it) does not.
 func TestQueryTimeoutFitsTheWriteTimeout(t *testing.T) {
-	if got, want := requestQueryTimeouts*maxQueryTimeout, WriteTimeout-answerMargin; got > want {
-		t.Fatalf("%d × %s: got %s, want at most %s", requestQueryTimeouts, maxQueryTimeout, got, want)
-	}
 	for _, c := range []struct {
 		value   string
 		want    time.Duration

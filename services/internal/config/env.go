@@ -6,10 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/carteiro/carteiro/internal/secretfile"
 )
 
 // reader looks variables up through getenv and collects one error per bad
@@ -213,14 +214,9 @@ func (r *reader) secret(name string) string {
 	if path == "" {
 		return r.getenv(name)
 	}
-	b, err := os.ReadFile(path)
+	v, err := secretfile.Read(path)
 	if err != nil {
 		r.fail(name+"_FILE", "%v", err)
-		return ""
-	}
-	v := strings.TrimRight(string(b), "\r\n")
-	if v == "" {
-		r.fail(name+"_FILE", "%s is empty: it must hold the password", path)
 	}
 	return v
 }

@@ -57,9 +57,6 @@ func (p Postgres) URL() string {
 // its default port.
 func (p Postgres) netloc() string {
 	port := strconv.Itoa(p.Port)
-	if !strings.Contains(p.Host, ",") {
-		return net.JoinHostPort(p.Host, port)
-	}
 	hosts := strings.Split(p.Host, ",")
 	for i, h := range hosts {
 		hosts[i] = net.JoinHostPort(h, port)
@@ -69,7 +66,7 @@ func (p Postgres) netloc() string {
 
 // String describes the database without its password, for logs.
 func (p Postgres) String() string {
-	return fmt.Sprintf("postgres://%s@%s:%d/%s", p.User, p.Host, p.Port, p.Name)
+	return fmt.Sprintf("postgres://%s@%s/%s", p.User, p.netloc(), p.Name)
 }
 
 func readPostgres(r *reader) Postgres {

@@ -1,7 +1,8 @@
 package config
 
 import (
-	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -29,18 +30,19 @@ func TestPostgresURLHostsReachPgx(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: ParseConfig: %v", c.host, err)
 		}
-		got := []string{fmt.Sprintf("%s:%d", pc.Host, pc.Port)}
-		if strings.Contains(pc.Host, ":") {
-			got[0] = fmt.Sprintf("[%s]:%d", pc.Host, pc.Port)
-		}
+		addr := func(host string, port uint16) string { return net.JoinHostPort(host, strconv.Itoa(int(port))) }
+		got := []string{addr(pc.Host, pc.Port)}
 		for _, f := range pc.Fallbacks {
-			a := fmt.Sprintf("%s:%d", f.Host, f.Port)
-			if a != got[len(got)-1] { // sslmode=prefer would repeat each host
+			if a := addr(f.Host, f.Port); a != got[len(got)-1] { // sslmode=prefer would repeat each host
 				got = append(got, a)
 			}
 		}
 		if strings.Join(got, " ") != strings.Join(c.want, " ") {
 			t.Errorf("%q: got %v, want %v", c.host, got, c.want)
+		}
+		// The description in logs names the same hosts and ports.
+		if s, want := cfg.Postgres.String(), "@"+strings.Join(c.want, ",")+"/"; !strings.Contains(s, want) {
+			t.Errorf("%q: String() got %s, want %q in it", c.host, s, want)
 		}
 	}
 }

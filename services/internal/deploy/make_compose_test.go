@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,10 +41,6 @@ func fakePath(t *testing.T, dir string, scripts map[string]string) string {
 // the user's context; with neither, make stops with an error naming make
 // docker-tools (`make -n`: the commands are printed, not run).
 func TestMakeComposeCommand(t *testing.T) {
-	makeBin, err := exec.LookPath("make")
-	if err != nil {
-		t.Fatalf("make: %v", err)
-	}
 	dir := t.TempDir()
 	fakeBin, binDir := fakePath(t, dir, map[string]string{"docker": fakeDocker}), filepath.Join(dir, "bin")
 	plugin := filepath.Join(binDir, "docker-config", "cli-plugins", "docker-compose")
@@ -77,11 +72,9 @@ func TestMakeComposeCommand(t *testing.T) {
 				env = append(env, "COMPOSE_OK=1")
 			}
 			for _, target := range []string{"up", "down", "logs", "load"} {
-				cmd := exec.Command(makeBin, "-n", "--no-print-directory", "-C", repoRoot(t), target, "BIN_DIR="+binDir)
-				cmd.Env = env
-				out, err := cmd.CombinedOutput()
+				out, err := makeIn(t, env, "-n", target, "BIN_DIR="+binDir)
 				if tc.want == "" {
-					if err == nil || !strings.Contains(string(out), "run `make docker-tools`") {
+					if err == nil || !strings.Contains(out, "run `make docker-tools`") {
 						t.Errorf("make -n %s: got %v: %s, want an error naming make docker-tools", target, err, out)
 					}
 					continue
@@ -89,17 +82,12 @@ func TestMakeComposeCommand(t *testing.T) {
 				if err != nil {
 					t.Fatalf("make -n %s: %v: %s", target, err, out)
 				}
-				var compose []string
-				for _, l := range strings.Split(string(out), "\n") {
-					if strings.Contains(l, "docker compose ") {
-						compose = append(compose, l)
-					}
-				}
+				compose := composeLines(out)
 				if len(compose) == 0 {
 					t.Errorf("make -n %s: got %q, want a docker compose command", target, out)
 				}
 				for _, l := range compose {
-					if !strings.HasPrefix(strings.TrimSpace(l), tc.want) {
+					if !strings.HasPrefix(l, tc.want) {
 						t.Errorf("make -n %s: got %q, want it to start with %q", target, l, tc.want)
 					}
 				}

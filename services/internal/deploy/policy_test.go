@@ -141,9 +141,9 @@ var (
 	passwordFlag = regexp.MustCompile(`(?im)(--requirepass|--masterauth|--pass(?:word)?|(?:^|\s)-a|^requirepass)[=\s]+("[^"]*"|'[^']*'|\S+)`)
 	// an environment or shell assignment: PGPASSWORD=x, password=$(...)
 	passwordAssign = regexp.MustCompile(`(?i)\b[A-Z_]*(?:PASSWORD|PASS|SECRET|TOKEN|AUTH)=(\$\([^)]*\)|"[^"]*"|'[^']*'|[^\s"']*)`)
-	// a command substitution that reads a compose secret: its content, or
-	// its content escaped by sed
-	secretRead = regexp.MustCompile(`^\$\((?:cat|sed '[^']*') /run/secrets/[a-z_]+\)$`)
+	// a command substitution that reads a compose secret, in the one form
+	// canonicalSecretReads gives every read that only transforms it
+	secretRead = regexp.MustCompile(`^\$\(cat /run/secrets/[a-z_]+\)$`)
 	// a shell variable assigned a command substitution
 	shellAssign = regexp.MustCompile(`(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\$\([^)]*\))`)
 	// a shell variable's value
@@ -190,8 +190,9 @@ func canonicalSecretReads(text string) string {
 
 // inlineCredentials lists the credentials text (a shell command, a
 // healthcheck, a label) gives inline rather than from /run/secrets: a
-// value is from a secret when it reads one ($(cat /run/secrets/x), or sed
-// on it), names its path, or is a shell variable text assigns such a read.
+// value is from a secret when it reads one ($(cat /run/secrets/x), or a
+// pipeline that only transforms it: secretPipeline), names its path, or is
+// a shell variable text assigns such a read.
 func inlineCredentials(text string) []string {
 	text = canonicalSecretReads(text)
 	secretVars := map[string]bool{}

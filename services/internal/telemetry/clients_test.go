@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,13 +61,7 @@ func TestConnectionSetupLeavesNoSpans(t *testing.T) {
 		got[s.Name]++
 	}
 	want := map[string]int{"request": 1, "pool.acquire": 1, "SELECT": 1, "set": 1}
-	if len(got) != len(want) {
+	if !maps.Equal(got, want) {
 		t.Errorf("spans: got %v, want %v", got, want)
-	}
-	for name, n := range want {
-		if got[name] != n {
-			t.Errorf("spans: got %v, want %v", got, want)
-			break
-		}
 	}
 }
