@@ -88,8 +88,8 @@ func HostBuildOptions(ctx context.Context, getenv func(string) string, root, bin
 // StandinImages builds the base and every stand-in, reusing any whose
 // inputs have not changed, and returns the image variables for compose:
 // each Standins entry's Var → the reference of the image its inputs give
-// (carteiro-standin/<Name>:<hash>). The compose test and `make up
-// STANDINS=1` (cmd deploy/composetest/standinenv) get their images here.
+// (carteiro-standin/<Name>:<hash>). `make up STANDINS=1` and the compose
+// test get their images here, through cmd deploy/composetest/standinenv.
 func StandinImages(ctx context.Context, e *Engine, o BuildOptions) (map[string]string, error) {
 	base, built, err := e.EnsureBase(ctx, o.Base)
 	if err != nil {
