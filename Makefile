@@ -23,7 +23,9 @@ TOOLS_DIR := scripts/tools
 # and buildx plugins `make docker-tools` builds into bin/docker-config (with
 # DOCKER_CONFIG set to it and DOCKER_HOST to the engine of your current
 # context, as the compose test runs them: deploy/composetest.EngineEnv), so
-# ~/.docker is never written; neither: an error naming make docker-tools.
+# ~/.docker is never written; neither: an error naming make docker-tools,
+# except where docker-tools is a prerequisite (make up STANDINS=1: the plugins
+# are built before compose runs, so `make -n` prints them run).
 # Evaluated only by the targets that use it; `make up COMPOSE=...` to choose.
 COMPOSE ?= $(compose_command)
 COMPOSE_FILES := -f docker-compose.yml -f docker-compose.observability.yml
@@ -134,7 +136,7 @@ PROMETHEUS_VERSION := $(shell echo '$(PROMETHEUS_MODULE_VERSION)' | \
 CLI_PLUGINS_DIR := $(BIN_DIR)/docker-config/cli-plugins
 DOCKER_PLUGINS := $(CLI_PLUGINS_DIR)/docker-compose $(CLI_PLUGINS_DIR)/docker-buildx
 compose_command = $(strip $(if $(shell docker compose version >/dev/null 2>&1 && echo yes),docker compose,\
-	$(if $(wildcard $(CLI_PLUGINS_DIR)/docker-compose),\
+	$(if $(or $(wildcard $(CLI_PLUGINS_DIR)/docker-compose),$(plugins_built_first)),\
 		DOCKER_HOST='$(shell docker context inspect --format '{{.Endpoints.docker.Host}}')' DOCKER_CONTEXT= \
 		DOCKER_CONFIG='$(abspath $(BIN_DIR)/docker-config)' docker compose,\
 		$(error no Docker Compose: your docker has no `compose` command and $(CLI_PLUGINS_DIR)/docker-compose is missing; run `make docker-tools` (it builds the project's own into $(CLI_PLUGINS_DIR), never into ~/.docker)))))
@@ -317,6 +319,8 @@ standins_on := $(filter 1,$(STANDINS))
 standins = $(if $(standins_on),vars=$$(BIN_DIR='$(abspath $(BIN_DIR))' $(BIN_DIR)/standinenv$(if $(1), $(1))) && env $$vars )
 standins_files = $(if $(standins_on), -f $(STANDINS_OVERRIDE))
 
+# plugins_built_first: docker-tools is among up's prerequisites (COMPOSE).
+up: plugins_built_first := $(standins_on)
 up: secrets $(if $(standins_on),standinenv tools jaeger otelcol docker-tools) ## Build images and start the compose stack (with the observability overlay); returns when every service is healthy (STANDINS=1: on the stand-ins, no registry)
 	$(call standins)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) up -d --build --wait
 
