@@ -302,8 +302,10 @@ bench: build tools jaeger otelcol ## Measure pgbench/accept/delivery/end-to-end/
 # STANDINS=1: make up, down and logs on the compose test's stand-in images,
 # for a machine that reaches no image registry (README "`make up` with no
 # registry"). bin/standinenv (deploy/composetest/standinenv) builds the
-# stand-ins that are missing, as make test-compose does (root, debootstrap, a
-# Debian mirror), and prints their image variables and the project name
+# stand-ins that are missing, as make test-compose does (a Debian mirror; the
+# Debian base needs root and debootstrap: build it alone first with `sudo
+# bin/standinenv -base`, then make up as yourself, so bin/ and .secrets/ stay
+# yours), and prints their image variables and the project name
 # (carteiro-standins); down and logs take the name alone (-project-only), so
 # they build no image. The test's override file is added to the compose files.
 # Empty (STANDINS= in the environment or on the command line) is 0, as unset:

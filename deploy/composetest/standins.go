@@ -60,11 +60,16 @@ type BuildOptions struct {
 	Logf     func(string, ...any)
 }
 
+// HostBase is the base image of the stand-ins on every machine: Debian
+// bookworm from deb.debian.org.
+func HostBase() BaseImage {
+	return BaseImage{Suite: "bookworm", Mirror: "http://deb.debian.org/debian"}
+}
+
 // HostBuildOptions are the BuildOptions of this machine, the same for the
-// compose test and `make up STANDINS=1`: Debian bookworm from
-// deb.debian.org as the base, the Go toolchain `go env GOROOT` names, the
-// CA bundle of getenv's SSL_CERT_FILE (default
-// /etc/ssl/certs/ca-certificates.crt) and 3 builds at once.
+// compose test and `make up STANDINS=1`: HostBase as the base, the Go
+// toolchain `go env GOROOT` names, the CA bundle of getenv's SSL_CERT_FILE
+// (default /etc/ssl/certs/ca-certificates.crt) and 3 builds at once.
 func HostBuildOptions(ctx context.Context, getenv func(string) string, root, binDir string, logf func(string, ...any)) (BuildOptions, error) {
 	goroot, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
 	if err != nil {
@@ -77,7 +82,7 @@ func HostBuildOptions(ctx context.Context, getenv func(string) string, root, bin
 	return BuildOptions{
 		RepoRoot: root,
 		BinDir:   binDir,
-		Base:     BaseImage{Suite: "bookworm", Mirror: "http://deb.debian.org/debian"},
+		Base:     HostBase(),
 		GOROOT:   strings.TrimSpace(string(goroot)),
 		CABundle: caBundle,
 		Parallel: 3,
