@@ -191,7 +191,8 @@ func (h *harness) cleanup(t *testing.T) {
 // runs, so the stack make up STANDINS=1 starts is the one tested here but
 // for the project name, the ports and the subnet. It checks that standinenv
 // prints COMPOSE_PROJECT_NAME=carteiro-standins first, then one variable of
-// every Standins entry and nothing else, each an image the engine has.
+// every Standins entry and nothing else, each an image the engine has, and
+// that `standinenv -base` then has nothing to build.
 func standinenvImages(t *testing.T, e *Engine, root, binDir string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -236,6 +237,21 @@ func standinenvImages(t *testing.T, e *Engine, root, binDir string) map[string]s
 		}
 	}
 	t.Logf("standinenv (make up STANDINS=1) printed the project name and the %d images the test runs", len(vars))
+
+	// The README's root step, `sudo bin/standinenv -base`, now finds the
+	// base the stand-ins were built on and builds nothing; not as root, it
+	// refuses before looking.
+	base := HostBase().Ref()
+	cmd = exec.CommandContext(ctx, bin, "-base")
+	cmd.Env = os.Environ()
+	out, err = cmd.CombinedOutput()
+	if os.Geteuid() == 0 {
+		if want := "standinenv: image " + base + ": there already\n"; err != nil || string(out) != want {
+			t.Errorf("standinenv -base as root: got %v: %q, want %q", err, out, want)
+		}
+	} else if err == nil || !strings.Contains(string(out), "needs root (") {
+		t.Errorf("standinenv -base as uid %d: got %v: %q, want its refusal", os.Geteuid(), err, out)
+	}
 	return vars
 }
 
