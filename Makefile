@@ -23,7 +23,9 @@ TOOLS_DIR := scripts/tools
 # and buildx plugins `make docker-tools` builds into bin/docker-config (with
 # DOCKER_CONFIG set to it and DOCKER_HOST to the engine of your current
 # context, as the compose test runs them: deploy/composetest.EngineEnv), so
-# ~/.docker is never written; neither: an error naming make docker-tools.
+# ~/.docker is never written; neither: an error naming make docker-tools,
+# except where docker-tools is a prerequisite (make up STANDINS=1: the plugins
+# are built before compose runs, so `make -n` prints them run).
 # Evaluated only by the targets that use it; `make up COMPOSE=...` to choose.
 COMPOSE ?= $(compose_command)
 COMPOSE_FILES := -f docker-compose.yml -f docker-compose.observability.yml
@@ -82,13 +84,13 @@ tools: $(BIN_DIR)/mailpit ## Build bin/mailpit (only when missing or scripts/too
 # go build leaves an up-to-date binary untouched, so touch it: otherwise an
 # older mtime than go.sum would rebuild it on every run.
 $(BIN_DIR)/mailpit: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
-	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/axllent/mailpit
+	$(TOOLS_GO) build -o $(abspath $@) github.com/axllent/mailpit
 	touch $@
 
 jaeger: $(BIN_DIR)/jaeger ## Build bin/jaeger (Jaeger v2, slow: minutes; not part of tools)
 
 $(BIN_DIR)/jaeger: $(TOOLS_DIR)/go.mod $(TOOLS_DIR)/go.sum
-	$(TOOLS_GO) build -o $(CURDIR)/$@ github.com/jaegertracing/jaeger/cmd/jaeger
+	$(TOOLS_GO) build -o $(abspath $@) github.com/jaegertracing/jaeger/cmd/jaeger
 	touch $@
 
 # The OpenTelemetry Collector between the services and Jaeger/Prometheus
@@ -105,7 +107,7 @@ $(BIN_DIR)/otelcol: $(OTELCOL_TOOLS)/go.mod $(OTELCOL_TOOLS)/go.sum $(OTELCOL_TO
 	@mkdir -p $(BIN_DIR)
 	@echo "otelcol: building the OpenTelemetry Collector (minutes on a cold build cache)"
 	@start=$$(date +%s); \
-	cd $(OTELCOL_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(CURDIR)/$@ . ; \
+	cd $(OTELCOL_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(abspath $@) . ; \
 	echo "otelcol: built in $$(( $$(date +%s) - start )) s"
 	touch $@
 
@@ -134,7 +136,7 @@ PROMETHEUS_VERSION := $(shell echo '$(PROMETHEUS_MODULE_VERSION)' | \
 CLI_PLUGINS_DIR := $(BIN_DIR)/docker-config/cli-plugins
 DOCKER_PLUGINS := $(CLI_PLUGINS_DIR)/docker-compose $(CLI_PLUGINS_DIR)/docker-buildx
 compose_command = $(strip $(if $(shell docker compose version >/dev/null 2>&1 && echo yes),docker compose,\
-	$(if $(wildcard $(CLI_PLUGINS_DIR)/docker-compose),\
+	$(if $(or $(wildcard $(CLI_PLUGINS_DIR)/docker-compose),$(plugins_built_first)),\
 		DOCKER_HOST='$(shell docker context inspect --format '{{.Endpoints.docker.Host}}')' DOCKER_CONTEXT= \
 		DOCKER_CONFIG='$(abspath $(BIN_DIR)/docker-config)' docker compose,\
 		$(error no Docker Compose: your docker has no `compose` command and $(CLI_PLUGINS_DIR)/docker-compose is missing; run `make docker-tools` (it builds the project's own into $(CLI_PLUGINS_DIR), never into ~/.docker)))))
@@ -144,13 +146,13 @@ docker-tools: $(DOCKER_PLUGINS) $(BIN_DIR)/prometheus ## Build the docker-compos
 $(BIN_DIR)/docker-compose: $(COMPOSE_TOOLS)/go.mod $(COMPOSE_TOOLS)/go.sum
 	cd $(COMPOSE_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \
 		-ldflags '-s -w -X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)' \
-		-o $(CURDIR)/$@ github.com/docker/compose/v5/cmd
+		-o $(abspath $@) github.com/docker/compose/v5/cmd
 	touch $@
 
 $(BIN_DIR)/docker-buildx: $(BUILDX_TOOLS)/go.mod $(BUILDX_TOOLS)/go.sum
 	cd $(BUILDX_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath \
 		-ldflags '-s -w -X github.com/docker/buildx/version.Version=$(BUILDX_VERSION) -X github.com/docker/buildx/version.Package=github.com/docker/buildx' \
-		-o $(CURDIR)/$@ github.com/docker/buildx/cmd/buildx
+		-o $(abspath $@) github.com/docker/buildx/cmd/buildx
 	touch $@
 
 # Static (CGO_ENABLED=0): the stand-in image copies it as is. The web UI's
@@ -161,7 +163,7 @@ $(BIN_DIR)/docker-buildx: $(BUILDX_TOOLS)/go.mod $(BUILDX_TOOLS)/go.sum
 $(BIN_DIR)/prometheus: $(PROMETHEUS_TOOLS)/go.mod $(PROMETHEUS_TOOLS)/go.sum
 	cd $(PROMETHEUS_TOOLS) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -tags remove_all_sd \
 		-ldflags '-s -w -X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION) -X github.com/prometheus/common/version.Branch=$(PROMETHEUS_MODULE_VERSION) -X github.com/prometheus/common/version.BuildUser=carteiro' \
-		-o $(CURDIR)/$@ github.com/prometheus/prometheus/cmd/prometheus
+		-o $(abspath $@) github.com/prometheus/prometheus/cmd/prometheus
 	touch $@
 
 $(CLI_PLUGINS_DIR)/docker-%: $(BIN_DIR)/docker-%
@@ -175,7 +177,7 @@ $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl &: $(KUBE_TOOLS_DIR)/go.mod $(KUBE_
 	@mkdir -p $(BIN_DIR)
 	@echo "kubernetes: building kube-apiserver and kubectl $(KUBERNETES_VERSION) (minutes on a cold build cache)"
 	@start=$$(date +%s); \
-	$(KUBE_GO) build -trimpath -ldflags '-s -w $(strip $(KUBE_VERSION_LDFLAGS))' -o $(CURDIR)/$(BIN_DIR)/ \
+	$(KUBE_GO) build -trimpath -ldflags '-s -w $(strip $(KUBE_VERSION_LDFLAGS))' -o $(abspath $(BIN_DIR))/ \
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl; \
 	echo "kubernetes: built in $$(( $$(date +%s) - start )) s"
 	touch $(BIN_DIR)/kube-apiserver $(BIN_DIR)/kubectl
@@ -201,7 +203,7 @@ dev-status: devstack ## One line per native component
 test: build tools jaeger otelcol kubernetes ## go vet, every test (e2e tests use bin/, including bin/jaeger and bin/otelcol; the Kubernetes manifests against a real kube-apiserver; the chaos suite's short version), then each fuzz target briefly
 	$(GO) vet ./...
 	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT) $(KUBERNETES_REPORT)
-	BIN_DIR=$(CURDIR)/$(BIN_DIR) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
 		$(GO) test $(GO_TEST_FLAGS) ./...
 	@if [ -s $(CHAOS_REPORT) ]; then echo 'chaos (short version):'; cat $(CHAOS_REPORT); fi
 	@if [ -s $(KUBERNETES_REPORT) ]; then echo 'kubernetes:'; cat $(KUBERNETES_REPORT); fi
@@ -221,7 +223,7 @@ test-compose: ## Run make up's compose stack under the Docker Engine with stand-
 	@start=$$(date +%s); rc=0; \
 	$(MAKE) --no-print-directory build tools jaeger otelcol docker-tools secrets && \
 	$(GO) vet -tags composetest ./deploy/composetest/... && \
-	BIN_DIR=$(CURDIR)/$(BIN_DIR) $(GO) test -tags composetest -count=1 -timeout $(COMPOSE_TEST_TIMEOUT) -v \
+	BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -tags composetest -count=1 -timeout $(COMPOSE_TEST_TIMEOUT) -v \
 		-run '^TestComposeUnderEngine$$' ./deploy/composetest/ || rc=$$?; \
 	echo "test-compose: $$(( $$(date +%s) - start )) s, tool and image builds included (exit $$rc)"; \
 	exit $$rc
@@ -235,7 +237,7 @@ KUBERNETES_TESTS := ^(TestKubernetes.*|TestNetworkEvaluator|TestFrontendImage)$$
 
 test-kubernetes: kubernetes ## Only the Kubernetes manifest tests (deploy/kubernetes), against bin/kube-apiserver
 	@mkdir -p $(dir $(KUBERNETES_REPORT)) && rm -f $(KUBERNETES_REPORT)
-	BIN_DIR=$(CURDIR)/$(BIN_DIR) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
 		$(GO) test -count=1 -run '$(KUBERNETES_TESTS)' ./services/internal/deploy/
 	@cat $(KUBERNETES_REPORT)
 
@@ -265,7 +267,7 @@ SOAK_RATE ?= 20
 
 chaos: build tools ## Fault-injection suite, full size (CHAOS_SCALE=full: kill -9, Redis and Postgres loss, SMTP 451/550, SIGTERM, 10,000 messages over 2 apis and 3 workers, soak)
 	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
-	BIN_DIR=$(CURDIR)/$(BIN_DIR) CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
 		$(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v ./services/chaos/
 	@echo; echo 'chaos:'; cat $(CHAOS_REPORT)
 
@@ -273,7 +275,7 @@ chaos: build tools ## Fault-injection suite, full size (CHAOS_SCALE=full: kill -
 # go test timeout is off.
 soak: build tools ## Only the soak scenario, for DURATION (default 10m) at SOAK_RATE msg/s (default 20); prints api and worker RSS at start and end
 	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
-	BIN_DIR=$(CURDIR)/$(BIN_DIR) SOAK_DURATION=$(DURATION) SOAK_RATE=$(SOAK_RATE) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) SOAK_DURATION=$(DURATION) SOAK_RATE=$(SOAK_RATE) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
 		$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./services/chaos/
 	@echo; echo 'soak:'; cat $(CHAOS_REPORT)
 
@@ -300,8 +302,10 @@ bench: build tools jaeger otelcol ## Measure pgbench/accept/delivery/end-to-end/
 # STANDINS=1: make up, down and logs on the compose test's stand-in images,
 # for a machine that reaches no image registry (README "`make up` with no
 # registry"). bin/standinenv (deploy/composetest/standinenv) builds the
-# stand-ins that are missing, as make test-compose does (root, debootstrap, a
-# Debian mirror), and prints their image variables and the project name
+# stand-ins that are missing, as make test-compose does (a Debian mirror; the
+# Debian base needs root and debootstrap: build it alone first with `sudo
+# bin/standinenv -base`, then make up as yourself, so bin/ and .secrets/ stay
+# yours), and prints their image variables and the project name
 # (carteiro-standins); down and logs take the name alone (-project-only), so
 # they build no image. The test's override file is added to the compose files.
 # Empty (STANDINS= in the environment or on the command line) is 0, as unset:
@@ -317,6 +321,8 @@ standins_on := $(filter 1,$(STANDINS))
 standins = $(if $(standins_on),vars=$$(BIN_DIR='$(abspath $(BIN_DIR))' $(BIN_DIR)/standinenv$(if $(1), $(1))) && env $$vars )
 standins_files = $(if $(standins_on), -f $(STANDINS_OVERRIDE))
 
+# plugins_built_first: docker-tools is among up's prerequisites (COMPOSE).
+up: plugins_built_first := $(standins_on)
 up: secrets $(if $(standins_on),standinenv tools jaeger otelcol docker-tools) ## Build images and start the compose stack (with the observability overlay); returns when every service is healthy (STANDINS=1: on the stand-ins, no registry)
 	$(call standins)$(COMPOSE) $(COMPOSE_FILES)$(standins_files) up -d --build --wait
 

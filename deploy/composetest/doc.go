@@ -15,9 +15,10 @@
 // Every image is tagged with a hash of everything it is built from (the
 // build context, the base image's ID, the build arguments), so a second run
 // on the same machine builds nothing that has not changed. The Debian base is
-// made with debootstrap and `docker import`. StandinImages is where both the
-// test and `make up STANDINS=1` (cmd standinenv/: the stack on the stand-ins,
-// for a machine that reaches no registry) get them.
+// made with debootstrap and `docker import`. StandinImages builds them for
+// cmd standinenv/, which `make up STANDINS=1` runs (the stack on the
+// stand-ins, for a machine that reaches no registry); the test runs
+// standinenv as make does, once, and runs exactly the images it prints.
 //
 // The test itself (compose_engine_test.go, build tag composetest) starts the
 // stack under its own project name, published ports and subnet, with `up

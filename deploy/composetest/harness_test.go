@@ -102,17 +102,16 @@ func newHarness(t *testing.T) *harness {
 		need(t, err, ".secrets/"+s+" (make secrets)")
 	}
 
-	// The stand-ins as `make up STANDINS=1` gets them (cmd standinenv).
+	// The stand-ins are built once, by cmd standinenv run as `make up
+	// STANDINS=1` runs it, and the test runs exactly the images it prints.
 	start := time.Now()
+	vars := standinenvImages(t, e, root, binDir)
 	opts, err := HostBuildOptions(ctx, os.Getenv, root, binDir, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars, err := StandinImages(ctx, e, opts)
-	need(t, err, "stand-in images")
 	probe, err := ProbeImage(ctx, e, opts)
 	need(t, err, "probe image")
-	checkStandinenv(t, root, binDir, vars)
 	t.Logf("images: %v (built or reused)", time.Since(start).Round(time.Second))
 
 	h := &harness{root: root, engine: e, probe: probe, env: vars}
@@ -186,11 +185,15 @@ func (h *harness) cleanup(t *testing.T) {
 	}
 }
 
-// checkStandinenv runs cmd standinenv as `make up STANDINS=1` does and
-// checks that it prints the project name and exactly the images the test
-// runs (vars): the stack make up STANDINS=1 starts is the one tested here,
-// but for the project name, the ports and the subnet.
-func checkStandinenv(t *testing.T, root, binDir string, vars map[string]string) {
+// standinenvImages runs cmd standinenv as `make up STANDINS=1` does (from
+// the repository root, BIN_DIR set), which builds whichever stand-in is
+// missing, and returns the image variables it prints: the images the test
+// runs, so the stack make up STANDINS=1 starts is the one tested here but
+// for the project name, the ports and the subnet. It checks that standinenv
+// prints COMPOSE_PROJECT_NAME=carteiro-standins first, then one variable of
+// every Standins entry and nothing else, each an image the engine has, and
+// that `standinenv -base` then has nothing to build.
+func standinenvImages(t *testing.T, e *Engine, root, binDir string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	bin := filepath.Join(t.TempDir(), "standinenv")
@@ -203,18 +206,53 @@ func checkStandinenv(t *testing.T, root, binDir string, vars map[string]string) 
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("standinenv: %v: %s", err, stderr.String())
+	if progress := strings.TrimSpace(stderr.String()); progress != "" {
+		t.Log(progress)
 	}
-	want := []string{"COMPOSE_PROJECT_NAME=carteiro-standins"}
-	for _, k := range sortedKeys(vars) {
-		want = append(want, k+"="+vars[k])
+	need(t, err, "stand-in images (cmd standinenv, as make up STANDINS=1 runs it)")
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if want := "COMPOSE_PROJECT_NAME=carteiro-standins"; lines[0] != want {
+		t.Fatalf("standinenv: got %q first, want %q", lines[0], want)
 	}
-	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); !slices.Equal(got, want) {
-		t.Errorf("standinenv (make up STANDINS=1): got %q, want %q (the test's images)", got, want)
-		return
+	vars := map[string]string{}
+	for _, l := range lines[1:] {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || v == "" {
+			t.Fatalf("standinenv: got %q, want NAME=image", l)
+		}
+		vars[k] = v
 	}
-	t.Logf("standinenv (make up STANDINS=1) prints the project name and the same %d images", len(vars))
+	var want []string
+	for _, s := range Standins {
+		want = append(want, s.Var)
+	}
+	slices.Sort(want)
+	if got := sortedKeys(vars); len(lines) != len(want)+1 || !slices.Equal(got, want) {
+		t.Fatalf("standinenv: got %q, want the project name and one image each for %q", lines, want)
+	}
+	for _, k := range want {
+		id, err := e.ImageID(ctx, vars[k])
+		if err != nil || id == "" {
+			t.Fatalf("standinenv: %s=%s: got image ID %q, %v, want an image the engine has", k, vars[k], id, err)
+		}
+	}
+	t.Logf("standinenv (make up STANDINS=1) printed the project name and the %d images the test runs", len(vars))
+
+	// The README's root step, `sudo bin/standinenv -base`, now finds the
+	// base the stand-ins were built on and builds nothing; not as root, it
+	// refuses before looking.
+	base := HostBase().Ref()
+	cmd = exec.CommandContext(ctx, bin, "-base")
+	cmd.Env = os.Environ()
+	out, err = cmd.CombinedOutput()
+	if os.Geteuid() == 0 {
+		if want := "standinenv: image " + base + ": there already\n"; err != nil || string(out) != want {
+			t.Errorf("standinenv -base as root: got %v: %q, want %q", err, out, want)
+		}
+	} else if err == nil || !strings.Contains(string(out), "needs root (") {
+		t.Errorf("standinenv -base as uid %d: got %v: %q, want its refusal", os.Geteuid(), err, out)
+	}
+	return vars
 }
 
 // freePorts returns n distinct TCP ports that are free on every interface

@@ -48,7 +48,7 @@ func (e *Engine) EnsureBase(ctx context.Context, b BaseImage) (ref string, built
 	if id, err := e.ImageID(ctx, ref); err != nil || id != "" {
 		return ref, false, err
 	}
-	if missing := baseNeeds(os.Geteuid(), exec.LookPath); len(missing) > 0 {
+	if missing := BaseNeeds(os.Geteuid(), exec.LookPath); len(missing) > 0 {
 		return "", false, fmt.Errorf("base image %s is missing and building it needs %s", ref, strings.Join(missing, " and "))
 	}
 	dir, err := os.MkdirTemp("", "carteiro-rootfs-")
@@ -103,13 +103,14 @@ func (e *Engine) EnsureBase(ctx context.Context, b BaseImage) (ref string, built
 	return ref, true, nil
 }
 
-// baseNeeds names what EnsureBase needs to build the base image and this
+// BaseNeeds names what EnsureBase needs to build the base image and this
 // machine lacks, given the effective user ID and a PATH lookup
 // (exec.LookPath): root, and debootstrap on PATH. Empty when it has both.
-func baseNeeds(euid int, lookPath func(string) (string, error)) []string {
+func BaseNeeds(euid int, lookPath func(string) (string, error)) []string {
 	var missing []string
 	if euid != 0 {
-		missing = append(missing, "root (debootstrap makes the root file system as root: run it as root, as make test-compose)")
+		missing = append(missing, "root (debootstrap makes the root file system as root: build the base alone with "+
+			"`sudo bin/standinenv -base`, then go on as yourself; make test-compose runs as root)")
 	}
 	if _, err := lookPath("debootstrap"); err != nil {
 		missing = append(missing, "debootstrap on PATH (apt-get install debootstrap)")

@@ -22,7 +22,7 @@ func TestBaseNeeds(t *testing.T) {
 		{"neither", 1000, notFound, []string{"root", "debootstrap on PATH"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := baseNeeds(tc.euid, tc.lookPath)
+			got := BaseNeeds(tc.euid, tc.lookPath)
 			if !slices.EqualFunc(got, tc.want, strings.HasPrefix) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}

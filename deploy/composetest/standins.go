@@ -60,11 +60,16 @@ type BuildOptions struct {
 	Logf     func(string, ...any)
 }
 
+// HostBase is the base image of the stand-ins on every machine: Debian
+// bookworm from deb.debian.org.
+func HostBase() BaseImage {
+	return BaseImage{Suite: "bookworm", Mirror: "http://deb.debian.org/debian"}
+}
+
 // HostBuildOptions are the BuildOptions of this machine, the same for the
-// compose test and `make up STANDINS=1`: Debian bookworm from
-// deb.debian.org as the base, the Go toolchain `go env GOROOT` names, the
-// CA bundle of getenv's SSL_CERT_FILE (default
-// /etc/ssl/certs/ca-certificates.crt) and 3 builds at once.
+// compose test and `make up STANDINS=1`: HostBase as the base, the Go
+// toolchain `go env GOROOT` names, the CA bundle of getenv's SSL_CERT_FILE
+// (default /etc/ssl/certs/ca-certificates.crt) and 3 builds at once.
 func HostBuildOptions(ctx context.Context, getenv func(string) string, root, binDir string, logf func(string, ...any)) (BuildOptions, error) {
 	goroot, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
 	if err != nil {
@@ -77,7 +82,7 @@ func HostBuildOptions(ctx context.Context, getenv func(string) string, root, bin
 	return BuildOptions{
 		RepoRoot: root,
 		BinDir:   binDir,
-		Base:     BaseImage{Suite: "bookworm", Mirror: "http://deb.debian.org/debian"},
+		Base:     HostBase(),
 		GOROOT:   strings.TrimSpace(string(goroot)),
 		CABundle: caBundle,
 		Parallel: 3,
@@ -88,8 +93,8 @@ func HostBuildOptions(ctx context.Context, getenv func(string) string, root, bin
 // StandinImages builds the base and every stand-in, reusing any whose
 // inputs have not changed, and returns the image variables for compose:
 // each Standins entry's Var → the reference of the image its inputs give
-// (carteiro-standin/<Name>:<hash>). The compose test and `make up
-// STANDINS=1` (cmd deploy/composetest/standinenv) get their images here.
+// (carteiro-standin/<Name>:<hash>). `make up STANDINS=1` and the compose
+// test get their images here, through cmd deploy/composetest/standinenv.
 func StandinImages(ctx context.Context, e *Engine, o BuildOptions) (map[string]string, error) {
 	base, built, err := e.EnsureBase(ctx, o.Base)
 	if err != nil {

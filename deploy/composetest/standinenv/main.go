@@ -13,10 +13,14 @@
 // (composetest.StandinImages, through which the compose test gets its
 // images too), never another tag of the same repository.
 //
-//	standinenv [-project-only]
+//	standinenv [-project-only | -base]
 //
 // -project-only prints COMPOSE_PROJECT_NAME alone and builds nothing (make
-// down and logs). It runs from the repository root; BIN_DIR (default bin)
+// down and logs). -base builds the Debian base image alone and prints
+// nothing: the one step that needs root, so that it can run as root (`sudo
+// bin/standinenv -base`, on the engine of root's docker configuration) and
+// make up as the user; it refuses when not root. Otherwise it runs from the
+// repository root; BIN_DIR (default bin)
 // holds mailpit, jaeger, otelcol, prometheus and, under docker-config, the
 // docker-compose and docker-buildx plugins the builds run with (make tools
 // jaeger otelcol docker-tools). The engine is the one of the caller's docker
@@ -34,7 +38,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args, os.Getenv, os.Geteuid(), os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "standinenv:", err)
 		os.Exit(1)
 	}

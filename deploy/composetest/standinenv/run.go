@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,19 +22,27 @@ import (
 const Project = "carteiro-standins"
 
 // run prints the environment for compose on stdout (see the package doc);
-// progress goes to log.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, log io.Writer) error {
+// progress goes to log. euid is the process's effective user ID (-base
+// needs root).
+func run(ctx context.Context, args []string, getenv func(string) string, euid int, stdout, log io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(log)
 	projectOnly := fs.Bool("project-only", false, "print COMPOSE_PROJECT_NAME alone; build nothing")
+	baseOnly := fs.Bool("base", false, "build the Debian base image alone, as root (debootstrap); print nothing")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (usage: standinenv [-project-only])", fs.Args())
+		return fmt.Errorf("unexpected arguments %q (usage: standinenv [-project-only | -base])", fs.Args())
 	}
-	if *projectOnly {
+	logf := func(format string, a ...any) { fmt.Fprintf(log, "standinenv: "+format+"\n", a...) }
+	switch {
+	case *projectOnly && *baseOnly:
+		return errors.New("-project-only and -base exclude each other")
+	case *projectOnly:
 		return write(stdout, nil)
+	case *baseOnly:
+		return buildBase(ctx, getenv, euid, logf)
 	}
 	root, err := os.Getwd()
 	if err != nil {
@@ -57,7 +66,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if _, err := e.ServerVersion(ctx); err != nil {
 		return fmt.Errorf("no Docker Engine to build on: %w", err)
 	}
-	logf := func(format string, a ...any) { fmt.Fprintf(log, "standinenv: "+format+"\n", a...) }
 	opts, err := composetest.HostBuildOptions(ctx, getenv, root, binDir, logf)
 	if err != nil {
 		return err
@@ -67,6 +75,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	return write(stdout, vars)
+}
+
+// buildBase builds the stand-ins' Debian base image (composetest.HostBase)
+// alone, unless it exists, on the engine of the caller's own docker
+// configuration: the one step of `make up STANDINS=1` that needs root, run
+// once as root (sudo bin/standinenv -base) so that make up runs as the user
+// and leaves nothing of root's in bin/ or .secrets/. It refuses, naming what
+// is missing, before it does anything when euid is not root or debootstrap
+// is not on PATH.
+func buildBase(ctx context.Context, getenv func(string) string, euid int, logf func(string, ...any)) error {
+	base := composetest.HostBase()
+	if missing := composetest.BaseNeeds(euid, exec.LookPath); len(missing) > 0 {
+		return fmt.Errorf("-base builds the base image %s and needs %s", base.Ref(), strings.Join(missing, " and "))
+	}
+	e := &composetest.Engine{Env: composetest.CommandEnv(getenv, nil)}
+	if _, err := e.ServerVersion(ctx); err != nil {
+		return fmt.Errorf("no Docker Engine to build on: %w", err)
+	}
+	ref, built, err := e.EnsureBase(ctx, base)
+	if err != nil {
+		return err
+	}
+	if built {
+		logf("image %s: built", ref)
+	} else {
+		logf("image %s: there already", ref)
+	}
+	return nil
 }
 
 // write prints COMPOSE_PROJECT_NAME, then vars, one NAME=value per line.

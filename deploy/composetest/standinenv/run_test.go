@@ -76,22 +76,32 @@ func TestAssignments(t *testing.T) {
 	}
 }
 
-// TestRun: the arguments, -project-only (no engine, no build), and the
+// TestRun: the arguments, -project-only (no engine, no build), -base
+// refused before anything else when not root (building the base as root
+// is a root-only side effect: make test-compose does it), and the
 // repository root it needs.
 func TestRun(t *testing.T) {
 	noEnv := func(string) string { return "" }
+	const user = 1000
+	base := composetest.HostBase().Ref()
 	for _, tc := range []struct {
 		name    string
 		args    []string
 		dir     string // working directory; "" for the repository root
+		euid    int
 		want    string
 		wantErr string
 	}{
-		{"project only", []string{"standinenv", "-project-only"}, "", "COMPOSE_PROJECT_NAME=carteiro-standins\n", ""},
-		{"project only, anywhere", []string{"standinenv", "-project-only"}, t.TempDir(), "COMPOSE_PROJECT_NAME=carteiro-standins\n", ""},
-		{"unknown flag", []string{"standinenv", "-pull"}, "", "", "flag provided but not defined: -pull"},
-		{"an argument", []string{"standinenv", "up"}, "", "", `unexpected arguments ["up"]`},
-		{"outside the repository", []string{"standinenv"}, t.TempDir(), "", "run it from the repository root"},
+		{"project only", []string{"standinenv", "-project-only"}, "", user, "COMPOSE_PROJECT_NAME=carteiro-standins\n", ""},
+		{"project only, as root", []string{"standinenv", "-project-only"}, "", 0, "COMPOSE_PROJECT_NAME=carteiro-standins\n", ""},
+		{"project only, anywhere", []string{"standinenv", "-project-only"}, t.TempDir(), user, "COMPOSE_PROJECT_NAME=carteiro-standins\n", ""},
+		{"base, not root", []string{"standinenv", "-base"}, "", user, "", "-base builds the base image " + base + " and needs root (debootstrap"},
+		{"base, not root, anywhere", []string{"standinenv", "-base"}, t.TempDir(), user, "", "needs root ("},
+		{"base and project only", []string{"standinenv", "-base", "-project-only"}, "", 0, "", "-project-only and -base exclude each other"},
+		{"unknown flag", []string{"standinenv", "-pull"}, "", user, "", "flag provided but not defined: -pull"},
+		{"an argument", []string{"standinenv", "up"}, "", user, "", `unexpected arguments ["up"]`},
+		{"an argument to base", []string{"standinenv", "-base", "up"}, "", 0, "", `unexpected arguments ["up"]`},
+		{"outside the repository", []string{"standinenv"}, t.TempDir(), user, "", "run it from the repository root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.dir
@@ -100,7 +110,7 @@ func TestRun(t *testing.T) {
 			}
 			t.Chdir(dir)
 			var stdout, log bytes.Buffer
-			err := run(context.Background(), tc.args, noEnv, &stdout, &log)
+			err := run(context.Background(), tc.args, noEnv, tc.euid, &stdout, &log)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)

@@ -39,7 +39,8 @@ func fakePath(t *testing.T, dir string, scripts map[string]string) string {
 // `docker compose` when their docker has one; else the plugin make
 // docker-tools builds, under the project's DOCKER_CONFIG and on the engine of
 // the user's context; with neither, make stops with an error naming make
-// docker-tools (`make -n`: the commands are printed, not run).
+// docker-tools, except make up STANDINS=1, which builds the plugin first and
+// so runs it (`make -n`: the commands are printed, not run).
 func TestMakeComposeCommand(t *testing.T) {
 	dir := t.TempDir()
 	fakeBin, binDir := fakePath(t, dir, map[string]string{"docker": fakeDocker}), filepath.Join(dir, "bin")
@@ -91,6 +92,24 @@ func TestMakeComposeCommand(t *testing.T) {
 						t.Errorf("make -n %s: got %q, want it to start with %q", target, l, tc.want)
 					}
 				}
+			}
+			// make up STANDINS=1 builds docker-tools before compose runs:
+			// with no compose of the user's, its dry run prints the plugin's
+			// build, then compose run as that plugin.
+			out, err := makeIn(t, env, "-n", "up", "STANDINS=1", "BIN_DIR="+binDir)
+			if err != nil {
+				t.Fatalf("make -n up STANDINS=1: %v: %s", err, out)
+			}
+			want := tc.want
+			if want == "" {
+				want = projectCompose
+			}
+			compose := composeLines(out)
+			if len(compose) != 1 || !strings.Contains(compose[0], " && env $vars "+want) {
+				t.Fatalf("make -n up STANDINS=1: got compose commands %q, want one running %q", compose, want)
+			}
+			if before, _, _ := strings.Cut(out, compose[0]); !tc.pluginBuilt && !strings.Contains(before, "install -D -m 0755 "+filepath.Join(binDir, "docker-compose")+" "+plugin) {
+				t.Errorf("make -n up STANDINS=1: got %q, want the plugin's install before the compose command", out)
 			}
 		})
 	}

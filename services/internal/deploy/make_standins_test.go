@@ -63,6 +63,7 @@ func TestMakeStandinsCommands(t *testing.T) {
 	}{
 		{"up", "1", prefix("") + " up -d --build --wait",
 			[]string{"go build -o " + standinenv + " ./deploy/composetest/standinenv",
+				"-o " + filepath.Join(binDir, "mailpit") + " ", "-o " + filepath.Join(binDir, "docker-compose") + " ",
 				"touch " + filepath.Join(binDir, "mailpit"), "touch " + filepath.Join(binDir, "jaeger"),
 				"touch " + filepath.Join(binDir, "otelcol"), "touch " + filepath.Join(binDir, "prometheus"),
 				filepath.Join(binDir, "docker-config", "cli-plugins", "docker-buildx")}, nil},
@@ -87,6 +88,10 @@ func TestMakeStandinsCommands(t *testing.T) {
 			compose := composeLines(out)
 			if len(compose) != 1 || compose[0] != tc.want {
 				t.Fatalf("make %v: got compose commands %q, want [%q]", args, compose, tc.want)
+			}
+			// An absolute BIN_DIR is used as it is, never under the repository.
+			if wrong := filepath.Join(repoRoot(t), binDir); strings.Contains(out, wrong) {
+				t.Errorf("make %v: got %q, want no %q", args, out, wrong)
 			}
 			before, _, _ := strings.Cut(out, compose[0])
 			for _, b := range tc.wantBuilt {
