@@ -138,10 +138,22 @@ func (c Config) api(i int, obsEnv []string, obs bool) Component {
 	return comp
 }
 
+// WorkerGOMAXPROCS is the worker's GOMAXPROCS, the same in compose and
+// the Kubernetes base: how many threads run its Go code at once. The
+// worker waits on round trips (SMTP replies, Postgres, Redis) and uses
+// about half a core at the bench's drain of 2,600 messages a second; with
+// a second P the runtime woke an idle thread for each goroutine made
+// ready (every SMTP reply), which spun and parked again: 12.8 % of its
+// CPU in the scheduler. With one, a tenth less CPU a message and the
+// drain's rate unchanged (bench/README.md); more throughput is more
+// replicas.
+const WorkerGOMAXPROCS = "1"
+
 func (c Config) worker(i int, obsEnv []string, obs, mailpit bool) Component {
 	bin := filepath.Join(c.BinDir, "worker")
 	internal := c.WorkerInternalAddrs[i]
 	env := append([]string{"INTERNAL_ADDR=" + internal, "SMTP_HOST=" + c.SMTPHost, "SMTP_PORT=" + c.SMTPPort}, c.memLimitEnv()...)
+	env = append(env, "GOMAXPROCS="+WorkerGOMAXPROCS)
 	if c.WorkerName != "" && i > 0 {
 		env = append(env, "WORKER_NAME="+c.WorkerName+"-"+strconv.Itoa(i+1))
 	}

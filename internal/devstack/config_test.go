@@ -175,7 +175,7 @@ func TestStandardComponents(t *testing.T) {
 	for _, x := range cs {
 		byName[x.Name] = x
 	}
-	if w := []string{"INTERNAL_ADDR=127.0.0.1:9202", "SMTP_HOST=127.0.0.1", "SMTP_PORT=1025", "GOMEMLIMIT=40MiB", "WORKER_NAME=w-2"}; !slices.Equal(byName["worker-2"].Env, w) {
+	if w := []string{"INTERNAL_ADDR=127.0.0.1:9202", "SMTP_HOST=127.0.0.1", "SMTP_PORT=1025", "GOMEMLIMIT=40MiB", "GOMAXPROCS=1", "WORKER_NAME=w-2"}; !slices.Equal(byName["worker-2"].Env, w) {
 		t.Errorf("worker-2 env: got %v, want %v", byName["worker-2"].Env, w)
 	}
 	if g := byName["nginx"]; g.ReadyURL != "http://127.0.0.1:8080/nginx-health" || !slices.Equal(g.DependsOn, []string{"api", "api-2"}) {

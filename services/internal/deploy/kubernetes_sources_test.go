@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/carteiro/carteiro/internal/devstack"
 	"github.com/carteiro/carteiro/services/internal/config"
 	"github.com/carteiro/carteiro/services/internal/health"
 	"github.com/carteiro/carteiro/services/internal/telemetry"
@@ -43,6 +44,7 @@ var runtimeConverter = runtime.DefaultUnstructuredConverter
 // not read, because the Go runtime does.
 var goRuntimeEnv = map[string]string{
 	"GOMEMLIMIT": "the Go runtime's soft memory limit, from the container's memory limit",
+	"GOMAXPROCS": "how many threads run Go code at once (the worker's, devstack.WorkerGOMAXPROCS)",
 }
 
 // kubeOnlyEnv are variables the manifests set that compose does not, and why.
@@ -162,6 +164,20 @@ func TestKubernetesEnvIsReadByTheCode(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestWorkerGOMAXPROCS: compose and every overlay run the worker with the
+// GOMAXPROCS the native stack (make dev, make bench) gives it,
+// devstack.WorkerGOMAXPROCS: the setting the bench measured.
+func TestWorkerGOMAXPROCS(t *testing.T) {
+	if got, _ := envValue(projects(t)["base"].Services["worker"], "GOMAXPROCS"); got != devstack.WorkerGOMAXPROCS {
+		t.Errorf("compose worker GOMAXPROCS: got %q, want %q (as natively, internal/devstack)", got, devstack.WorkerGOMAXPROCS)
+	}
+	for _, overlay := range kubeOverlays {
+		if got := kubeEnv(t, loadManifest(t, overlay), "worker")["GOMAXPROCS"]; got != devstack.WorkerGOMAXPROCS {
+			t.Errorf("%s worker GOMAXPROCS: got %q, want %q (as natively, internal/devstack)", overlay, got, devstack.WorkerGOMAXPROCS)
 		}
 	}
 }
