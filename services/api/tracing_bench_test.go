@@ -38,7 +38,8 @@ func BenchmarkAcceptTracing(b *testing.B) {
 		{"on", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": sink.URL}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
-			tel, err := telemetry.Setup(context.Background(), "carteiro-api", func(k string) string { return mode.env[k] })
+			tel, err := telemetry.Setup(context.Background(), "carteiro-api", func(k string) string { return mode.env[k] },
+				telemetry.WithBlockingExport()) // every span exported: see BenchmarkAcceptMessageSpans
 			if err != nil {
 				b.Fatal(err)
 			}

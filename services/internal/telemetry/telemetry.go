@@ -54,12 +54,23 @@ type Option func(*options)
 
 type options struct {
 	exporter sdktrace.SpanExporter
+	blocking bool
 }
 
 // WithSpanExporter sends spans to e, synchronously, whatever the
 // environment says; tests use it with an in-memory exporter.
 func WithSpanExporter(e sdktrace.SpanExporter) Option {
 	return func(o *options) { o.exporter = e }
+}
+
+// WithBlockingExport makes the OTLP exporter's BatchSpanProcessor wait for
+// room in its queue (OTEL_BSP_MAX_QUEUE_SIZE, 2,048 spans by default)
+// instead of dropping a span that finds it full. Benchmarks that measure
+// what exporting every span costs use it: a load faster than the export
+// otherwise drops spans silently, and their export goes uncounted. The
+// services do not: a request must not wait for its telemetry.
+func WithBlockingExport() Option {
+	return func(o *options) { o.blocking = true }
 }
 
 // Setup builds the providers for service (carteiro-api, carteiro-worker)
@@ -107,7 +118,11 @@ func Setup(ctx context.Context, service string, getenv func(string) string, opts
 			return nil, err
 		}
 		if exp != nil {
-			tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
+			var bspOpts []sdktrace.BatchSpanProcessorOption
+			if o.blocking {
+				bspOpts = append(bspOpts, sdktrace.WithBlocking())
+			}
+			tpOpts = append(tpOpts, sdktrace.WithBatcher(exp, bspOpts...))
 			t.Exporting = true
 		} else {
 			// Nothing would read a recorded span: every span gets its ids

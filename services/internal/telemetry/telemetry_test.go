@@ -2,12 +2,19 @@ package telemetry
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -139,5 +146,61 @@ func TestSetupWithoutEndpointKeepsRemoteParentsFlag(t *testing.T) {
 				tt.sampler, tt.flags, got.TraceID(), got.IsSampled(), traceID, tt.wantSampled)
 		}
 		_ = tel.Shutdown(context.Background())
+	}
+}
+
+// WithBlockingExport keeps every span when the load outruns the export:
+// here the collector holds the first export until 10,000 spans have been
+// ended, far more than the BatchSpanProcessor's queue (2,048) and batch
+// (512) hold; without the option the rest are dropped.
+func TestBlockingExportKeepsEverySpan(t *testing.T) {
+	const spans = 10000
+	var received atomic.Int64
+	release := make(chan struct{})
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		body, err := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(body, &req)
+		}
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				received.Add(int64(len(ss.GetSpans())))
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	tel, err := Setup(context.Background(), "carteiro-test", env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}), WithBlockingExport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for range spans {
+			_, span := tel.Tracer("test").Start(context.Background(), "x", trace.WithSpanKind(trace.SpanKindServer))
+			span.End()
+		}
+	}()
+	select {
+	case <-ended:
+		t.Error("all spans ended while the collector held the first export: the queue cannot have held them (dropped?)")
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(release)
+	<-ended
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tel.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := received.Load(); got != spans {
+		t.Errorf("spans exported: got %d, want %d", got, spans)
 	}
 }
