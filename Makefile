@@ -203,7 +203,7 @@ dev-status: devstack ## One line per native component
 test: build tools jaeger otelcol kubernetes ## go vet, every test (e2e tests use bin/, including bin/jaeger and bin/otelcol; the Kubernetes manifests against a real kube-apiserver; the chaos suite's short version), then each fuzz target briefly
 	$(GO) vet ./...
 	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT) $(KUBERNETES_REPORT)
-	BIN_DIR=$(abspath $(BIN_DIR)) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) KUBERNETES_REPORT=$(abspath $(KUBERNETES_REPORT)) \
 		$(GO) test $(GO_TEST_FLAGS) ./...
 	@if [ -s $(CHAOS_REPORT) ]; then echo 'chaos (short version):'; cat $(CHAOS_REPORT); fi
 	@if [ -s $(KUBERNETES_REPORT) ]; then echo 'kubernetes:'; cat $(KUBERNETES_REPORT); fi
@@ -237,7 +237,7 @@ KUBERNETES_TESTS := ^(TestKubernetes.*|TestNetworkEvaluator|TestFrontendImage)$$
 
 test-kubernetes: kubernetes ## Only the Kubernetes manifest tests (deploy/kubernetes), against bin/kube-apiserver
 	@mkdir -p $(dir $(KUBERNETES_REPORT)) && rm -f $(KUBERNETES_REPORT)
-	BIN_DIR=$(abspath $(BIN_DIR)) KUBERNETES_REPORT=$(CURDIR)/$(KUBERNETES_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) KUBERNETES_REPORT=$(abspath $(KUBERNETES_REPORT)) \
 		$(GO) test -count=1 -run '$(KUBERNETES_TESTS)' ./services/internal/deploy/
 	@cat $(KUBERNETES_REPORT)
 
@@ -267,7 +267,7 @@ SOAK_RATE ?= 20
 
 chaos: build tools ## Fault-injection suite, full size (CHAOS_SCALE=full: kill -9, Redis and Postgres loss, SMTP 451/550, SIGTERM, 10,000 messages over 2 apis and 3 workers, soak)
 	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
-	BIN_DIR=$(abspath $(BIN_DIR)) CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) CHAOS_SCALE=full CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) \
 		$(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v ./services/chaos/
 	@echo; echo 'chaos:'; cat $(CHAOS_REPORT)
 
@@ -275,7 +275,7 @@ chaos: build tools ## Fault-injection suite, full size (CHAOS_SCALE=full: kill -
 # go test timeout is off.
 soak: build tools ## Only the soak scenario, for DURATION (default 10m) at SOAK_RATE msg/s (default 20); prints api and worker RSS at start and end
 	@mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
-	BIN_DIR=$(abspath $(BIN_DIR)) SOAK_DURATION=$(DURATION) SOAK_RATE=$(SOAK_RATE) CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) \
+	BIN_DIR=$(abspath $(BIN_DIR)) SOAK_DURATION=$(DURATION) SOAK_RATE=$(SOAK_RATE) CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) \
 		$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./services/chaos/
 	@echo; echo 'soak:'; cat $(CHAOS_REPORT)
 

@@ -113,6 +113,6 @@ func (p Process) StartTime() (time.Time, error) {
 		return time.Time{}, fmt.Errorf("boot clock: %w", err)
 	}
 	now := time.Now()
-	const userHZ = 100
-	return now.Add(-(time.Duration(ts.Nano()) - time.Duration(p.Start)*time.Second/userHZ)), nil
+	const tick = time.Second / 100 // USER_HZ
+	return now.Add(-(time.Duration(ts.Nano()) - time.Duration(p.Start)*tick)), nil
 }
