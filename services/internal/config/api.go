@@ -55,7 +55,14 @@ const (
 // GroupCommit tunes the batching of inserts.
 type GroupCommit struct {
 	// Flushers is the number of transactions in flight at once; 0 turns
-	// group commit off (one transaction per message).
+	// group commit off (one transaction per message). The default, 2, was
+	// measured against 1 and 4 in make bench's accept phase (bench/README.md,
+	// 2026-12-01): 2 took 1.09 to 1.26 times the rate of 4 at 16
+	// connections and 1.21 at 64, for 10 to 33 % less CPU a request
+	// (larger batches); 1 took 6 to 13 % more than 2 at 16 connections,
+	// but with it one stuck transaction (a COMMIT in doubt, a hung
+	// connection, a batch retried row by row) stops all intake, while with
+	// 2 the other flusher goes on.
 	Flushers int
 	// MaxBatch is the most rows in one transaction.
 	MaxBatch int
@@ -127,7 +134,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		Redis:        readRedis(r),
 		JaegerURL:    r.linkURL("JAEGER_UI_URL", ""),
 		GroupCommit: GroupCommit{
-			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 4, 0, 64),
+			Flushers: r.int("GROUP_COMMIT_FLUSHERS", 2, 0, 64),
 			MaxBatch: r.int("GROUP_COMMIT_MAX_BATCH", 128, 1, 5000),
 		},
 		PProf:                r.bool("PPROF", false),

@@ -30,6 +30,9 @@ func TestLoadAPIDefaults(t *testing.T) {
 	if c.Postgres.MaxConns != 16 {
 		t.Errorf("DB_MAX_CONNS: got %d, want 16", c.Postgres.MaxConns)
 	}
+	if want := (GroupCommit{Flushers: 2, MaxBatch: 128}); c.GroupCommit != want {
+		t.Errorf("group commit: got %+v, want %+v", c.GroupCommit, want)
+	}
 }
 
 // The pool's size is explicit and checked: a number, in range, and for
