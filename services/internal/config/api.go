@@ -59,10 +59,12 @@ type GroupCommit struct {
 	// measured against 1 and 4 in make bench's accept phase (bench/README.md,
 	// 2026-12-01): 2 took 1.09 to 1.26 times the rate of 4 at 16
 	// connections and 1.21 at 64, for 10 to 33 % less CPU a request
-	// (larger batches); 1 took 6 to 13 % more than 2 at 16 connections,
-	// but with it one stuck transaction (a COMMIT in doubt, a hung
-	// connection, a batch retried row by row) stops all intake, while with
-	// 2 the other flusher goes on.
+	// (Postgres' share −26 to −44 %: fewer, larger transactions); 1 took
+	// 6 to 13 % more than 2 at 16 connections, but with it one transaction
+	// stuck on its own connection (a COMMIT in doubt after its connection
+	// broke, a hung connection, a batch retried row by row) stops all
+	// intake, while with 2 the other flusher goes on (from the code; a
+	// stall of the whole server, such as a slow WAL flush, holds both).
 	Flushers int
 	// MaxBatch is the most rows in one transaction.
 	MaxBatch int
@@ -149,7 +151,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		},
 	}
 	if c.GroupCommit.Flushers >= c.Postgres.MaxConns {
-		r.fail("DB_MAX_CONNS", "%d leaves no connection beside the GROUP_COMMIT_FLUSHERS=%d transactions (the relay and the keyed requests need their own)",
+		r.fail("DB_MAX_CONNS", "%d leaves no connection beside the GROUP_COMMIT_FLUSHERS=%d transactions (the relay, the health check and a COMMIT's outcome resolution, which asks on another connection while its flusher holds one, need their own)",
 			c.Postgres.MaxConns, c.GroupCommit.Flushers)
 	}
 	if c.Postgres.QueryTimeout > maxQueryTimeout {

@@ -48,6 +48,9 @@ func TestMaxConns(t *testing.T) {
 		{map[string]string{"DB_MAX_CONNS": "many"}, 0, true},
 		{map[string]string{"DB_MAX_CONNS": "4", "GROUP_COMMIT_FLUSHERS": "4"}, 0, true},
 		{map[string]string{"DB_MAX_CONNS": "5", "GROUP_COMMIT_FLUSHERS": "4"}, 5, false},
+		// The default GROUP_COMMIT_FLUSHERS, 2, needs a third connection.
+		{map[string]string{"DB_MAX_CONNS": "2"}, 0, true},
+		{map[string]string{"DB_MAX_CONNS": "3"}, 3, false},
 	}
 	for _, tt := range tests {
 		c, err := LoadAPI(env(tt.env))
